@@ -1,0 +1,774 @@
+"""``PatternClient``: the typed asyncio client of both Pattern Service APIs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import grpc
+from google.protobuf import field_mask_pb2
+
+from tmws.pattern.client._convert import (
+    DEFAULT,
+    ContextLike,
+    MetadataLike,
+    TimeoutLike,
+    merge_metadata,
+    to_field_mask,
+    to_struct,
+)
+from tmws.pattern.client._enums import (
+    ExecutionModeLike,
+    PatternTypeLike,
+    SuccessPatternStatusLike,
+    parse_execution_mode,
+    parse_pattern_type,
+    parse_success_pattern_status,
+)
+from tmws.pattern.client._errors import Unavailable, from_grpc_error
+from tmws.pattern.client._stream import ExecuteManyItem, ExecuteManyStream
+from tmws.pattern.client._version import __version__
+from tmws.pattern.v1 import pattern_execution_service_pb2 as exec_pb2
+from tmws.pattern.v1 import pattern_execution_service_pb2_grpc as exec_grpc
+from tmws.pattern.v1 import pattern_learning_service_pb2 as learn_pb2
+from tmws.pattern.v1 import pattern_learning_service_pb2_grpc as learn_grpc
+
+if TYPE_CHECKING:
+    from typing import Self
+
+__all__ = ["DEFAULT_CHANNEL_OPTIONS", "DEFAULT_TARGET", "PatternClient"]
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+"""The target :meth:`PatternClient.connect` uses by default."""
+
+DEFAULT_CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("grpc.primary_user_agent", f"tmws-pattern-client/{__version__}"),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+)
+"""Channel options :meth:`PatternClient.connect` starts from; ``options`` override them by key."""
+
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
+
+
+class PatternClient:
+    """Typed asyncio client of ``PatternExecutionService`` and ``PatternLearningService``.
+
+    One method per RPC, each taking keyword ``timeout`` (seconds; default: the
+    client's ``default_timeout``; ``None``: no deadline) and ``metadata``
+    (added after the client's metadata), and raising the typed
+    :class:`~tmws.pattern.client.PatternServiceError` subclass of the status
+    code, with the ``google.rpc`` details unpacked.
+
+    Return values: when a response message wraps exactly one resource, the
+    method returns that resource (``execute`` returns the ``ExecutionResult``,
+    ``route`` the ``RoutingDecision``, the single-pattern learning methods the
+    ``SuccessPattern``); otherwise it returns the response message (lists,
+    ``register_batch``, ``delete_pattern_definition``, ``get_stats``,
+    ``match_patterns``). ``delete_success_pattern`` returns ``None``. The raw
+    stubs are available as :attr:`execution_stub` and :attr:`learning_stub`.
+
+    Example::
+
+        async with PatternClient.connect("127.0.0.1:50051") as client:
+            result = await client.execute("check system health", execution_mode="fast")
+            print(result.pattern_name, result.tokens_used)
+
+    Use one client (one channel) for many concurrent calls; it must be created
+    and used inside one running event loop.
+    """
+
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        *,
+        metadata: MetadataLike = (),
+        default_timeout: float | None = 10.0,
+        wait_for_ready: bool | None = None,
+        target: str | None = None,
+    ) -> None:
+        """Wrap an existing ``grpc.aio`` channel; :meth:`close` closes it.
+
+        Args:
+            channel: The channel to the service.
+            metadata: Metadata sent with every call (e.g. authorization).
+            default_timeout: Deadline in seconds of each unary call made
+                without ``timeout``; ``None`` for no deadline.
+            wait_for_ready: gRPC wait-for-ready for every call: ``True``
+                queues calls while the channel connects instead of failing
+                with ``UNAVAILABLE``.
+            target: The channel's target, for messages only.
+
+        Raises:
+            ValueError: If ``default_timeout`` is not positive.
+        """
+        if default_timeout is not None and default_timeout <= 0:
+            raise ValueError("default_timeout must be positive or None")
+        self._channel = channel
+        self._metadata = merge_metadata(metadata)
+        self._default_timeout = default_timeout
+        self._wait_for_ready = wait_for_ready
+        self._target = target
+        self._execution: exec_grpc.PatternExecutionServiceAsyncStub = exec_grpc.PatternExecutionServiceStub(channel)
+        self._learning: learn_grpc.PatternLearningServiceAsyncStub = learn_grpc.PatternLearningServiceStub(channel)
+
+    @classmethod
+    def connect(
+        cls,
+        target: str = DEFAULT_TARGET,
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
+        metadata: MetadataLike = (),
+        default_timeout: float | None = 10.0,
+        options: Sequence[tuple[str, Any]] = (),
+        compression: grpc.Compression | None = None,
+        interceptors: Sequence[grpc.aio.ClientInterceptor] | None = None,
+        wait_for_ready: bool | None = None,
+    ) -> PatternClient:
+        """Create a client with a new channel to ``target``.
+
+        The channel connects lazily, on the first call (or
+        :meth:`wait_until_ready`). Call this inside a running event loop, e.g.
+        ``async with PatternClient.connect(target) as client: ...``.
+
+        Args:
+            target: ``host:port`` (or any gRPC target URI) of the service.
+            credentials: Channel credentials (e.g.
+                ``grpc.ssl_channel_credentials()``) for TLS; ``None`` for a
+                plaintext channel.
+            metadata: Metadata sent with every call.
+            default_timeout: Deadline in seconds of each unary call made
+                without ``timeout``; ``None`` for no deadline.
+            options: gRPC channel options, overriding
+                :data:`DEFAULT_CHANNEL_OPTIONS` by key.
+            compression: Default compression of the channel.
+            interceptors: ``grpc.aio`` client interceptors.
+            wait_for_ready: gRPC wait-for-ready for every call.
+
+        Returns:
+            The client; close it with :meth:`close` or ``async with``.
+
+        Raises:
+            ValueError: If ``default_timeout`` is not positive.
+        """
+        merged = dict(DEFAULT_CHANNEL_OPTIONS)
+        merged.update(options)
+        channel_options = list(merged.items())
+        if credentials is None:
+            channel = grpc.aio.insecure_channel(
+                target, options=channel_options, compression=compression, interceptors=interceptors
+            )
+        else:
+            channel = grpc.aio.secure_channel(
+                target, credentials, options=channel_options, compression=compression, interceptors=interceptors
+            )
+        return cls(
+            channel,
+            metadata=metadata,
+            default_timeout=default_timeout,
+            wait_for_ready=wait_for_ready,
+            target=target,
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self, grace: float | None = None) -> None:
+        """Close the channel.
+
+        Args:
+            grace: Seconds to let calls in progress finish; ``None`` cancels
+                them at once.
+        """
+        await self._channel.close(grace)
+
+    async def wait_until_ready(self, timeout: float | None = None) -> None:
+        """Wait until the channel is connected.
+
+        Args:
+            timeout: Seconds to wait at most; ``None`` waits indefinitely.
+
+        Raises:
+            Unavailable: If the channel is not ready within ``timeout``.
+        """
+        try:
+            await asyncio.wait_for(self._channel.channel_ready(), timeout)
+        except TimeoutError:
+            target = self._target or "the service"
+            raise Unavailable(f"could not connect to {target} within {timeout} s") from None
+
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        """The underlying ``grpc.aio`` channel."""
+        return self._channel
+
+    @property
+    def execution_stub(self) -> exec_grpc.PatternExecutionServiceAsyncStub:
+        """The raw generated ``PatternExecutionService`` stub (errors are not translated)."""
+        return self._execution
+
+    @property
+    def learning_stub(self) -> learn_grpc.PatternLearningServiceAsyncStub:
+        """The raw generated ``PatternLearningService`` stub (errors are not translated)."""
+        return self._learning
+
+    @property
+    def default_timeout(self) -> float | None:
+        """Deadline in seconds of unary calls made without ``timeout``."""
+        return self._default_timeout
+
+    def _deadline(self, timeout: TimeoutLike) -> float | None:
+        return self._default_timeout if timeout is DEFAULT else timeout
+
+    async def _unary(
+        self,
+        method: grpc.aio.UnaryUnaryMultiCallable[_Req, _Resp],
+        request: _Req,
+        timeout: TimeoutLike,
+        metadata: MetadataLike | None,
+    ) -> _Resp:
+        try:
+            return await method(
+                request,
+                timeout=self._deadline(timeout),
+                metadata=merge_metadata(self._metadata, metadata),
+                wait_for_ready=self._wait_for_ready,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise from_grpc_error(exc) from exc
+
+    # --- PatternExecutionService -------------------------------------------------------------------------------
+
+    async def execute(
+        self,
+        query: str,
+        *,
+        execution_mode: ExecutionModeLike = None,
+        context: ContextLike = None,
+        use_cache: bool | None = None,
+        timeout: TimeoutLike = DEFAULT,
+        metadata: MetadataLike | None = None,
+    ) -> exec_pb2.ExecutionResult:
+        """Execute one query (``Execute``).
+
+        Args:
+            query: The natural-language query (1-10,000 characters).
+            execution_mode: ``"fast"``, ``"balanced"``, ``"comprehensive"``,
+                an :data:`~tmws.pattern.client.ExecutionMode` value, or
+                ``None`` (balanced).
+            context: Execution context as a JSON-like mapping (``agent``,
+                ``tags``, ``limit``, ...) or a ``Struct``.
+            use_cache: Whether a cached result may be returned and a fresh one
+                cached; ``None`` leaves it to the server (true).
+            timeout: Deadline in seconds; default: the client's default.
+            metadata: Extra call metadata.
+
+        Returns:
+            The ``ExecutionResult`` (``ExecuteResponse.result``).
+
+        Raises:
+            InvalidArgument: If the query or context is invalid.
+            NotFound: If no pattern matches the query.
+            FailedPrecondition: If the mode cannot run the matched pattern.
+            PatternServiceError: For any other error status.
+            ValueError: If ``execution_mode`` is not an execution mode.
+            TypeError: If ``context`` is not JSON-like.
+        """
+        request = exec_pb2.ExecuteRequest(
+            query=query,
+            execution_mode=parse_execution_mode(execution_mode),
+            context=to_struct(context),
+            use_cache=use_cache,
+        )
+        response = await self._unary(self._execution.Execute, request, timeout, metadata)
+        return response.result
+
+    def execute_many(
+        self,
+        requests: Iterable[ExecuteManyItem] | AsyncIterable[ExecuteManyItem],
+        *,
+        execution_mode: ExecutionModeLike = None,
+        use_cache: bool | None = None,
+        max_in_flight: int | None = None,
+        timeout: float | None = None,
+        metadata: MetadataLike | None = None,
+    ) -> ExecuteManyStream:
+        """Execute a stream of queries (``ExecuteMany``).
+
+        ``requests`` is consumed lazily, as the server accepts requests, so it
+        may be a generator over a large file. Pass an async iterable when
+        producing an item may block (e.g. reading a pipe). Iterate the returned
+        stream to get one :class:`~tmws.pattern.client.ExecuteManyOutcome` per
+        request, in completion order; an item's failure is its outcome's
+        ``error`` and does not end the stream::
+
+            async for outcome in client.execute_many([("1", "check health"), ("2", "recall notes", "balanced")]):
+                print(outcome.request_id, outcome.result if outcome.ok else outcome.error)
+
+        Args:
+            requests: ``ExecuteManyRequest`` messages (sent as they are) or
+                tuples ``(request_id, query[, mode[, context]])``; request ids
+                must be unique among the requests in flight.
+            execution_mode: Mode of tuples that give none.
+            use_cache: ``use_cache`` of tuples; ``None`` leaves it unset.
+            max_in_flight: At most this many requests sent and not yet
+                answered; ``None`` leaves flow control to the server's window.
+            timeout: Deadline in seconds of the whole stream; ``None`` (the
+                default, which does not use ``default_timeout``) for none.
+            metadata: Extra call metadata.
+
+        Returns:
+            The stream, an async iterator of outcomes (and an async context
+            manager that cancels the call on exit). The call starts on the
+            first iteration. Iterating raises
+            :class:`~tmws.pattern.client.PatternServiceError` if the stream
+            as a whole fails, and re-raises any error of ``requests`` or of
+            converting an item (``TypeError``/``ValueError``).
+
+        Raises:
+            ValueError: If ``max_in_flight`` is less than 1.
+        """
+        return ExecuteManyStream(
+            self._execution.ExecuteMany,
+            requests,
+            execution_mode=execution_mode,
+            use_cache=use_cache,
+            max_in_flight=max_in_flight,
+            timeout=timeout,
+            metadata=merge_metadata(self._metadata, metadata),
+            wait_for_ready=self._wait_for_ready,
+        )
+
+    async def route(
+        self,
+        query: str,
+        *,
+        execution_mode: ExecutionModeLike = None,
+        context: ContextLike = None,
+        timeout: TimeoutLike = DEFAULT,
+        metadata: MetadataLike | None = None,
+    ) -> exec_pb2.RoutingDecision:
+        """Return the routing decision for a query without executing it (``Route``).
+
+        Args:
+            query: The natural-language query.
+            execution_mode: As in :meth:`execute`.
+            context: As in :meth:`execute`.
+            timeout: Deadline in seconds; default: the client's default.
+            metadata: Extra call metadata.
+
+        Returns:
+            The ``RoutingDecision`` (``RouteResponse.decision``).
+
+        Raises:
+            InvalidArgument: If the query or context is invalid.
+            NotFound: If no pattern matches the query.
+            PatternServiceError: For any other error status.
+            ValueError: If ``execution_mode`` is not an execution mode.
+            TypeError: If ``context`` is not JSON-like.
+        """
+        request = exec_pb2.RouteRequest(
+            query=query, execution_mode=parse_execution_mode(execution_mode), context=to_struct(context)
+        )
+        response = await self._unary(self._execution.Route, request, timeout, metadata)
+        return response.decision
+
+    async def register_batch(
+        self,
+        pattern_definitions: Iterable[exec_pb2.PatternDefinition],
+        *,
+        validate_only: bool = False,
+        timeout: TimeoutLike = DEFAULT,
+        metadata: MetadataLike | None = None,
+    ) -> exec_pb2.RegisterBatchResponse:
+        """Register or replace pattern definitions atomically (``RegisterBatch``).
+
+        Args:
+            pattern_definitions: The definitions (1-1,000, unique names).
+            validate_only: Only validate; change nothing.
+            timeout: Deadline in seconds; default: the client's default.
+            metadata: Extra call metadata.
+
+        Returns:
+            The response: the stored definitions, created and replaced counts
+            and the registry version.
+
+        Raises:
+            InvalidArgument: With one field violation per problem; nothing
+                was registered.
+            PatternServiceError: For any other error status.
+        """
+        request = exec_pb2.RegisterBatchRequest(
+            pattern_definitions=list(pattern_definitions), validate_only=validate_only
+        )
+        return await self._unary(self._execution.RegisterBatch, request, timeout, metadata)
+
+    async def list_pattern_definitions(
+        self,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        pattern_type: PatternTypeLike = None,
+        timeout: TimeoutLike = DEFAULT,
+        metadata: MetadataLike | None = None,
+    ) -> exec_pb2.ListPatternDefinitionsResponse:
+        """List one page of pattern definitions (``ListPatternDefinitions``).
+
+        Args:
+            page_size: Maximum definitions (0: the server default, 50).
+            page_token: ``next_page_token`` of the previous page.
+            pattern_type: Only this type (``"memory"``, ...); ``None``: all.
+            timeout: Deadline in seconds; default: the client's default.
+            metadata: Extra call metadata.
+
+        Returns:
+            The page: definitions, ``next_page_token`` and ``total_size``.
+
+        Raises:
+            InvalidArgument: If the page size or token is invalid.
+            PatternServiceError: For any other error status.
+            ValueError: If ``pattern_type`` is not a pattern type.
+        """
+        request = exec_pb2.ListPatternDefinitionsRequest(
+            page_size=page_size, page_token=page_token, pattern_type=parse_pattern_type(pattern_type)
+        )
+        return await self._unary(self._execution.ListPatternDefinitions, request, timeout, metadata)
+
+    async def iter_all_pattern_definitions(
+        self,
+        *,
+        page_size: int = 0,
+        pattern_type: PatternTypeLike = None,
+        timeout: TimeoutLike = DEFAULT,
+        metadata: MetadataLike | None = None,
+    ) -> AsyncIterator[exec_pb2.PatternDefinition]:
+        """Iterate over every pattern definition, fetching pages as needed.
+
+        Args:
+            page_size: Definitions per page (0: the server default).
+            pattern_type: Only this type; ``None``: all.
+            timeout: Deadline in seconds of each page request.
+            metadata: Extra call metadata.
+
+        Yields:
+            Each definition, in priority order.
+
+        Raises:
+            PatternServiceError: If a page request fails.
+        """
+        token = ""
+        while True:
+            page = await self.list_pattern_definitions(
+                page_size=page_size, page_token=token, pattern_type=pattern_type, timeout=timeout, metadata=metadata
+            )
+            for definition in page.pattern_definitions:
+                yield definition
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def delete_pattern_definition(
+        self, name: str, *, timeout: TimeoutLike = DEFAULT, metadata: MetadataLike | None = None
+    ) -> exec_pb2.DeletePatternDefinitionResponse:
+        """Delete one pattern definition by name (``DeletePatternDefinition``).
+
+        Args:
+            name: Name of the definition.
+            timeout: Deadline in seconds; default: the client's default.
+            metadata: Extra call metadata.
+
+        Returns:
+            The response, with the registry version after the deletion.
+
+        Raises:
+            NotFound: If there is no definition of that name.
+            PatternServiceError: For any other error status.
+        """
+        request = exec_pb2.DeletePatternDefinitionRequest(name=name)
+        return await self._unary(self._execution.DeletePatternDefinition, request, timeout, metadata)
+
+    async def get_stats(
+        self, *, timeout: TimeoutLike = DEFAULT, metadata: MetadataLike | None = None
+    ) -> exec_pb2.GetStatsResponse:
+        """Return the server process's statistics (``GetStats``).
+
+        Args:
+            timeout: Deadline in seconds; default: the client's default.
+            metadata: Extra call metadata.
+
+        Returns:
+            Engine, registry, router and cache statistics.
+
+        Raises:
+            PatternServiceError: For any error status.
+        """
+        return await self._unary(self._execution.GetStats, exec_pb2.GetStatsRequest(), timeout, metadata)
+
+    # --- PatternLearningService --------------------------------------------------------------------------------
+
+    async def match_patterns(
+        self,
+        intent: str,
+        *,
+        context: str = "",
+        requirements: Iterable[str] = (),
+        pattern_types: Iterable[str] = (),
+        statuses: Iterable[SuccessPatternStatusLike] = (),
+        tags: Iterable[str] = (),
+        min_quality_score: float | None = None,
+        min_success_rate: float | None = None,
+        limit: int = 0,
+        min_confidence: float | None = None,
+        timeout: TimeoutLike = DEFAULT,
+        metadata: MetadataLike | None = None,
+    ) -> learn_pb2.MatchPatternsResponse:
+        """Find the success patterns closest in meaning to an intent (``MatchPatterns``).
+
+        Args:
+            intent: What the caller wants to do (1-1,000 characters).
+            context: Free-text context embedded with the intent.
+            requirements: Requirements embedded with the intent (at most 20).
+            pattern_types: Only these ``pattern_type`` categories.
+            statuses: Only these statuses (``"active"``, ...); empty: active.
+            tags: Only patterns with at least one of these tags.
+            min_quality_score: Only patterns with at least this quality score.
+            min_success_rate: Only patterns with at least this success rate.
+            limit: Maximum matches, 1-100 (0: the server default, 10).
+            min_confidence: Minimum cosine similarity (``None``: 0.3).
+            timeout: Deadline in seconds; default: the client's default.
+            metadata: Extra call metadata.
+
+        Returns:
+            The matches, best first, with their total and query metadata.
+
+        Raises:
+            InvalidArgument: If an argument is out of range.
+            PatternServiceError: For any other error status.
+            ValueError: If a status is not a success pattern status.
+        """
+        filters = learn_pb2.PatternMatchFilters(
+            pattern_types=list(pattern_types),
+            statuses=[parse_success_pattern_status(s) for s in statuses],
+            tags=list(tags),
+            min_quality_score=min_quality_score,
+            min_success_rate=min_success_rate,
+        )
+        request = learn_pb2.MatchPatternsRequest(
+            intent=intent,
+            context=context,
+            requirements=list(requirements),
+            filters=filters,
+            limit=limit,
+            min_confidence=min_confidence,
+        )
+        return await self._unary(self._learning.MatchPatterns, request, timeout, metadata)
+
+    async def create_success_pattern(
+        self,
+        success_pattern: learn_pb2.SuccessPattern,
+        *,
+        timeout: TimeoutLike = DEFAULT,
+        metadata: MetadataLike | None = None,
+    ) -> learn_pb2.SuccessPattern:
+        """Create a success pattern (``CreateSuccessPattern``).
+
+        Args:
+            success_pattern: The pattern; output-only fields are ignored.
+            timeout: Deadline in seconds; default: the client's default.
+            metadata: Extra call metadata.
+
+        Returns:
+            The pattern as stored (with ``pattern_id`` and timestamps).
+
+        Raises:
+            InvalidArgument: If a field is invalid.
+            AlreadyExists: If the name is taken.
+            PatternServiceError: For any other error status.
+        """
+        request = learn_pb2.CreateSuccessPatternRequest(success_pattern=success_pattern)
+        response = await self._unary(self._learning.CreateSuccessPattern, request, timeout, metadata)
+        return response.success_pattern
+
+    async def get_success_pattern(
+        self, pattern_id: str, *, timeout: TimeoutLike = DEFAULT, metadata: MetadataLike | None = None
+    ) -> learn_pb2.SuccessPattern:
+        """Return one success pattern (``GetSuccessPattern``).
+
+        Args:
+            pattern_id: UUID of the pattern.
+            timeout: Deadline in seconds; default: the client's default.
+            metadata: Extra call metadata.
+
+        Returns:
+            The pattern.
+
+        Raises:
+            InvalidArgument: If ``pattern_id`` is not a UUID.
+            NotFound: If there is no such pattern.
+            PatternServiceError: For any other error status.
+        """
+        request = learn_pb2.GetSuccessPatternRequest(pattern_id=pattern_id)
+        response = await self._unary(self._learning.GetSuccessPattern, request, timeout, metadata)
+        return response.success_pattern
+
+    async def list_success_patterns(
+        self,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        pattern_type: str = "",
+        statuses: Iterable[SuccessPatternStatusLike] = (),
+        timeout: TimeoutLike = DEFAULT,
+        metadata: MetadataLike | None = None,
+    ) -> learn_pb2.ListSuccessPatternsResponse:
+        """List one page of success patterns, newest first (``ListSuccessPatterns``).
+
+        Args:
+            page_size: Maximum patterns (0: the server default, 50).
+            page_token: ``next_page_token`` of the previous page.
+            pattern_type: Only this category; empty: all.
+            statuses: Only these statuses; empty: all.
+            timeout: Deadline in seconds; default: the client's default.
+            metadata: Extra call metadata.
+
+        Returns:
+            The page: patterns, ``next_page_token`` and ``total_size``.
+
+        Raises:
+            InvalidArgument: If the page size or token is invalid.
+            PatternServiceError: For any other error status.
+            ValueError: If a status is not a success pattern status.
+        """
+        request = learn_pb2.ListSuccessPatternsRequest(
+            page_size=page_size,
+            page_token=page_token,
+            pattern_type=pattern_type,
+            statuses=[parse_success_pattern_status(s) for s in statuses],
+        )
+        return await self._unary(self._learning.ListSuccessPatterns, request, timeout, metadata)
+
+    async def iter_all_success_patterns(
+        self,
+        *,
+        page_size: int = 0,
+        pattern_type: str = "",
+        statuses: Iterable[SuccessPatternStatusLike] = (),
+        timeout: TimeoutLike = DEFAULT,
+        metadata: MetadataLike | None = None,
+    ) -> AsyncIterator[learn_pb2.SuccessPattern]:
+        """Iterate over every success pattern, newest first, fetching pages as needed.
+
+        Args:
+            page_size: Patterns per page (0: the server default).
+            pattern_type: Only this category; empty: all.
+            statuses: Only these statuses; empty: all.
+            timeout: Deadline in seconds of each page request.
+            metadata: Extra call metadata.
+
+        Yields:
+            Each success pattern.
+
+        Raises:
+            PatternServiceError: If a page request fails.
+        """
+        status_list = list(statuses)
+        token = ""
+        while True:
+            page = await self.list_success_patterns(
+                page_size=page_size,
+                page_token=token,
+                pattern_type=pattern_type,
+                statuses=status_list,
+                timeout=timeout,
+                metadata=metadata,
+            )
+            for pattern in page.success_patterns:
+                yield pattern
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def update_success_pattern(
+        self,
+        success_pattern: learn_pb2.SuccessPattern,
+        update_mask: Iterable[str] | str | field_mask_pb2.FieldMask,
+        *,
+        timeout: TimeoutLike = DEFAULT,
+        metadata: MetadataLike | None = None,
+    ) -> learn_pb2.SuccessPattern:
+        """Update the named fields of a success pattern (``UpdateSuccessPattern``).
+
+        Args:
+            success_pattern: The pattern with ``pattern_id`` set and the new values.
+            update_mask: The fields to update: paths (``["tags", "status"]``),
+                a comma-separated string, or a ``FieldMask``.
+            timeout: Deadline in seconds; default: the client's default.
+            metadata: Extra call metadata.
+
+        Returns:
+            The pattern as stored after the update.
+
+        Raises:
+            InvalidArgument: If the mask or a value is invalid.
+            NotFound: If there is no such pattern.
+            AlreadyExists: If the new name is taken.
+            PatternServiceError: For any other error status.
+        """
+        request = learn_pb2.UpdateSuccessPatternRequest(
+            success_pattern=success_pattern, update_mask=to_field_mask(update_mask)
+        )
+        response = await self._unary(self._learning.UpdateSuccessPattern, request, timeout, metadata)
+        return response.success_pattern
+
+    async def delete_success_pattern(
+        self, pattern_id: str, *, timeout: TimeoutLike = DEFAULT, metadata: MetadataLike | None = None
+    ) -> None:
+        """Delete one success pattern (``DeleteSuccessPattern``).
+
+        Args:
+            pattern_id: UUID of the pattern.
+            timeout: Deadline in seconds; default: the client's default.
+            metadata: Extra call metadata.
+
+        Raises:
+            NotFound: If there is no such pattern.
+            PatternServiceError: For any other error status.
+        """
+        request = learn_pb2.DeleteSuccessPatternRequest(pattern_id=pattern_id)
+        await self._unary(self._learning.DeleteSuccessPattern, request, timeout, metadata)
+
+    async def record_pattern_outcome(
+        self,
+        pattern_id: str,
+        success: bool,
+        *,
+        timeout: TimeoutLike = DEFAULT,
+        metadata: MetadataLike | None = None,
+    ) -> learn_pb2.SuccessPattern:
+        """Record one use of a pattern and its outcome (``RecordPatternOutcome``).
+
+        Args:
+            pattern_id: UUID of the pattern that was used.
+            success: Whether using it succeeded.
+            timeout: Deadline in seconds; default: the client's default.
+            metadata: Extra call metadata.
+
+        Returns:
+            The pattern after the outcome was recorded (``match_count``,
+            ``success_rate`` and ``last_matched_at`` updated).
+
+        Raises:
+            NotFound: If there is no such pattern.
+            PatternServiceError: For any other error status.
+        """
+        request = learn_pb2.RecordPatternOutcomeRequest(pattern_id=pattern_id, success=success)
+        response = await self._unary(self._learning.RecordPatternOutcome, request, timeout, metadata)
+        return response.success_pattern

@@ -1,0 +1,58 @@
+"""Command line: ``python -m pattern_service serve`` (default), ``migrate`` or ``hash-key``.
+
+Settings come from ``TMWS_*`` environment variables (see :mod:`pattern_service.config`);
+``--address`` and ``--data-dir`` override ``TMWS_GRPC_ADDRESS`` and ``TMWS_DATA_DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from pattern_service.config import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["hash-key"]:
+        from pattern_service.api.keys import main as hash_key
+
+        return hash_key(args[1:])
+    parser = argparse.ArgumentParser(prog="tmws-pattern-service", description="Pattern Service gRPC server")
+    parser.add_argument("command", nargs="?", default="serve", choices=("serve", "migrate", "hash-key"))
+    parser.add_argument("--address", help="host:port to listen on (TMWS_GRPC_ADDRESS)")
+    parser.add_argument("--data-dir", type=Path, help="data directory of the embedded backends (TMWS_DATA_DIR)")
+    parser.add_argument("--workers", type=int, help="server processes sharing the port (TMWS_WORKERS)")
+    opts = parser.parse_args(args)
+    overrides: dict[str, object] = {}
+    if opts.address:
+        overrides["grpc_address"] = opts.address
+    if opts.data_dir:
+        overrides["data_dir"] = opts.data_dir
+    if opts.workers:
+        overrides["workers"] = opts.workers
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if opts.command == "migrate":
+        from pattern_service.store.db import upgrade_to_head
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        upgrade_to_head(settings.resolved_database_url)
+        logging.getLogger(__name__).info("database at head: %s", settings.resolved_database_url)
+        return 0
+    if settings.workers > 1:
+        from pattern_service.workers import run_workers
+
+        return run_workers(settings, settings.workers)
+    from pattern_service.server import serve
+
+    asyncio.run(serve(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The gRPC API layer: thin servicers, validation, conversion and the error mapping."""

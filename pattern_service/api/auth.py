@@ -1,0 +1,250 @@
+"""Authentication and per-RPC scopes: a ``grpc.aio`` server interceptor.
+
+A caller presents its API key as ``authorization: Bearer <key>`` (or
+``x-api-key: <key>``). The interceptor verifies it against the configured
+digests (:mod:`pattern_service.api.keys`), checks the scope the method needs
+(:data:`METHOD_SCOPES`) and binds the caller's :class:`~pattern_service.api.identity.Principal`
+for the call, from which :func:`~pattern_service.api.identity.tenant_of` takes the tenant.
+
+========================================================  ==========
+RPC                                                       scope
+========================================================  ==========
+Execute, ExecuteMany, Route                               execute
+  … and an Execute/ExecuteMany item that routes to a write  + write
+GetStats, ListPatternDefinitions, MatchPatterns,          read
+GetSuccessPattern, ListSuccessPatterns
+CreateSuccessPattern, UpdateSuccessPattern,               write
+DeleteSuccessPattern, RecordPatternOutcome
+RegisterBatch, DeletePatternDefinition                    admin
+grpc.health.v1.Health, server reflection                  none (open)
+any other method of ``tmws.pattern.v1``                    admin (fail closed)
+========================================================  ==========
+
+The ``write`` check of an execution cannot live here: only the router knows
+whether a query (``store …``) is a write. The servicer passes
+``allow_write=has_scope(WRITE)`` to the engine, which refuses a planned write
+with ``PERMISSION_DENIED`` before anything runs or is cached.
+
+Errors: no or an unknown key → ``UNAUTHENTICATED`` (reason ``MISSING_CREDENTIALS``
+or ``INVALID_API_KEY``); missing scope → ``PERMISSION_DENIED`` (reason
+``MISSING_SCOPE``, metadata ``required_scope``); an ``x-tenant-id`` header
+other than the key's tenant → ``PERMISSION_DENIED`` (reason ``TENANT_MISMATCH``).
+
+With no keys configured the server runs open (every scope, tenant from
+``x-tenant-id``) and :func:`check_open_mode` allows that on a loopback address
+only, unless ``TMWS_ALLOW_UNAUTHENTICATED=true``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+
+import grpc
+
+from pattern_service.api.handlers import Handler, ServicerContext, rejecting_handler, wrap_handler
+from pattern_service.api.identity import (
+    TENANT_METADATA_KEY,
+    Principal,
+    Scope,
+    metadata_tenant,
+    missing_scope,
+    reset_principal,
+    set_principal,
+)
+from pattern_service.api.keys import KeyRing
+from pattern_service.api.status import status_code_of
+from pattern_service.errors import PatternServiceError, PermissionDeniedError, UnauthenticatedError
+
+log = logging.getLogger(__name__)
+
+PACKAGE = "tmws.pattern.v1"
+_EXEC = f"/{PACKAGE}.PatternExecutionService/"
+_LEARN = f"/{PACKAGE}.PatternLearningService/"
+
+#: The scope each RPC of ``tmws.pattern.v1`` needs (full method names).
+METHOD_SCOPES: dict[str, Scope] = {
+    _EXEC + "Execute": Scope.EXECUTE,
+    _EXEC + "ExecuteMany": Scope.EXECUTE,
+    _EXEC + "Route": Scope.EXECUTE,
+    _EXEC + "GetStats": Scope.READ,
+    _EXEC + "ListPatternDefinitions": Scope.READ,
+    _EXEC + "RegisterBatch": Scope.ADMIN,
+    _EXEC + "DeletePatternDefinition": Scope.ADMIN,
+    _LEARN + "MatchPatterns": Scope.READ,
+    _LEARN + "GetSuccessPattern": Scope.READ,
+    _LEARN + "ListSuccessPatterns": Scope.READ,
+    _LEARN + "CreateSuccessPattern": Scope.WRITE,
+    _LEARN + "UpdateSuccessPattern": Scope.WRITE,
+    _LEARN + "DeleteSuccessPattern": Scope.WRITE,
+    _LEARN + "RecordPatternOutcome": Scope.WRITE,
+}
+
+BEARER = "bearer "
+API_KEY_METADATA_KEY = "x-api-key"
+
+
+def required_scope(method: str) -> Scope | None:
+    """The scope ``method`` needs; ``None`` for methods outside ``tmws.pattern.v1`` (health, reflection)."""
+    scope = METHOD_SCOPES.get(method)
+    if scope is None and method.startswith(f"/{PACKAGE}."):
+        return Scope.ADMIN  # a method added later without an entry: fail closed
+    return scope
+
+
+def presented_key(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
+    """The API key a call presents, or ``None``.
+
+    Raises:
+        UnauthenticatedError: ``MALFORMED_AUTHORIZATION``: an ``authorization``
+            header that is not ``Bearer <key>``.
+    """
+    for key, value in metadata or ():
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        if key == "authorization":
+            if not text[: len(BEARER)].lower() == BEARER or not text[len(BEARER) :].strip():
+                raise UnauthenticatedError(
+                    "the authorization metadata must be 'Bearer <api key>'", reason="MALFORMED_AUTHORIZATION"
+                )
+            return text[len(BEARER) :].strip()
+        if key == API_KEY_METADATA_KEY and text:
+            return text
+    return None
+
+
+def authenticate(ring: KeyRing, metadata: Sequence[tuple[str, str | bytes]] | None, scope: Scope) -> Principal:
+    """The principal of a call that needs ``scope``.
+
+    Raises:
+        UnauthenticatedError: No key, a malformed header, or an unknown key.
+        PermissionDeniedError: The key lacks ``scope`` (``MISSING_SCOPE``), or
+            the ``x-tenant-id`` metadata names another tenant (``TENANT_MISMATCH``).
+        InvalidArgumentError: A malformed ``x-tenant-id`` value.
+    """
+    key = presented_key(metadata)
+    if key is None:
+        raise UnauthenticatedError(
+            "this server requires an API key: send 'authorization: Bearer <key>'", reason="MISSING_CREDENTIALS"
+        )
+    principal = ring.authenticate(key)
+    if principal is None:
+        raise UnauthenticatedError("the API key is not valid", reason="INVALID_API_KEY")
+    if not principal.has(scope):
+        raise missing_scope(scope)
+    claimed = metadata_tenant(metadata)
+    if claimed is not None and claimed != principal.tenant:
+        raise PermissionDeniedError(
+            f"metadata {TENANT_METADATA_KEY} names another tenant than the API key's",
+            reason="TENANT_MISMATCH",
+            metadata={"key_tenant": principal.tenant},
+        )
+    return principal
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Verifies API keys and scopes, and binds the principal for the call.
+
+    Args:
+        ring: The configured keys; an empty ring lets every call through (open server).
+        on_reject: Called with ``(method, status code name)`` for each refused call (metrics).
+    """
+
+    def __init__(self, ring: KeyRing, on_reject: Callable[[str, str], None] | None = None):
+        self._ring = ring
+        self._on_reject = on_reject
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        """Authenticate and authorize one call (see the module docstring)."""
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        scope = required_scope(method)
+        if handler is None or scope is None or not self._ring.enabled:
+            return handler
+        try:
+            principal = authenticate(self._ring, handler_call_details.invocation_metadata, scope)
+        except PatternServiceError as exc:
+            if self._on_reject is not None:
+                self._on_reject(method.rpartition("/")[2], status_code_of(exc).name)
+            return rejecting_handler(handler, exc)
+
+        @contextlib.asynccontextmanager
+        async def bound(context: ServicerContext) -> AsyncIterator[None]:
+            token = set_principal(principal)
+            try:
+                yield
+            finally:
+                reset_principal(token)
+
+        return wrap_handler(handler, bound)
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a ``host:port`` listen address accepts loopback connections only.
+
+    ``localhost`` and Unix sockets count as loopback; a wildcard (``0.0.0.0``, ``[::]``) or any
+    other name or address does not.
+    """
+    if address.startswith(("unix:", "unix-abstract:")):
+        return True
+    host = address.rpartition(":")[0] if ":" in address else address
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class InsecureConfigurationError(RuntimeError):
+    """The server would run open on a non-loopback address."""
+
+
+def check_open_mode(ring: KeyRing, address: str, allow_unauthenticated: bool) -> str:
+    """Refuse to run open beyond loopback; describe the authentication mode.
+
+    Args:
+        ring: The configured keys.
+        address: ``TMWS_GRPC_ADDRESS``.
+        allow_unauthenticated: ``TMWS_ALLOW_UNAUTHENTICATED``.
+
+    Returns:
+        A one-line description for the start-up log.
+
+    Raises:
+        InsecureConfigurationError: No keys, a non-loopback address and no
+            explicit ``TMWS_ALLOW_UNAUTHENTICATED=true``.
+    """
+    if ring.enabled:
+        return f"API keys required ({len(ring)} keys, {len(ring.tenants)} tenants)"
+    if is_loopback(address):
+        return "OPEN: no API keys configured, no authentication (loopback only)"
+    if allow_unauthenticated:
+        return f"OPEN on {address}: no authentication (TMWS_ALLOW_UNAUTHENTICATED=true)"
+    raise InsecureConfigurationError(
+        f"refusing to serve {address} without authentication: configure TMWS_API_KEYS_FILE or TMWS_API_KEYS, "
+        "listen on a loopback address, or set TMWS_ALLOW_UNAUTHENTICATED=true"
+    )
+
+
+def log_mode(description: str) -> None:
+    """Warn at start when the server runs open (no authentication)."""
+    if description.startswith("OPEN"):
+        log.warning("authentication: %s", description)
+
+
+__all__ = [
+    "METHOD_SCOPES",
+    "AuthInterceptor",
+    "InsecureConfigurationError",
+    "check_open_mode",
+    "is_loopback",
+    "log_mode",
+    "required_scope",
+]

@@ -1,0 +1,259 @@
+"""Conversions between protobuf messages and domain types.
+
+Pure functions, no I/O. ``google.protobuf.Struct`` numbers are doubles on the
+wire: :func:`struct_to_dict` turns integral doubles back into ``int`` so that a
+context ``{"limit": 5}`` reads as 5, not 5.0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime
+from enum import Enum
+from typing import Any
+
+from google.protobuf import struct_pb2, timestamp_pb2
+
+from pattern_service import domain
+from pattern_service.health import ComponentStatus
+from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
+from tmws.pattern.v1 import pattern_learning_service_pb2 as pl
+
+PATTERN_TYPE_TO_PROTO: dict[domain.PatternType, int] = {
+    domain.PatternType.INFRASTRUCTURE: pe.PATTERN_TYPE_INFRASTRUCTURE,
+    domain.PatternType.MEMORY: pe.PATTERN_TYPE_MEMORY,
+    domain.PatternType.HYBRID: pe.PATTERN_TYPE_HYBRID,
+}
+PATTERN_TYPE_FROM_PROTO = {v: k for k, v in PATTERN_TYPE_TO_PROTO.items()}
+
+MODE_FROM_PROTO: dict[int, domain.ExecutionMode] = {
+    pe.EXECUTION_MODE_UNSPECIFIED: domain.ExecutionMode.BALANCED,
+    pe.EXECUTION_MODE_FAST: domain.ExecutionMode.FAST,
+    pe.EXECUTION_MODE_BALANCED: domain.ExecutionMode.BALANCED,
+    pe.EXECUTION_MODE_COMPREHENSIVE: domain.ExecutionMode.COMPREHENSIVE,
+}
+
+STATUS_TO_PROTO: dict[domain.SuccessPatternStatus, int] = {
+    domain.SuccessPatternStatus.ACTIVE: pl.SUCCESS_PATTERN_STATUS_ACTIVE,
+    domain.SuccessPatternStatus.DEPRECATED: pl.SUCCESS_PATTERN_STATUS_DEPRECATED,
+    domain.SuccessPatternStatus.DRAFT: pl.SUCCESS_PATTERN_STATUS_DRAFT,
+    domain.SuccessPatternStatus.ARCHIVED: pl.SUCCESS_PATTERN_STATUS_ARCHIVED,
+}
+STATUS_FROM_PROTO = {v: k for k, v in STATUS_TO_PROTO.items()}
+
+
+# ---------------------------------------------------------------------------
+# Struct and Timestamp
+# ---------------------------------------------------------------------------
+
+
+def _from_value(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return struct_to_dict(value.struct_value)
+    if kind == "list_value":
+        return [_from_value(v) for v in value.list_value.values]
+    if kind == "number_value":
+        n = value.number_value
+        return int(n) if math.isfinite(n) and n.is_integer() and abs(n) < 2**53 else n
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    return None
+
+
+def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
+    """A Struct as a plain dict (integral numbers as ``int``)."""
+    return {key: _from_value(val) for key, val in struct.fields.items()}
+
+
+def jsonable(value: Any) -> Any:
+    """Make ``value`` JSON-compatible: mappings, sequences, datetimes (RFC 3339), enums."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def dict_to_struct(data: Mapping[str, Any] | None) -> struct_pb2.Struct:
+    """A mapping as a Struct (values made JSON-compatible first)."""
+    struct = struct_pb2.Struct()
+    if data:
+        struct.update(jsonable(data))
+    return struct
+
+
+def to_timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    """A datetime as a Timestamp (``None`` stays ``None``; naive means UTC)."""
+    if value is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value if value.tzinfo else value.replace(tzinfo=UTC))
+    return ts
+
+
+# ---------------------------------------------------------------------------
+# Execution service
+# ---------------------------------------------------------------------------
+
+
+def definition_to_proto(d: domain.PatternDefinition) -> pe.PatternDefinition:
+    """A domain pattern definition as its message."""
+    msg = pe.PatternDefinition(
+        name=d.name,
+        pattern_type=PATTERN_TYPE_TO_PROTO[d.pattern_type],  # type: ignore[arg-type]
+        trigger_pattern=d.trigger_pattern or "",
+        cost_tokens=d.cost_tokens,
+        priority=d.priority,
+        cache_ttl=d.cache_ttl,
+        metadata=dict_to_struct(d.metadata),
+        description=d.description,
+        examples=list(d.examples),
+    )
+    if (ct := to_timestamp(d.create_time)) is not None:
+        msg.create_time.CopyFrom(ct)
+    if (ut := to_timestamp(d.update_time)) is not None:
+        msg.update_time.CopyFrom(ut)
+    return msg
+
+
+def definition_from_proto(msg: pe.PatternDefinition, pattern_type: domain.PatternType) -> domain.PatternDefinition:
+    """A message as a domain definition (``pattern_type`` already validated by the caller)."""
+    return domain.PatternDefinition(
+        name=msg.name,
+        pattern_type=pattern_type,
+        trigger_pattern=msg.trigger_pattern or None,
+        cost_tokens=msg.cost_tokens,
+        priority=msg.priority,
+        cache_ttl=msg.cache_ttl,
+        metadata=struct_to_dict(msg.metadata),
+        description=msg.description,
+        examples=tuple(msg.examples),
+    )
+
+
+def routing_to_proto(r: domain.RoutingDecision) -> pe.RoutingDecision:
+    """A routing decision as its message."""
+    return pe.RoutingDecision(
+        pattern_type=PATTERN_TYPE_TO_PROTO[r.pattern_type],  # type: ignore[arg-type]
+        pattern_name=r.pattern_name,
+        confidence=r.confidence,
+        reasoning=r.reasoning,
+        estimated_cost=r.estimated_cost,
+        alternative_routes=[
+            pe.RouteAlternative(
+                pattern_type=PATTERN_TYPE_TO_PROTO[a.pattern_type],  # type: ignore[arg-type]
+                pattern_name=a.pattern_name,
+                score=a.score,
+                estimated_cost=a.estimated_cost,
+            )
+            for a in r.alternative_routes
+        ],
+        match_source=str(r.match_source),
+    )
+
+
+def result_to_proto(r: domain.ExecutionResult) -> pe.ExecutionResult:
+    """An execution result as its message."""
+    return pe.ExecutionResult(
+        pattern_name=r.pattern_name,
+        pattern_type=PATTERN_TYPE_TO_PROTO[r.pattern_type],  # type: ignore[arg-type]
+        success=r.success,
+        result=dict_to_struct(r.result),
+        execution_time_ms=r.execution_time_ms,
+        tokens_used=r.tokens_used,
+        cache_hit=r.cache_hit,
+        error=r.error or "",
+        metadata=dict_to_struct(r.metadata),
+        routing=routing_to_proto(r.routing),
+    )
+
+
+# ---------------------------------------------------------------------------
+# Learning service
+# ---------------------------------------------------------------------------
+
+
+def success_pattern_to_proto(p: domain.SuccessPattern) -> pl.SuccessPattern:
+    """A success pattern as its message (``context`` is input-only and not echoed)."""
+    msg = pl.SuccessPattern(
+        pattern_id=p.pattern_id,
+        pattern_type=p.pattern_type,
+        name=p.name,
+        description=p.description,
+        version=p.version,
+        parent_pattern_id=p.parent_pattern_id or "",
+        context_hash=p.context_hash,
+        execution_trace=dict_to_struct(p.execution_trace),
+        success_criteria=dict_to_struct(p.success_criteria),
+        quality_metrics=dict_to_struct(p.quality_metrics),
+        performance_data=dict_to_struct(p.performance_data),
+        tags=list(p.tags),
+        status=STATUS_TO_PROTO[p.status],  # type: ignore[arg-type]
+        match_count=p.match_count,
+        quality_score=p.quality_score,
+    )
+    for field, value in (
+        ("created_at", p.created_at),
+        ("updated_at", p.updated_at),
+        ("last_matched_at", p.last_matched_at),
+    ):
+        if (ts := to_timestamp(value)) is not None:
+            getattr(msg, field).CopyFrom(ts)
+    if p.success_rate is not None:
+        msg.success_rate = p.success_rate
+    return msg
+
+
+def match_to_proto(m: domain.PatternMatch) -> pl.PatternMatch:
+    """One match as its message; ``metadata`` holds the seed's match metadata fields."""
+    p = m.pattern
+    metadata = {
+        "version": p.version,
+        "quality_metrics": p.quality_metrics,
+        "quality_score": p.quality_score,
+        "success_rate": p.success_rate,
+        "match_count": p.match_count,
+        "status": p.status.value,
+        "tags": list(p.tags),
+    }
+    return pl.PatternMatch(
+        pattern_id=p.pattern_id,
+        pattern_type=p.pattern_type,
+        name=p.name,
+        description=p.description,
+        confidence_score=m.confidence_score,
+        metadata=dict_to_struct(metadata),
+        recommendations=list(m.recommendations),
+    )
+
+
+def stats_to_proto(stats: Mapping[str, Mapping[str, Any]]) -> pe.GetStatsResponse:
+    """The engine's ``get_stats()`` dict as the response message (unknown keys ignored)."""
+    from google.protobuf import json_format
+
+    return json_format.ParseDict(jsonable(stats), pe.GetStatsResponse(), ignore_unknown_fields=True)
+
+
+def component_to_proto(c: ComponentStatus) -> pe.ComponentHealth:
+    """A component's health as its message."""
+    msg = pe.ComponentHealth(name=c.name, healthy=c.healthy, detail=c.detail)
+    if (ts := to_timestamp(c.check_time)) is not None:
+        msg.check_time.CopyFrom(ts)
+    return msg
+
+
+def strings(values: Sequence[str]) -> tuple[str, ...]:
+    """Repeated string field as a tuple."""
+    return tuple(values)

@@ -1,0 +1,266 @@
+"""``tmws.pattern.v1.PatternExecutionService``: parse → call the engine → map the result."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import grpc
+
+from pattern_service import domain
+from pattern_service.api import convert, paging
+from pattern_service.api.identity import Scope, has_scope, tenant_of
+from pattern_service.api.limits import StreamLength
+from pattern_service.api.status import status_code_of, stream_errors, to_rpc_status, unary_errors
+from pattern_service.api.streaming import bounded_map
+from pattern_service.api.validation import (
+    MAX_BATCH,
+    MAX_REQUEST_ID,
+    Violations,
+    check_context,
+    check_mode,
+    check_name,
+    check_no_nul,
+    check_page,
+    check_pattern_type,
+    check_query,
+)
+from pattern_service.config import Settings
+from pattern_service.errors import FieldViolation
+from pattern_service.health import ComponentStatus
+from pattern_service.metrics import Metrics
+from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
+from tmws.pattern.v1 import pattern_execution_service_pb2_grpc as pe_grpc
+
+ServicerContext = grpc.aio.ServicerContext[Any, Any]
+_INDEX = re.compile(r"^pattern_definitions\[(\d+)\]")
+
+
+class Engine(Protocol):
+    """What the servicer needs of :class:`pattern_service.engine.engine.PatternExecutionEngine`."""
+
+    async def execute(
+        self,
+        query: str,
+        *,
+        execution_mode: domain.ExecutionMode,
+        context: dict[str, Any],
+        use_cache: bool,
+        tenant_id: str,
+        allow_write: bool,
+    ) -> domain.ExecutionResult: ...
+
+    async def route(
+        self, query: str, *, execution_mode: domain.ExecutionMode, context: dict[str, Any], tenant_id: str
+    ) -> domain.RoutingDecision: ...
+
+    def validate_definitions(self, definitions: list[domain.PatternDefinition]) -> list[FieldViolation]: ...
+
+    async def register_batch(
+        self, definitions: list[domain.PatternDefinition], *, validate_only: bool
+    ) -> tuple[list[domain.PatternDefinition], int, int, int]: ...
+
+    async def delete_definition(self, name: str) -> int: ...
+
+    def list_definitions(self, pattern_type: domain.PatternType | None = None) -> list[domain.PatternDefinition]: ...
+
+    def get_stats(self, tenant_id: str | None = None) -> dict[str, dict[str, Any]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    query: str
+    mode: domain.ExecutionMode
+    context: dict[str, Any]
+    use_cache: bool
+
+
+class PatternExecutionServicer(pe_grpc.PatternExecutionServiceServicer):
+    """Thin servicer over the execution engine.
+
+    Args:
+        engine: The execution engine.
+        settings: Limits (query length, context size, stream window).
+        metrics: Where executions are recorded.
+        components: The latest component health (reported by ``GetStats``).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        metrics: Metrics,
+        components: Callable[[], Sequence[ComponentStatus]] = tuple,
+    ):
+        self._engine = engine
+        self._settings = settings
+        self.metrics = metrics
+        self._components = components
+
+    def _parse(self, v: Violations, query: str, mode: int, context: Any, use_cache: bool) -> _Call:
+        return _Call(
+            query=check_query(v, "query", query, self._settings.max_query_length),
+            mode=check_mode(v, "execution_mode", mode),
+            context=check_context(v, "context", context, self._settings.max_context_bytes),
+            use_cache=use_cache,
+        )
+
+    async def _execute(self, call: _Call, tenant: str, context: ServicerContext) -> domain.ExecutionResult:
+        remaining = context.time_remaining()
+        async with asyncio.timeout(remaining):
+            result = await self._engine.execute(
+                call.query,
+                execution_mode=call.mode,
+                context=call.context,
+                use_cache=call.use_cache,
+                tenant_id=tenant,
+                allow_write=has_scope(Scope.WRITE),  # a write is known only once routed (see api/auth.py)
+            )
+        self.metrics.observe_execution(result)
+        return result
+
+    @unary_errors
+    async def Execute(self, request: pe.ExecuteRequest, context: ServicerContext) -> pe.ExecuteResponse:
+        """Execute one query (see the proto)."""
+        tenant = tenant_of(context)
+        v = Violations()
+        use_cache = request.use_cache if request.HasField("use_cache") else True
+        call = self._parse(v, request.query, request.execution_mode, request.context, use_cache)
+        v.raise_if_any()
+        return pe.ExecuteResponse(result=convert.result_to_proto(await self._execute(call, tenant, context)))
+
+    @stream_errors
+    async def ExecuteMany(
+        self, request_iterator: AsyncIterator[pe.ExecuteManyRequest], context: ServicerContext
+    ) -> AsyncIterator[pe.ExecuteManyResponse]:
+        """Execute a stream of queries with a bounded window (see the proto)."""
+        tenant = tenant_of(context)
+        in_flight: set[str] = set()
+
+        async def handle(request: pe.ExecuteManyRequest) -> pe.ExecuteManyResponse:
+            rid = request.request_id
+            duplicate = rid in in_flight
+            try:
+                v = Violations()
+                if not rid or len(rid) > MAX_REQUEST_ID or "\x00" in rid:
+                    v.add("request_id", f"must be 1-{MAX_REQUEST_ID} characters without NUL")
+                elif duplicate:
+                    v.add("request_id", "duplicates a request still in flight on this stream")
+                else:
+                    in_flight.add(rid)
+                use_cache = request.use_cache if request.HasField("use_cache") else True
+                call = self._parse(v, request.query, request.execution_mode, request.context, use_cache)
+                v.raise_if_any()
+                result = await self._execute(call, tenant, context)
+                return pe.ExecuteManyResponse(request_id=rid, result=convert.result_to_proto(result))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.metrics.observe_error("ExecuteMany", status_code_of(exc).name)
+                return pe.ExecuteManyResponse(request_id=rid, status=to_rpc_status(exc))
+            finally:
+                if not duplicate:
+                    in_flight.discard(rid)
+
+        length = StreamLength(self._settings.stream_max_items)
+        requests = length.limit_requests(aiter(request_iterator))
+        async for response in bounded_map(requests, handle, self._settings.stream_window):
+            yield response
+        if length.exceeded:
+            raise length.error()
+
+    @unary_errors
+    async def Route(self, request: pe.RouteRequest, context: ServicerContext) -> pe.RouteResponse:
+        """Return the routing decision without executing (see the proto)."""
+        tenant = tenant_of(context)
+        v = Violations()
+        call = self._parse(v, request.query, request.execution_mode, request.context, True)
+        v.raise_if_any()
+        async with asyncio.timeout(context.time_remaining()):
+            decision = await self._engine.route(
+                call.query, execution_mode=call.mode, context=call.context, tenant_id=tenant
+            )
+        return pe.RouteResponse(decision=convert.routing_to_proto(decision))
+
+    @unary_errors
+    async def RegisterBatch(
+        self, request: pe.RegisterBatchRequest, context: ServicerContext
+    ) -> pe.RegisterBatchResponse:
+        """Register or replace definitions atomically (see the proto)."""
+        v = Violations()
+        count = len(request.pattern_definitions)
+        if not 1 <= count <= MAX_BATCH:
+            v.add("pattern_definitions", f"must have 1-{MAX_BATCH} entries (got {count})")
+            v.raise_if_any()
+        definitions: list[domain.PatternDefinition] = []
+        positions: list[int] = []
+        for i, msg in enumerate(request.pattern_definitions):
+            kind = check_pattern_type(v, f"pattern_definitions[{i}].pattern_type", msg.pattern_type, allow_unset=False)
+            for name, value in (
+                ("name", msg.name),
+                ("trigger_pattern", msg.trigger_pattern),
+                ("description", msg.description),
+                ("examples", list(msg.examples)),
+                ("metadata", convert.struct_to_dict(msg.metadata)),
+            ):
+                check_no_nul(v, f"pattern_definitions[{i}].{name}", value)
+            if kind is not None:
+                definitions.append(convert.definition_from_proto(msg, kind))
+                positions.append(i)
+        # The engine checks the rest; its paths index the definitions it saw.
+        for violation in self._engine.validate_definitions(definitions):
+            path = _INDEX.sub(lambda m: f"pattern_definitions[{positions[int(m.group(1))]}]", violation.field)
+            v.add(path, violation.description)
+        v.raise_if_any()
+        async with asyncio.timeout(context.time_remaining()):
+            stored, created, replaced, version = await self._engine.register_batch(
+                definitions, validate_only=request.validate_only
+            )
+        return pe.RegisterBatchResponse(
+            pattern_definitions=[convert.definition_to_proto(d) for d in stored],
+            created_count=created,
+            replaced_count=replaced,
+            registry_version=version,
+        )
+
+    @unary_errors
+    async def ListPatternDefinitions(
+        self, request: pe.ListPatternDefinitionsRequest, context: ServicerContext
+    ) -> pe.ListPatternDefinitionsResponse:
+        """List definitions, priority order, paged (see the proto)."""
+        v = Violations()
+        size = check_page(v, request.page_size)
+        kind = check_pattern_type(v, "pattern_type", request.pattern_type, allow_unset=True)
+        v.raise_if_any()
+        key = f"definitions:{kind}"
+        offset = paging.decode_token(request.page_token, key)
+        everything = self._engine.list_definitions(kind)
+        page = everything[offset : offset + size]
+        more = offset + size < len(everything)
+        return pe.ListPatternDefinitionsResponse(
+            pattern_definitions=[convert.definition_to_proto(d) for d in page],
+            next_page_token=paging.encode_token(offset + size, key) if more else "",
+            total_size=len(everything),
+        )
+
+    @unary_errors
+    async def DeletePatternDefinition(
+        self, request: pe.DeletePatternDefinitionRequest, context: ServicerContext
+    ) -> pe.DeletePatternDefinitionResponse:
+        """Delete one definition by name (see the proto)."""
+        v = Violations()
+        name = check_name(v, "name", request.name)
+        v.raise_if_any()
+        async with asyncio.timeout(context.time_remaining()):
+            version = await self._engine.delete_definition(name)
+        return pe.DeletePatternDefinitionResponse(registry_version=version)
+
+    @unary_errors
+    async def GetStats(self, request: pe.GetStatsRequest, context: ServicerContext) -> pe.GetStatsResponse:
+        """Return the caller tenant's engine, router and cache statistics and the shared registry's (see the proto)."""
+        response = convert.stats_to_proto(self._engine.get_stats(tenant_id=tenant_of(context)))
+        response.components.extend(convert.component_to_proto(c) for c in self._components())
+        return response

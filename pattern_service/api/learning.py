@@ -1,0 +1,153 @@
+"""``tmws.pattern.v1.PatternLearningService``: parse → call the learning store → map the result."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+import grpc
+
+from pattern_service.api import convert, success_patterns
+from pattern_service.api.identity import tenant_of
+from pattern_service.api.status import unary_errors
+from pattern_service.api.validation import (
+    MAX_PATTERN_TYPE_LEN,
+    Violations,
+    check_page,
+    check_statuses,
+    check_text,
+    check_uuid,
+    match_query,
+)
+from pattern_service.metrics import Metrics
+from pattern_service.store.base import LearningStore
+from tmws.pattern.v1 import pattern_learning_service_pb2 as pl
+from tmws.pattern.v1 import pattern_learning_service_pb2_grpc as pl_grpc
+
+ServicerContext = grpc.aio.ServicerContext[Any, Any]
+
+
+T = TypeVar("T")
+
+
+async def _within_deadline(context: ServicerContext, work: Awaitable[T]) -> T:
+    """Await ``work`` within the call's remaining time; an expired deadline cancels it.
+
+    Raises:
+        TimeoutError: The deadline passed first (mapped to ``DEADLINE_EXCEEDED``).
+    """
+    async with asyncio.timeout(context.time_remaining()):
+        return await work
+
+
+def _pattern_id(value: str) -> str:
+    v = Violations()
+    pattern_id = check_uuid(v, "pattern_id", value)
+    v.raise_if_any()
+    return pattern_id
+
+
+class PatternLearningServicer(pl_grpc.PatternLearningServiceServicer):
+    """Thin servicer over the learning store.
+
+    Args:
+        store: The success-pattern store.
+        metrics: Where match latency is recorded.
+    """
+
+    def __init__(self, store: LearningStore, metrics: Metrics):
+        self._store = store
+        self.metrics = metrics
+
+    @unary_errors
+    async def MatchPatterns(
+        self, request: pl.MatchPatternsRequest, context: ServicerContext
+    ) -> pl.MatchPatternsResponse:
+        """Find the success patterns closest in meaning to an intent (see the proto)."""
+        tenant = tenant_of(context)
+        query = match_query(request)
+        started = time.perf_counter()
+        async with asyncio.timeout(context.time_remaining()):
+            result = await self._store.match(tenant, query)
+        self.metrics.match_latency.observe(time.perf_counter() - started)
+        return pl.MatchPatternsResponse(
+            matched_patterns=[convert.match_to_proto(m) for m in result.matches],
+            total_matches=len(result.matches),
+            query_metadata=pl.QueryMetadata(query_time_ms=result.query_time_ms, embedding_model=result.embedding_model),
+        )
+
+    @unary_errors
+    async def CreateSuccessPattern(
+        self, request: pl.CreateSuccessPatternRequest, context: ServicerContext
+    ) -> pl.CreateSuccessPatternResponse:
+        """Create a success pattern (see the proto)."""
+        tenant = tenant_of(context)
+        created = await _within_deadline(context, self._store.create(tenant, success_patterns.create_input(request)))
+        return pl.CreateSuccessPatternResponse(success_pattern=convert.success_pattern_to_proto(created))
+
+    @unary_errors
+    async def GetSuccessPattern(
+        self, request: pl.GetSuccessPatternRequest, context: ServicerContext
+    ) -> pl.GetSuccessPatternResponse:
+        """Return one success pattern (see the proto)."""
+        tenant = tenant_of(context)
+        found = await _within_deadline(context, self._store.get(tenant, _pattern_id(request.pattern_id)))
+        return pl.GetSuccessPatternResponse(success_pattern=convert.success_pattern_to_proto(found))
+
+    @unary_errors
+    async def ListSuccessPatterns(
+        self, request: pl.ListSuccessPatternsRequest, context: ServicerContext
+    ) -> pl.ListSuccessPatternsResponse:
+        """List success patterns, newest first, paged (see the proto)."""
+        tenant = tenant_of(context)
+        v = Violations()
+        size = check_page(v, request.page_size)
+        pattern_type = check_text(v, "pattern_type", request.pattern_type, MAX_PATTERN_TYPE_LEN)
+        statuses = check_statuses(v, "statuses", request.statuses)
+        v.raise_if_any()
+        page = await _within_deadline(
+            context,
+            self._store.list(
+                tenant,
+                page_size=size,
+                page_token=request.page_token,
+                pattern_type=pattern_type or None,
+                statuses=statuses,
+            ),
+        )
+        return pl.ListSuccessPatternsResponse(
+            success_patterns=[convert.success_pattern_to_proto(p) for p in page.items],
+            next_page_token=page.next_page_token,
+            total_size=page.total_size,
+        )
+
+    @unary_errors
+    async def UpdateSuccessPattern(
+        self, request: pl.UpdateSuccessPatternRequest, context: ServicerContext
+    ) -> pl.UpdateSuccessPatternResponse:
+        """Update the fields named in the mask (see the proto)."""
+        tenant = tenant_of(context)
+        pattern_id, changes = success_patterns.update_changes(request)
+        updated = await _within_deadline(context, self._store.update(tenant, pattern_id, changes))
+        return pl.UpdateSuccessPatternResponse(success_pattern=convert.success_pattern_to_proto(updated))
+
+    @unary_errors
+    async def DeleteSuccessPattern(
+        self, request: pl.DeleteSuccessPatternRequest, context: ServicerContext
+    ) -> pl.DeleteSuccessPatternResponse:
+        """Delete one success pattern (see the proto)."""
+        tenant = tenant_of(context)
+        await _within_deadline(context, self._store.delete(tenant, _pattern_id(request.pattern_id)))
+        return pl.DeleteSuccessPatternResponse()
+
+    @unary_errors
+    async def RecordPatternOutcome(
+        self, request: pl.RecordPatternOutcomeRequest, context: ServicerContext
+    ) -> pl.RecordPatternOutcomeResponse:
+        """Record one use and its outcome (see the proto)."""
+        tenant = tenant_of(context)
+        pattern_id = _pattern_id(request.pattern_id)
+        updated = await _within_deadline(context, self._store.record_outcome(tenant, pattern_id, request.success))
+        return pl.RecordPatternOutcomeResponse(success_pattern=convert.success_pattern_to_proto(updated))

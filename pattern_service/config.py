@@ -1,0 +1,114 @@
+"""Service settings, read from ``TMWS_*`` environment variables (pydantic-settings).
+
+Names keep the seeds' variables (``TMWS_DATABASE_URL``, ``TMWS_REDIS_URL``,
+``TMWS_CACHE_TTL``, ``TMWS_CACHE_MAX_SIZE``, ``TMWS_DB_MAX_CONNECTIONS``,
+``TMWS_DB_POOL_PRE_PING``; seed ``PATTERN_SERVICE_API.md``, "Environment
+Configuration"). Every setting has a default that runs the embedded backends
+(SQLite file, qdrant-edge index, in-process cache) under ``TMWS_DATA_DIR``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """All settings of the service.
+
+    Attributes:
+        grpc_address: ``host:port`` the gRPC server listens on (``TMWS_GRPC_ADDRESS``).
+        metrics_address: ``host:port`` of the Prometheus endpoint; empty disables it.
+        data_dir: Directory for the embedded SQLite file and vector index.
+        database_url: SQLAlchemy async URL; empty = SQLite file under ``data_dir``.
+        db_max_connections: Connection pool size (PostgreSQL).
+        db_pool_pre_ping: Check pooled connections before use.
+        db_connect_timeout: Seconds to establish one database connection (PostgreSQL) before the
+            unit of work fails with ``UNAVAILABLE`` (so calls fail fast while the database is down).
+        run_migrations: Run ``alembic upgrade head`` on start.
+        redis_url: Redis URL of the second cache layer (a later issue); empty = none.
+        redis_namespace: Redis keys are ``tmws:<namespace>:…`` (letters, digits, ``_.-``).
+        redis_timeout: Upper bound of one Redis call, seconds (a slower call counts as Redis down).
+        redis_local_ttl: Upper bound of a local-layer entry's life when Redis is the second layer, seconds.
+        qdrant_url: Qdrant server URL; empty = embedded qdrant-edge index.
+        qdrant_api_key: API key for the Qdrant server.
+        qdrant_path: Directory of a qdrant-client local-mode store (``QdrantVectorIndex(path=...)``):
+            the stand-in that tests the Qdrant-server code path where no server runs;
+            ignored when ``qdrant_url`` is set. Empty = embedded qdrant-edge index.
+        embedder: ``onnx`` (all-MiniLM-L6-v2 int8) or ``hashing`` (fallback).
+        cache_ttl: Default result TTL in seconds for patterns that give none.
+        cache_max_size: Entries of the in-process result cache.
+        semantic_match_threshold: Minimum cosine similarity for a semantic
+            pattern match (ONNX model scale).
+        stream_window: Results in flight per ``ExecuteMany`` stream.
+        grace_period: Seconds in-flight calls get to finish on shutdown.
+        shutdown_drain: Seconds the server keeps serving after health turns
+            NOT_SERVING (so load balancers move away) before it refuses new calls.
+        max_query_length: Characters of a query after trimming.
+        max_context_bytes: Serialized size of a request's context.
+        load_default_patterns: Load the bundled default pattern set on first start.
+        log_level: Python logging level name.
+        api_keys_file: JSON or YAML file of hashed API keys (``pattern_service.api.keys``); empty = none.
+        api_keys: The same list as inline JSON; with neither, the server runs open (loopback only).
+        allow_unauthenticated: Allow running open on a non-loopback address.
+        tls_cert_file: Server certificate chain (PEM); with ``tls_key_file`` the server speaks TLS.
+        tls_key_file: Private key of ``tls_cert_file`` (PEM).
+        tls_client_ca_file: CA (PEM) client certificates must chain to; set = mutual TLS required.
+        max_concurrent_rpcs: Calls running at once before new ones get ``RESOURCE_EXHAUSTED``.
+        stream_max_items: Requests one ``ExecuteMany`` stream may carry.
+        workers: Server processes sharing the port with ``SO_REUSEPORT``
+            (> 1 needs a Qdrant server and should use PostgreSQL and Redis).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TMWS_", env_file=None, extra="ignore")
+
+    grpc_address: str = "127.0.0.1:50051"
+    metrics_address: str = "127.0.0.1:9464"
+    data_dir: Path = Path("./var")
+    database_url: str = ""
+    db_max_connections: int = Field(default=20, ge=1, le=1000)
+    db_pool_pre_ping: bool = True
+    db_connect_timeout: float = Field(default=2.0, gt=0.0, le=300.0)
+    run_migrations: bool = True
+    redis_url: str = ""
+    redis_namespace: str = Field(default="pattern", pattern=r"^[A-Za-z0-9_.-]+$")
+    redis_timeout: float = Field(default=0.5, gt=0.0, le=30.0)
+    redis_local_ttl: float = Field(default=60.0, gt=0.0)
+    qdrant_url: str = ""
+    qdrant_api_key: str = ""
+    qdrant_path: str = ""
+    embedder: Literal["onnx", "hashing"] = "onnx"
+    cache_ttl: int = Field(default=300, ge=0, le=86_400)
+    cache_max_size: int = Field(default=10_000, ge=0)
+    semantic_match_threshold: float = Field(default=0.55, ge=0.0, le=1.0)
+    stream_window: int = Field(default=64, ge=1, le=10_000)
+    grace_period: float = Field(default=10.0, ge=0.0)
+    shutdown_drain: float = Field(default=2.0, ge=0.0)
+    max_query_length: int = Field(default=10_000, ge=1)
+    max_context_bytes: int = Field(default=65_536, ge=1)
+    load_default_patterns: bool = True
+    log_level: str = "INFO"
+    api_keys_file: str = ""
+    api_keys: str = ""
+    allow_unauthenticated: bool = False
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
+    max_concurrent_rpcs: int = Field(default=256, ge=1, le=100_000)
+    stream_max_items: int = Field(default=100_000, ge=1)
+    workers: int = Field(default=1, ge=1, le=64)
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to ``sqlite+aiosqlite:///<data_dir>/pattern_service.db``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'pattern_service.db').resolve()}"
+
+    @property
+    def vector_dir(self) -> Path:
+        """Directory of the embedded vector index."""
+        return self.data_dir / "vectors"

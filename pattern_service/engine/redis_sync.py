@@ -1,0 +1,309 @@
+"""The Redis cache backend: the two-layer cache, shared generations and cross-replica messages.
+
+:class:`RedisCacheBackend` builds the :class:`~.redis_cache.RedisResultCache`
+and :class:`~.redis_cache.RedisGenerationStore` the engine is given, and runs
+two background tasks:
+
+- a monitor that PINGs Redis (every ``probe_interval`` seconds while it is
+  down, every ``health_interval`` while it is up) and runs the recovery rule
+  of :mod:`.redis_cache` when it comes back;
+- a pub/sub listener on ``tmws:<namespace>:events`` that drops a tenant's
+  local entries when another replica wrote for it, and reloads the registry
+  when another replica changed it. After every (re)subscription it reloads the
+  registry once (messages may have been missed); the engine's version polling
+  stays as the fallback while Redis is down.
+
+Registry changes are published by wrapping the definition store
+(:meth:`RedisCacheBackend.definition_store`): after ``apply_batch`` or
+``delete`` committed, the new version is published. Messages are JSON
+``{"src": replica id, "kind": "tenant" | "registry", ...}``; a replica ignores
+its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from pattern_service.domain import PatternDefinition
+from pattern_service.engine.cache import DEFAULT_MAX_SIZE
+from pattern_service.engine.redis_cache import DEFAULT_LOCAL_TTL, RedisGenerationStore, RedisResultCache
+from pattern_service.engine.redis_link import (
+    DEFAULT_NAMESPACE,
+    DEFAULT_TIMEOUT,
+    RedisLink,
+    RedisUnavailable,
+    make_client,
+)
+from pattern_service.store.base import PatternDefinitionStore
+
+logger = logging.getLogger(__name__)
+
+LISTEN_POLL_SECONDS = 1.0
+MAX_BACKOFF_SECONDS = 2.0
+
+
+class PublishingDefinitionStore:
+    """A :class:`~pattern_service.store.base.PatternDefinitionStore` that publishes each committed change.
+
+    Args:
+        inner: The real store.
+        publish: ``async (new registry version) -> None`` (must not raise).
+    """
+
+    def __init__(self, inner: PatternDefinitionStore, publish: Callable[[int], Awaitable[None]]) -> None:
+        self._inner = inner
+        self._publish = publish
+
+    async def load(self) -> tuple[list[PatternDefinition], int]:
+        """See :meth:`PatternDefinitionStore.load`."""
+        return await self._inner.load()
+
+    async def is_seeded(self) -> bool:
+        """See :meth:`PatternDefinitionStore.is_seeded`."""
+        return await self._inner.is_seeded()
+
+    async def apply_batch(
+        self, definitions: Sequence[PatternDefinition], *, mark_seeded: bool = False
+    ) -> tuple[list[PatternDefinition], int, int, int]:
+        """See :meth:`PatternDefinitionStore.apply_batch`; publishes the new version after the commit."""
+        result = await self._inner.apply_batch(definitions, mark_seeded=mark_seeded)
+        await self._publish(result[3])
+        return result
+
+    async def delete(self, name: str) -> int:
+        """See :meth:`PatternDefinitionStore.delete`; publishes the new version after the commit.
+
+        Raises:
+            NotFoundError: No definition has that name.
+        """
+        version = await self._inner.delete(name)
+        await self._publish(version)
+        return version
+
+    async def version(self) -> int:
+        """See :meth:`PatternDefinitionStore.version`."""
+        return await self._inner.version()
+
+
+class RedisCacheBackend:
+    """Redis second cache layer with cross-replica invalidation (``TMWS_REDIS_URL``).
+
+    Args:
+        link: The Redis link (see :meth:`from_url`).
+        local_max_size: Entries of the local layer.
+        local_ttl: Upper bound of a local entry's life, seconds.
+        probe_interval: Seconds between reconnection attempts while Redis is down.
+        health_interval: Seconds between PINGs while Redis is up.
+        cache_timer: Monotonic clock of the local layer, seconds.
+
+    Attributes:
+        link: The Redis link (availability, error count).
+        cache: The result cache to give ``build_engine(cache=...)``.
+        generations: The generation store to give ``build_engine(generations=...)``.
+        replica_id: This process's id in messages.
+    """
+
+    def __init__(
+        self,
+        link: RedisLink,
+        *,
+        local_max_size: int = DEFAULT_MAX_SIZE,
+        local_ttl: float = DEFAULT_LOCAL_TTL,
+        probe_interval: float = 0.5,
+        health_interval: float = 2.0,
+        cache_timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.link = link
+        self.cache = RedisResultCache(link, local_max_size=local_max_size, local_ttl=local_ttl, timer=cache_timer)
+        self.generations = RedisGenerationStore(link)
+        self.generations.publish = self._publish_tenant
+        self.replica_id = uuid.uuid4().hex
+        self.subscribed = False
+        self.messages_received = 0
+        self._probe_interval = probe_interval
+        self._health_interval = health_interval
+        self._on_registry_change: Callable[[], Awaitable[object]] | None = None
+        self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[object]]] = {}
+        self._recovering = False
+        self._tasks: list[asyncio.Task[None]] = []
+        link.on_recover = self._recover
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        timeout: float = DEFAULT_TIMEOUT,
+        **kwargs: Any,
+    ) -> RedisCacheBackend:
+        """A backend on a new client for ``url`` (nothing is connected before :meth:`start`).
+
+        Args:
+            url: ``redis://…``.
+            namespace: Key namespace (``TMWS_REDIS_NAMESPACE``).
+            timeout: Upper bound of one Redis call, seconds (``TMWS_REDIS_TIMEOUT``).
+            **kwargs: The other arguments of :class:`RedisCacheBackend`.
+
+        Raises:
+            ValueError: Invalid namespace or URL.
+        """
+        return cls(RedisLink(make_client(url, timeout=timeout), namespace=namespace, timeout=timeout), **kwargs)
+
+    def add_handler(self, kind: str, handler: Callable[[dict[str, Any]], Awaitable[object]]) -> None:
+        """Call ``handler(message)`` for every message of ``kind`` another replica publishes."""
+        self._handlers[kind] = handler
+
+    async def publish(self, kind: str, **fields: Any) -> None:
+        """Publish a message of ``kind`` to the other replicas (dropped while Redis is down)."""
+        await self._publish({"kind": kind, **fields})
+
+    def definition_store(self, inner: PatternDefinitionStore) -> PatternDefinitionStore:
+        """Wrap the definition store so every committed registry change is published."""
+        return PublishingDefinitionStore(inner, self._publish_registry)
+
+    async def start(self, on_registry_change: Callable[[], Awaitable[object]] | None = None) -> None:
+        """Connect (a Redis that is down is not an error: the monitor keeps trying) and start the tasks.
+
+        Args:
+            on_registry_change: Called when another replica changed the registry
+                (``engine.registry.refresh_if_changed``).
+        """
+        self._on_registry_change = on_registry_change
+        await self.link.probe()
+        self._tasks = [
+            asyncio.create_task(self._monitor(), name="redis-monitor"),
+            asyncio.create_task(self._listen(), name="redis-listener"),
+        ]
+
+    async def close(self) -> None:
+        """Stop the tasks and close the client (keys stay in Redis; nothing is flushed)."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        with contextlib.suppress(Exception):
+            await self.link.client.aclose()
+        self.link.available = False
+
+    async def health(self) -> dict[str, Any]:
+        """Redis health for ``Application.health`` (``healthy`` false = degraded to the local layer).
+
+        Returns:
+            ``{"healthy", "status": "ok"|"degraded", "namespace", "subscribed", "errors",
+            "pending_replays", "latency_ms" | "error"}``.
+        """
+        report: dict[str, Any] = {
+            "namespace": self.link.namespace,
+            "subscribed": self.subscribed,
+            "errors": self.link.errors,
+            "pending_replays": len(self.generations.pending),
+        }
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.link.timeout):
+                await self.link.client.ping()
+        except Exception as exc:
+            report.update(healthy=False, status="degraded", error=f"degraded, local cache layer only: {exc!r}")
+            return report
+        report["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        if not self.link.available:
+            report.update(healthy=False, status="degraded", error="degraded: reconnecting after an outage")
+            return report
+        report.update(healthy=True, status="ok")
+        return report
+
+    # ------------------------------------------------------------ internals
+
+    async def _recover(self) -> None:
+        self._recovering = True
+        try:
+            await self.generations.replay_pending()
+        finally:
+            self._recovering = False
+        dropped = await self.cache.drop_memory_entries()
+        logger.info("redis recovery: replayed writes, dropped %d local memory-reading entries", dropped)
+        await self._refresh_registry()
+
+    async def _publish(self, message: dict[str, Any]) -> None:
+        if not (self.link.available or self._recovering):
+            return
+        data = json.dumps({"src": self.replica_id, **message}, separators=(",", ":"))
+        try:
+            await self.link.call_raw(lambda r: r.publish(self.link.channel, data))
+        except RedisUnavailable as exc:
+            self.link.errors += 1
+            logger.warning("redis publish failed: %s", exc)
+
+    async def _publish_tenant(self, tenant_id: str) -> None:
+        await self._publish({"kind": "tenant", "tenant": tenant_id})
+
+    async def _publish_registry(self, version: int) -> None:
+        await self._publish({"kind": "registry", "version": version})
+
+    async def _refresh_registry(self) -> None:
+        if self._on_registry_change is None:
+            return
+        try:
+            await self._on_registry_change()
+        except Exception:
+            logger.warning("registry refresh after a redis message failed", exc_info=True)
+
+    async def _handle(self, data: bytes) -> None:
+        try:
+            message = json.loads(data)
+            if message.get("src") == self.replica_id:
+                return
+            kind = message.get("kind")
+        except (ValueError, AttributeError):
+            logger.warning("ignoring malformed message on %s", self.link.channel)
+            return
+        self.messages_received += 1
+        if kind == "tenant":
+            await self.cache.drop_remote(str(message.get("tenant")))
+        elif kind == "registry":
+            await self._refresh_registry()
+        elif isinstance(kind, str) and (handler := self._handlers.get(kind)) is not None:
+            try:
+                await handler(message)
+            except Exception:
+                logger.warning("handling a %r message failed", kind, exc_info=True)
+
+    async def _monitor(self) -> None:
+        while True:
+            available = await self.link.probe()
+            await asyncio.sleep(self._health_interval if available else self._probe_interval)
+
+    async def _listen(self) -> None:
+        backoff = 0.1
+        while True:
+            pubsub = self.link.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                async with asyncio.timeout(self.link.timeout):
+                    await pubsub.subscribe(self.link.channel)
+                self.subscribed = True
+                backoff = 0.1
+                await self._refresh_registry()  # changes published while we were not subscribed
+                while True:
+                    message = await pubsub.get_message(timeout=LISTEN_POLL_SECONDS)
+                    if message is not None and message.get("type") == "message":
+                        await self._handle(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self.subscribed:
+                    logger.warning("redis subscription lost (%r); resubscribing", exc)
+                self.subscribed = False
+            finally:
+                self.subscribed = False
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(pubsub.aclose())
+            await asyncio.sleep(backoff)
+            backoff = min(MAX_BACKOFF_SECONDS, backoff * 2)

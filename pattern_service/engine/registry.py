@@ -1,0 +1,473 @@
+"""The pattern registry: validated, persisted, compiled pattern definitions and query matching.
+
+Matching order (DESIGN.md §1): a query equal to a pattern name (exact); then
+the RE2 triggers, all evaluated in one pass by an ``re2.Set`` and ordered by
+priority (higher first, then name; seed ``PatternRegistry``: "higher =
+checked first"); then, only when no trigger matched, meaning: the cosine
+similarity between the query and each pattern's example utterances (a numpy
+matrix embedded once per registry change; a pattern scores its best example).
+
+Match outcomes are kept in an LRU cache keyed by the normalized query and
+cleared once per registry change (seed ``register_batch``: "Single cache
+invalidation for all patterns").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import re2
+from cachetools import LRUCache
+
+from pattern_service.domain import PatternDefinition, PatternType
+from pattern_service.engine.text import normalize_query
+from pattern_service.engine.tools import SemanticHit
+from pattern_service.engine.validation import (
+    compile_trigger,
+    load_default_definitions,
+    normalize_definition,
+    re2_options,
+    validate_definitions,
+)
+from pattern_service.errors import FieldViolation, InvalidArgumentError
+from pattern_service.store.base import PatternDefinitionStore
+from pattern_service.store.embeddings import Embedder
+
+logger = logging.getLogger(__name__)
+
+SET_MAX_MEM = 64 << 20
+SEMANTIC_KEEP = 100
+
+#: Small integer code of each pattern type (for the vectorized type filter of the semantic scan).
+_TYPE_CODES: Mapping[PatternType, int] = {t: i for i, t in enumerate(PatternType)}
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerHit:
+    """A trigger that matched.
+
+    Attributes:
+        definition: The pattern.
+        span_length: Characters of the normalized query the trigger matched.
+    """
+
+    definition: PatternDefinition
+    span_length: int
+
+
+@dataclass(frozen=True, slots=True)
+class MatchOutcome:
+    """Everything the registry found for one query (immutable; shared through the match cache).
+
+    Attributes:
+        normalized: The normalized query.
+        exact: The pattern whose name equals the query, if any.
+        triggers: Trigger matches, priority descending then name.
+        semantic: Patterns by best example cosine, best first (top 100); computed
+            only when neither ``exact`` nor ``triggers`` found anything.
+        registry_version: Version of the registry that produced this outcome.
+    """
+
+    normalized: str
+    exact: PatternDefinition | None
+    triggers: tuple[TriggerHit, ...]
+    semantic: tuple[SemanticHit, ...]
+    registry_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """Outcome of ``register_batch``: stored definitions, created and replaced counts, registry version."""
+
+    definitions: list[PatternDefinition]
+    created: int
+    replaced: int
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    version: int
+    by_name: Mapping[str, PatternDefinition]
+    ordered: tuple[PatternDefinition, ...]
+    regexes: Mapping[str, Any]
+    trigger_set: Any
+    set_names: tuple[str, ...]
+    matrix: npt.NDArray[np.float32]
+    starts: npt.NDArray[np.intp]
+    ends: npt.NDArray[np.intp]
+    owners: tuple[PatternDefinition, ...]
+    owner_types: npt.NDArray[np.int8]
+    examples: tuple[str, ...]
+
+
+def _order_key(d: PatternDefinition) -> tuple[int, str]:
+    return (-d.priority, d.name)
+
+
+class PatternRegistry:
+    """Registered pattern definitions, compiled for matching.
+
+    Args:
+        store: Persistence of definitions and the registry version.
+        embedder: Embeds example utterances and queries.
+        tool_names: Returns the names of the registered tools (``metadata.tool`` must be one).
+        semantic_threshold: Minimum cosine for a semantic match (0.55 suits all-MiniLM-L6-v2).
+        match_cache_size: Entries of the match LRU cache.
+        load_defaults: Seed an empty, never-seeded store with the default set.
+        defaults_path: Default set to seed (the bundled ``patterns.yaml`` when ``None``).
+        default_cache_ttl: Cache TTL (seconds) of default-set entries that give none.
+    """
+
+    def __init__(
+        self,
+        store: PatternDefinitionStore,
+        embedder: Embedder,
+        tool_names: Collection[str],
+        *,
+        semantic_threshold: float = 0.55,
+        match_cache_size: int = 4096,
+        load_defaults: bool = True,
+        defaults_path: Path | None = None,
+        default_cache_ttl: int = 300,
+    ) -> None:
+        self._store = store
+        self._embedder = embedder
+        self._tool_names = tool_names
+        self.semantic_threshold = semantic_threshold
+        self._load_defaults = load_defaults
+        self._defaults_path = defaults_path
+        self._default_cache_ttl = default_cache_ttl
+        self._lock = asyncio.Lock()
+        self._vectors: dict[str, npt.NDArray[np.float32]] = {}
+        self._match_cache: LRUCache[str, MatchOutcome] = LRUCache(maxsize=max(1, match_cache_size))
+        self._hits = 0
+        self._misses = 0
+        self.invalidation_count = 0
+        self._state = self._build([], 0)
+
+    # ------------------------------------------------------------------ reads
+
+    @property
+    def version(self) -> int:
+        """Current registry version (from the store)."""
+        return self._state.version
+
+    def definitions(self, pattern_type: PatternType | None = None) -> list[PatternDefinition]:
+        """Registered definitions (optionally of one type), priority descending then name."""
+        return [d for d in self._state.ordered if pattern_type is None or d.pattern_type is pattern_type]
+
+    def iter_definitions(self) -> Iterator[PatternDefinition]:
+        """Registered definitions, priority descending then name, without building a list."""
+        return iter(self._state.ordered)
+
+    def get(self, name: str) -> PatternDefinition | None:
+        """The definition of that name, or ``None``."""
+        return self._state.by_name.get(name)
+
+    def trigger_span(self, name: str, query: str) -> tuple[int, int] | None:
+        """Character span of ``query`` that the trigger of ``name`` matches (first match), or ``None``."""
+        regex = self._state.regexes.get(name)
+        if regex is None:
+            return None
+        m = regex.search(query)
+        return None if m is None else (m.start(), m.end())
+
+    def stats(self) -> dict[str, Any]:
+        """Registry statistics (REFERENCE.md names; ``cache_hit_rate`` is a fraction 0-1)."""
+        by_type = {t.value: 0 for t in PatternType}
+        for d in self._state.ordered:
+            by_type[d.pattern_type.value] += 1
+        lookups = self._hits + self._misses
+        return {
+            "total_patterns": len(self._state.ordered),
+            "patterns_by_type": by_type,
+            "cache_hits": self._hits,
+            "cache_misses": self._misses,
+            "cache_hit_rate": self._hits / lookups if lookups else 0.0,
+            "cache_size": len(self._match_cache),
+            "registry_version": self._state.version,
+        }
+
+    # --------------------------------------------------------------- matching
+
+    async def match(self, query: str) -> MatchOutcome:
+        """Find the patterns a query matches (exact name, triggers, then meaning).
+
+        Args:
+            query: Natural-language query (any case and spacing).
+
+        Returns:
+            The outcome, served from the LRU match cache when the same
+            normalized query was matched since the last registry change.
+        """
+        norm = normalize_query(query)
+        state = self._state
+        cached = self._match_cache.get(norm)
+        if cached is not None and cached.registry_version == state.version:
+            self._hits += 1
+            return cached
+        self._misses += 1
+        exact = state.by_name.get(norm) or state.by_name.get(norm.replace(" ", "_"))
+        triggers = self._triggers(state, norm)
+        semantic: tuple[SemanticHit, ...] = ()
+        if exact is None and not triggers and norm:
+            semantic = tuple(await self._semantic(state, norm, SEMANTIC_KEEP))
+        outcome = MatchOutcome(norm, exact, triggers, semantic, state.version)
+        if self._state is state:
+            self._match_cache[norm] = outcome
+        return outcome
+
+    def _triggers(self, state: _State, norm: str) -> tuple[TriggerHit, ...]:
+        if state.trigger_set is not None:
+            indices = state.trigger_set.Match(norm) or []
+            names: Iterable[str] = (state.set_names[i] for i in indices)
+        else:
+            names = state.regexes
+        hits = []
+        for name in names:
+            m = state.regexes[name].search(norm)
+            if m is not None:
+                hits.append(TriggerHit(state.by_name[name], m.end() - m.start()))
+        hits.sort(key=lambda h: _order_key(h.definition))
+        return tuple(hits)
+
+    async def _semantic(
+        self, state: _State, text: str, limit: int, pattern_types: Collection[PatternType] = ()
+    ) -> list[SemanticHit]:
+        if not state.owners or not text or limit <= 0:
+            return []
+        vector = (await self._embedder.embed([text]))[0]
+        return _top_hits(state, state.matrix @ vector, limit, pattern_types)
+
+    async def semantic_neighbours(
+        self, text: str, *, limit: int = 5, pattern_types: Sequence[PatternType] = ()
+    ) -> list[SemanticHit]:
+        """Registered patterns closest in meaning to ``text``, best first.
+
+        Args:
+            text: Any text.
+            limit: Maximum results.
+            pattern_types: Only these types (empty = all).
+
+        Returns:
+            Up to ``limit`` hits (score = best example cosine), no threshold applied.
+        """
+        return await self._semantic(self._state, normalize_query(text), limit, pattern_types)
+
+    # ---------------------------------------------------------------- changes
+
+    def validate(self, definitions: Sequence[PatternDefinition]) -> list[FieldViolation]:
+        """Every problem of a batch, as field violations ``pattern_definitions[i].<field>`` (empty = valid)."""
+        return validate_definitions(definitions, self._tool_names)
+
+    async def register_batch(
+        self, definitions: Sequence[PatternDefinition], validate_only: bool = False
+    ) -> BatchResult:
+        """Register or replace definitions atomically.
+
+        Validates the whole batch, embeds new examples, persists everything in
+        one store transaction, then swaps the compiled state in one assignment
+        and clears the match cache once.
+
+        Args:
+            definitions: The batch (unique names).
+            validate_only: Only validate; report what would be created/replaced.
+
+        Returns:
+            Stored definitions (with timestamps), created and replaced counts, new version.
+
+        Raises:
+            InvalidArgumentError: With every violation; nothing was changed.
+        """
+        violations = self.validate(definitions)
+        if violations:
+            raise InvalidArgumentError(violations, f"{len(violations)} invalid field(s) in the batch")
+        batch = [normalize_definition(d) for d in definitions]
+        async with self._lock:
+            state = self._state
+            created = sum(1 for d in batch if d.name not in state.by_name)
+            if validate_only:
+                return BatchResult(batch, created, len(batch) - created, state.version)
+            await self._embed_examples(batch)
+            stored, created, replaced, version = await self._store.apply_batch(batch)
+            if version == state.version + 1:
+                merged = dict(state.by_name)
+                merged.update((d.name, d) for d in stored)
+                self._swap(self._build(merged.values(), version))
+            else:
+                await self._reload_locked()
+        return BatchResult(list(stored), created, replaced, version)
+
+    async def delete(self, name: str) -> int:
+        """Delete a definition; returns the new registry version.
+
+        Raises:
+            NotFoundError: No definition has that name.
+        """
+        async with self._lock:
+            state = self._state
+            version = await self._store.delete(name)
+            if version == state.version + 1:
+                self._swap(self._build([d for d in state.ordered if d.name != name], version))
+            else:
+                await self._reload_locked()
+        return version
+
+    async def load(self) -> None:
+        """Load the definitions from the store; seed the default set into a never-seeded store.
+
+        Seeding happens once (``mark_seeded``): a deleted default stays deleted
+        across restarts. Defaults whose name is already stored are not overwritten.
+
+        Raises:
+            InvalidArgumentError: The default set is invalid (e.g. names a tool
+                that is not registered).
+        """
+        async with self._lock:
+            if self._load_defaults and not await self._store.is_seeded():
+                defaults = load_default_definitions(self._defaults_path, default_cache_ttl=self._default_cache_ttl)
+                violations = self.validate(defaults)
+                if violations:
+                    raise InvalidArgumentError(violations, "the default pattern set is invalid")
+                stored, _ = await self._store.load()
+                present = {d.name for d in stored}
+                fresh = [normalize_definition(d) for d in defaults if d.name not in present]
+                await self._store.apply_batch(fresh, mark_seeded=True)
+                logger.info("seeded %d default pattern definition(s)", len(fresh))
+            await self._reload_locked()
+
+    async def refresh_if_changed(self) -> bool:
+        """Reload when the store's version moved (another replica changed the registry).
+
+        Returns:
+            Whether a reload happened.
+        """
+        if await self._store.version() == self._state.version:
+            return False
+        async with self._lock:
+            if await self._store.version() == self._state.version:
+                return False
+            await self._reload_locked()
+        return True
+
+    async def _reload_locked(self) -> None:
+        definitions, version = await self._store.load()
+        await self._embed_examples(definitions)
+        self._swap(self._build(definitions, version))
+
+    async def _embed_examples(self, definitions: Iterable[PatternDefinition]) -> None:
+        missing = sorted({e for d in definitions for e in d.examples if e not in self._vectors})
+        for i in range(0, len(missing), 256):
+            chunk = missing[i : i + 256]
+            vectors = await self._embedder.embed([normalize_query(t) for t in chunk])
+            self._vectors.update(zip(chunk, vectors, strict=True))
+
+    def _swap(self, state: _State) -> None:
+        self._state = state
+        self._match_cache.clear()
+        self.invalidation_count += 1
+        live = {e for d in state.ordered for e in d.examples}
+        for text in [t for t in self._vectors if t not in live]:
+            del self._vectors[text]
+
+    def _build(self, definitions: Iterable[PatternDefinition], version: int) -> _State:
+        ordered = tuple(sorted(definitions, key=_order_key))
+        regexes: dict[str, Any] = {}
+        for d in ordered:
+            if d.trigger_pattern:
+                try:
+                    regexes[d.name] = compile_trigger(d.trigger_pattern)
+                except ValueError as exc:
+                    logger.error("pattern %s: trigger skipped: %s", d.name, exc)
+        trigger_set, set_names = _compile_set(ordered, regexes)
+        owners = tuple(d for d in ordered if any(e in self._vectors for e in d.examples))
+        rows: list[npt.NDArray[np.float32]] = []
+        texts: list[str] = []
+        starts: list[int] = []
+        for d in owners:
+            starts.append(len(rows))
+            for e in d.examples:
+                if e in self._vectors:
+                    rows.append(self._vectors[e])
+                    texts.append(e)
+        dim = self._embedder.dimension
+        matrix = np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), dtype=np.float32)
+        starts_array = np.asarray(starts, dtype=np.intp)
+        return _State(
+            version=version,
+            by_name={d.name: d for d in ordered},
+            ordered=ordered,
+            regexes=regexes,
+            trigger_set=trigger_set,
+            set_names=set_names,
+            matrix=matrix,
+            starts=starts_array,
+            ends=np.append(starts_array[1:], len(texts)).astype(np.intp),
+            owners=owners,
+            owner_types=np.asarray([_TYPE_CODES[d.pattern_type] for d in owners], dtype=np.int8),
+            examples=tuple(texts),
+        )
+
+
+def _top_hits(
+    state: _State, sims: npt.NDArray[np.float32], limit: int, pattern_types: Collection[PatternType]
+) -> list[SemanticHit]:
+    """The ``limit`` best patterns by best example cosine, best first (ties: priority descending, then name).
+
+    Vectorized: the best score of every pattern is one ``np.maximum.reduceat``
+    over its rows of the example matrix, the top ``limit`` one
+    ``np.argpartition``; hits (and their best example) are built for those only.
+    ``owners`` is in ``_order_key`` order, so the owner index breaks score ties
+    exactly as sorting every hit by ``(-score, -priority, name)`` would.
+
+    Args:
+        state: The compiled registry.
+        sims: Cosine of the query against each row of ``state.matrix``.
+        limit: Most hits (> 0).
+        pattern_types: Only these types (empty = all).
+    """
+    best = sims if len(sims) == len(state.starts) else np.maximum.reduceat(sims, state.starts)
+    candidates: npt.NDArray[np.intp] = np.arange(len(best), dtype=np.intp)
+    if pattern_types:
+        codes = np.asarray([_TYPE_CODES[t] for t in set(pattern_types)], dtype=np.int8)
+        candidates = np.flatnonzero(np.isin(state.owner_types, codes))
+    scores = best[candidates]
+    if limit < len(candidates):
+        # The limit-th best score; every candidate reaching it is kept so that ties resolve by owner order.
+        kth = np.partition(scores, len(scores) - limit)[len(scores) - limit]
+        keep = np.flatnonzero(scores >= kth)
+        candidates, scores = candidates[keep], scores[keep]
+    top = candidates[np.lexsort((candidates, -scores))[:limit]]
+    if len(sims) == len(state.starts):  # one example per pattern: its row is its best
+        rows = state.starts[top].tolist()
+    else:
+        rows = [int(state.starts[k]) + int(np.argmax(sims[state.starts[k] : state.ends[k]])) for k in top.tolist()]
+    owners, examples = state.owners, state.examples
+    return [
+        SemanticHit(owners[k], score, examples[row])
+        for k, score, row in zip(top.tolist(), best[top].tolist(), rows, strict=True)
+    ]
+
+
+def _compile_set(ordered: Sequence[PatternDefinition], regexes: Mapping[str, Any]) -> tuple[Any, tuple[str, ...]]:
+    """One ``re2.Set`` over every trigger (``None`` when empty or it cannot compile: fall back to a scan)."""
+    names = tuple(d.name for d in ordered if d.name in regexes)
+    if not names:
+        return None, ()
+    trigger_set = re2.Set.SearchSet(re2_options(SET_MAX_MEM))
+    try:
+        for name in names:
+            trigger_set.Add(regexes[name].pattern)
+        trigger_set.Compile()
+    except re2.error:
+        logger.warning("RE2 set of %d triggers failed to compile; matching by scan", len(names))
+        return None, ()
+    return trigger_set, names

@@ -1,0 +1,145 @@
+"""Per-component health, reflected into ``grpc.health.v1`` per service.
+
+A background task probes the backends every few seconds (the seed's health
+check: SQL, vector index, outbox sync, embedding; Redis when configured) and
+sets each service's serving status from the components it needs:
+
+- ``tmws.pattern.v1.PatternLearningService`` needs ``sql``, ``vector_index``
+  and ``embedding``: NOT_SERVING while any of them is down.
+- ``tmws.pattern.v1.PatternExecutionService`` stays SERVING while the process
+  runs: infrastructure paths need no backend, and memory paths fail per call
+  with ``UNAVAILABLE``.
+- The overall service (``""``) follows the execution service.
+
+Redis and the outbox lag degrade nothing: the cache falls back to its local
+layer and the outbox retries. Both are reported in the detail (``GetStats``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from grpc_health.v1 import health_pb2
+from grpc_health.v1._async import HealthServicer
+
+log = logging.getLogger(__name__)
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+COMPONENTS = ("sql", "vector_index", "sync", "embedding", "redis")
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentStatus:
+    """One component's probe result.
+
+    Attributes:
+        name: ``sql``, ``vector_index``, ``sync``, ``embedding`` or ``redis``.
+        healthy: Whether it answered.
+        detail: Error text, or facts (sync: pending rows and lag).
+        check_time: When the probe ran (UTC).
+    """
+
+    name: str
+    healthy: bool
+    detail: str
+    check_time: datetime
+
+
+def components_of(report: Mapping[str, Any], when: datetime) -> list[ComponentStatus]:
+    """Turn :meth:`Application.health`'s report into component statuses."""
+    out: list[ComponentStatus] = []
+    for name in COMPONENTS:
+        if name not in report:
+            continue
+        value = report[name]
+        if isinstance(value, Mapping):
+            error = value.get("error")
+            healthy = error is None and bool(value.get("healthy", True))
+            facts = ", ".join(f"{k}={v}" for k, v in value.items() if k not in ("error", "healthy"))
+            detail = str(error) if error is not None else facts
+        else:
+            healthy = bool(value)
+            detail = str(report.get(f"{name}_error", ""))
+        out.append(ComponentStatus(name, healthy, detail, when))
+    return out
+
+
+class HealthMonitor:
+    """Probes the components periodically and updates the health servicer.
+
+    Args:
+        probe: Async callable returning the component report.
+        servicer: The ``grpc.health.v1`` servicer to update.
+        requirements: Service name → components it needs to be SERVING.
+        overall_follows: The service whose status the overall (``""``) status copies.
+        interval: Seconds between probes.
+    """
+
+    def __init__(
+        self,
+        probe: Callable[[], Awaitable[Mapping[str, Any]]],
+        servicer: HealthServicer,
+        requirements: Mapping[str, frozenset[str]],
+        overall_follows: str,
+        interval: float = 2.0,
+    ):
+        self._probe = probe
+        self._servicer = servicer
+        self._requirements = requirements
+        self._overall = overall_follows
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+        self._status: dict[str, int] = {}
+        self.components: list[ComponentStatus] = []
+
+    async def check_once(self) -> list[ComponentStatus]:
+        """Probe now, update every service's status, and return the components."""
+        now = datetime.now(UTC)
+        try:
+            components = components_of(await self._probe(), now)
+        except Exception as exc:  # the probe itself failed: every backend is in doubt
+            log.warning("health probe failed: %s", exc)
+            components = [ComponentStatus(name, False, f"probe failed: {exc}", now) for name in COMPONENTS[:4]]
+        self.components = components
+        healthy = {c.name for c in components if c.healthy}
+        for service, needs in self._requirements.items():
+            await self._set(service, SERVING if needs <= healthy else NOT_SERVING)
+        await self._set("", self._status.get(self._overall, SERVING))
+        return components
+
+    async def _set(self, service: str, status: int) -> None:
+        if self._status.get(service) == status:
+            return
+        if service in self._status:
+            log.warning(
+                "health of %r is now %s",
+                service or "<overall>",
+                health_pb2.HealthCheckResponse.ServingStatus.Name(status),
+            )
+        self._status[service] = status
+        await self._servicer.set(service, status)
+
+    def start(self) -> None:
+        """Start probing in the background."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="health-monitor")
+
+    async def stop(self) -> None:
+        """Stop probing (before the servicer enters graceful shutdown)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self.check_once()

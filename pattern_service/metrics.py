@@ -1,0 +1,101 @@
+"""Prometheus metrics, exposed over HTTP on ``TMWS_METRICS_ADDRESS``.
+
+Names come from the seeds: ``tmws_pattern_executions_total`` and
+``tmws_pattern_execution_duration_seconds`` (``PATTERN_SERVICE_API.md``,
+"Prometheus Metrics"), ``pattern_match_latency_seconds`` and
+``pattern_sync_lag_seconds`` (``PATTERN_LEARNING_QUICK_START.md``,
+"Monitoring"). Each server owns its own registry, so several servers can run
+in one process (tests) without clashing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from pattern_service.domain import ExecutionResult
+
+log = logging.getLogger(__name__)
+
+_EXEC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5)
+_MATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+class Metrics:
+    """The service's metrics on a private registry.
+
+    Attributes:
+        registry: The ``CollectorRegistry`` the HTTP endpoint serves.
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.executions = Counter(
+            "tmws_pattern_executions_total",
+            "Pattern executions by executed path, outcome and cache hit.",
+            ["pattern_type", "success", "cache_hit"],
+            registry=self.registry,
+        )
+        self.execution_duration = Histogram(
+            "tmws_pattern_execution_duration_seconds",
+            "Server-side execution time by executed path, seconds.",
+            ["pattern_type"],
+            buckets=_EXEC_BUCKETS,
+            registry=self.registry,
+        )
+        self.match_latency = Histogram(
+            "pattern_match_latency_seconds",
+            "MatchPatterns latency, seconds.",
+            buckets=_MATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.rpc_errors = Counter(
+            "tmws_grpc_errors_total",
+            "RPCs and ExecuteMany items that ended in an error, by method and status code.",
+            ["method", "code"],
+            registry=self.registry,
+        )
+        self.sync_lag = Gauge(
+            "pattern_sync_lag_seconds",
+            "Age of the oldest vector-index change not yet applied (0 when in sync), seconds.",
+            registry=self.registry,
+        )
+        self.outbox_depth = Gauge(
+            "tmws_vector_outbox_depth", "Vector-index changes waiting in the outbox.", registry=self.registry
+        )
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    def observe_execution(self, result: ExecutionResult) -> None:
+        """Record one execution."""
+        kind = result.pattern_type.value
+        self.executions.labels(
+            kind, "true" if result.success else "false", "true" if result.cache_hit else "false"
+        ).inc()
+        self.execution_duration.labels(kind).observe(result.execution_time_ms / 1000.0)
+
+    def observe_error(self, method: str, code: str) -> None:
+        """Record an RPC (or stream item) that failed with status ``code``."""
+        self.rpc_errors.labels(method, code).inc()
+
+    def serve(self, address: str) -> int:
+        """Start the HTTP endpoint on ``host:port`` (port 0 picks one).
+
+        Returns:
+            The port bound.
+        """
+        host, _, port = address.rpartition(":")
+        self._server, self._thread = start_http_server(int(port), addr=host or "127.0.0.1", registry=self.registry)
+        bound = int(self._server.server_port)
+        log.info("metrics on http://%s:%d/metrics", host or "127.0.0.1", bound)
+        return bound
+
+    def close(self) -> None:
+        """Stop the HTTP endpoint if it runs."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None

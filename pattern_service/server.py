@@ -1,0 +1,155 @@
+"""The asyncio gRPC server: both services, health, reflection, metrics, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from pattern_service.api.auth import log_mode
+from pattern_service.api.execution import PatternExecutionServicer
+from pattern_service.api.learning import PatternLearningServicer
+from pattern_service.api.security import server_security
+from pattern_service.app import Application
+from pattern_service.config import Settings
+from pattern_service.health import HealthMonitor
+from pattern_service.metrics import Metrics
+from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
+from tmws.pattern.v1 import pattern_execution_service_pb2_grpc as pe_grpc
+from tmws.pattern.v1 import pattern_learning_service_pb2 as pl
+from tmws.pattern.v1 import pattern_learning_service_pb2_grpc as pl_grpc
+
+log = logging.getLogger(__name__)
+
+EXECUTION_SERVICE = pe.DESCRIPTOR.services_by_name["PatternExecutionService"].full_name
+LEARNING_SERVICE = pl.DESCRIPTOR.services_by_name["PatternLearningService"].full_name
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+#: Components the learning service cannot answer without (see :mod:`pattern_service.health`).
+LEARNING_NEEDS = frozenset({"sql", "vector_index", "embedding"})
+
+
+class PatternServer:
+    """A running server over an :class:`~pattern_service.app.Application`.
+
+    Args:
+        settings: Service settings (address, grace period, limits).
+        app: The wired engine and stores (closed by :meth:`stop`).
+        reuse_port: Bind with ``SO_REUSEPORT`` so several worker processes share the port.
+    """
+
+    def __init__(self, settings: Settings, app: Application, *, reuse_port: bool = False):
+        self.settings = settings
+        self.app = app
+        self.reuse_port = reuse_port
+        self.metrics = app.metrics
+        self.health = HealthServicer()
+        self.monitor = HealthMonitor(
+            app.health,
+            self.health,
+            {EXECUTION_SERVICE: frozenset(), LEARNING_SERVICE: LEARNING_NEEDS},
+            overall_follows=EXECUTION_SERVICE,
+        )
+        self._server: grpc.aio.Server | None = None
+        self.port = 0
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> int:
+        """Bind, start serving, and mark every service SERVING.
+
+        Returns:
+            The port bound (useful with an address ending in ``:0``).
+
+        Raises:
+            RuntimeError: The address could not be bound, or the security
+                settings are refused (see :func:`~pattern_service.api.security.server_security`).
+            ValueError: Malformed API key or TLS settings.
+        """
+        self.security = server_security(self.settings, self.metrics)
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 1 if self.reuse_port else 0),
+        ]
+        server = grpc.aio.server(options=options, interceptors=self.security.interceptors)
+        pe_grpc.add_PatternExecutionServiceServicer_to_server(
+            PatternExecutionServicer(self.app.engine, self.settings, self.metrics, lambda: self.monitor.components),
+            server,
+        )
+        pl_grpc.add_PatternLearningServiceServicer_to_server(
+            PatternLearningServicer(self.app.learning_store, self.metrics), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (
+                EXECUTION_SERVICE,
+                LEARNING_SERVICE,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
+        if self.security.credentials is not None:
+            self.port = server.add_secure_port(self.settings.grpc_address, self.security.credentials)
+        else:
+            self.port = server.add_insecure_port(self.settings.grpc_address)
+        if self.port == 0:
+            raise RuntimeError(f"could not bind {self.settings.grpc_address}")
+        await server.start()
+        self._server = server
+        await self.monitor.check_once()
+        self.monitor.start()
+        host = self.settings.grpc_address.rpartition(":")[0]
+        log.info("serving tmws.pattern.v1 on %s:%d (%s)", host, self.port, self.security.description)
+        log_mode(self.security.description)
+        return self.port
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful shutdown: health NOT_SERVING first, then refuse new calls, let
+        in-flight calls finish within ``grace`` seconds, then close the stores."""
+        if self._server is None or self._stopped.is_set():
+            return
+        self._stopped.set()
+        await self.monitor.stop()
+        await self.health.enter_graceful_shutdown()
+        if grace is None and self.settings.shutdown_drain > 0:
+            # Keep serving while health watchers and load balancers see NOT_SERVING and move away;
+            # grpc cancels calls that arrived but had not started once stop() begins.
+            await asyncio.sleep(self.settings.shutdown_drain)
+        await self._server.stop(self.settings.grace_period if grace is None else grace)
+        await self.app.close()
+        log.info("stopped")
+
+    async def wait(self) -> None:
+        """Wait until :meth:`stop` has been called."""
+        await self._stopped.wait()
+
+
+async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
+    """Run the server until SIGTERM or SIGINT, then shut down gracefully.
+
+    Args:
+        settings: Service settings.
+        reuse_port: Share the port with other worker processes (``SO_REUSEPORT``).
+    """
+    metrics = Metrics()
+    app = await Application.create(settings, metrics)
+    server = PatternServer(settings, app, reuse_port=reuse_port)
+    await server.start()
+    if settings.metrics_address:
+        metrics.serve(settings.metrics_address)
+    loop = asyncio.get_running_loop()
+    stopping: list[asyncio.Task[None]] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: stopping.append(asyncio.create_task(server.stop())))
+    try:
+        await server.wait()
+        if stopping:
+            await asyncio.gather(*stopping)
+    finally:
+        metrics.close()

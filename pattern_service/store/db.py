@@ -1,0 +1,239 @@
+"""Database engine, unit-of-work sessions and programmatic Alembic migrations.
+
+SQLite (``sqlite+aiosqlite:///path``) is the embedded default, PostgreSQL
+(``postgresql+asyncpg://...``) the production backend. SQLite connections run
+in WAL mode with foreign keys on and a busy timeout, so concurrent sessions of
+one process wait for each other's writes instead of failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic.command import upgrade as alembic_upgrade
+from alembic.config import Config
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from pattern_service.errors import FailedPreconditionError, UnavailableError
+
+log = logging.getLogger(__name__)
+
+#: Milliseconds a SQLite connection waits for another writer before failing.
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+#: Seconds a unit of work waits for a pooled connection before failing with UNAVAILABLE.
+POOL_TIMEOUT_S = 30.0
+
+#: Seconds to establish one PostgreSQL connection (asyncpg's own default is 60 s: a database that
+#: accepts TCP but never answers would hold every call until its deadline instead of failing fast).
+CONNECT_TIMEOUT_S = 2.0
+
+_CONNECTION_ERRORS = (OperationalError, InterfaceError, PoolTimeoutError, ConnectionError, TimeoutError, OSError)
+
+
+def _is_sqlite_memory(database: str | None) -> bool:
+    return not database or database == ":memory:" or database.startswith("file::memory:")
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
+class Database:
+    """An async SQLAlchemy engine and its session factory.
+
+    Args:
+        url: SQLAlchemy async URL, e.g. ``sqlite+aiosqlite:///./var/pattern_service.db``
+            or ``postgresql+asyncpg://user:pass@host:5432/db``.
+        pool_size: Connections kept open (ignored for in-memory SQLite). On PostgreSQL this is
+            the hard maximum (``TMWS_DB_MAX_CONNECTIONS``: no overflow connections); a unit of
+            work that finds every connection busy waits up to ``pool_timeout`` seconds.
+        pool_pre_ping: Test a pooled connection before use (drops dead ones, e.g. after a
+            server restart).
+        pool_timeout: Seconds a unit of work waits for a free pooled connection (PostgreSQL).
+        connect_timeout: Seconds to establish one new connection (PostgreSQL,
+            ``TMWS_DB_CONNECT_TIMEOUT``); a slower connect fails the unit of work with ``UNAVAILABLE``.
+        echo: Log every SQL statement.
+
+    Attributes:
+        url: The URL given.
+        engine: The :class:`AsyncEngine`.
+        dialect: ``"sqlite"`` or ``"postgresql"``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 5,
+        pool_pre_ping: bool = True,
+        pool_timeout: float = POOL_TIMEOUT_S,
+        connect_timeout: float = CONNECT_TIMEOUT_S,
+        echo: bool = False,
+    ):
+        self.url = url
+        parsed = make_url(url)
+        self.dialect = parsed.get_backend_name()
+        kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": pool_pre_ping}
+        if self.dialect == "sqlite":
+            if _is_sqlite_memory(parsed.database):
+                kwargs["poolclass"] = StaticPool
+                kwargs["connect_args"] = {"check_same_thread": False}
+            else:
+                Path(str(parsed.database)).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                kwargs["pool_size"] = pool_size
+        else:
+            kwargs.update(pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout)
+            if parsed.get_driver_name() == "asyncpg":
+                kwargs["connect_args"] = {"timeout": connect_timeout}  # asyncpg.connect(timeout=...)
+        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        if self.dialect == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)
+        self._sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """One unit of work: a new session inside a transaction, committed on normal exit.
+
+        Never share the yielded session between concurrent tasks.
+
+        Yields:
+            The session; the transaction is rolled back if the block raises.
+
+        Raises:
+            UnavailableError: The database could not be reached or is locked, or no pooled
+                connection became free within the pool timeout.
+        """
+        try:
+            async with self._sessionmaker.begin() as session:
+                yield session
+        except _CONNECTION_ERRORS as exc:
+            raise UnavailableError(f"database unavailable: {exc}") from exc
+
+    async def ping(self) -> None:
+        """Run ``SELECT 1``.
+
+        Raises:
+            UnavailableError: The database does not answer.
+        """
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            raise UnavailableError(f"database unavailable: {exc}") from exc
+
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()
+
+
+def _alembic_ini() -> Path:
+    """The repository's ``alembic.ini`` (found relative to this package, then the cwd)."""
+    here = Path(__file__).resolve()
+    candidates = [parent / "alembic.ini" for parent in here.parents[:4]] + [Path.cwd() / "alembic.ini"]
+    for candidate in candidates:
+        if candidate.is_file() and (candidate.parent / "alembic" / "env.py").is_file():
+            return candidate
+    raise FailedPreconditionError(
+        "alembic.ini with an alembic/ script directory not found next to the package or in the cwd",
+        reason="MIGRATIONS_NOT_FOUND",
+    )
+
+
+def alembic_config(url: str) -> Config:
+    """An Alembic :class:`~alembic.config.Config` for ``url`` on the repository's migration scripts.
+
+    The URL is passed through ``config.attributes`` (never through the ini
+    parser, so ``%`` in passwords is safe) and Alembic leaves logging alone.
+
+    Raises:
+        FailedPreconditionError: The migration scripts cannot be found.
+    """
+    ini = _alembic_ini()
+    cfg = Config(str(ini))
+    cfg.set_main_option("script_location", str(ini.parent / "alembic"))
+    cfg.attributes["url"] = url
+    cfg.attributes["skip_logging_config"] = True
+    return cfg
+
+
+def _run_upgrade(url: str, revision: str) -> None:
+    alembic_upgrade(alembic_config(url), revision)
+
+
+def upgrade_to_head(url: str) -> None:
+    """Run ``alembic upgrade head`` on ``url`` (blocking).
+
+    Safe from any synchronous context; if called from a thread that runs an
+    event loop, the migration runs in a helper thread (Alembic's ``env.py``
+    starts its own loop) and this call blocks until it is done — prefer
+    :func:`aupgrade_to_head` there.
+
+    Args:
+        url: SQLAlchemy async URL.
+
+    Raises:
+        FailedPreconditionError: The migration scripts cannot be found.
+        UnavailableError: The database cannot be reached.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        in_loop = False
+    else:
+        in_loop = True
+    if not in_loop:
+        _upgrade_or_unavailable(url)
+        return
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            _upgrade_or_unavailable(url)
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+
+    worker = threading.Thread(target=target, name="alembic-upgrade")
+    worker.start()
+    worker.join()
+    if errors:
+        raise errors[0]
+
+
+def _upgrade_or_unavailable(url: str) -> None:
+    try:
+        _run_upgrade(url, "head")
+    except _CONNECTION_ERRORS as exc:
+        raise UnavailableError(f"database unavailable during migration: {exc}") from exc
+    log.info("database schema at head", extra={"url": make_url(url).render_as_string(hide_password=True)})
+
+
+async def aupgrade_to_head(url: str) -> None:
+    """Run ``alembic upgrade head`` on ``url`` in a worker thread without blocking the event loop.
+
+    Raises:
+        FailedPreconditionError: The migration scripts cannot be found.
+        UnavailableError: The database cannot be reached.
+    """
+    await asyncio.to_thread(upgrade_to_head, url)
+
+
+__all__ = ["Database", "alembic_config", "aupgrade_to_head", "upgrade_to_head"]

@@ -1,0 +1,443 @@
+"""SQL learning store: success patterns, searchable by meaning through the vector index."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Float, and_, func, literal, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pattern_service.domain import (
+    UPDATABLE_SUCCESS_PATTERN_FIELDS,
+    MatchFilters,
+    MatchQuery,
+    MatchResult,
+    Page,
+    PatternMatch,
+    SuccessPattern,
+    SuccessPatternInput,
+    SuccessPatternStatus,
+    quality_score,
+)
+from pattern_service.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
+from pattern_service.store.db import Database
+from pattern_service.store.embeddings import Embedder
+from pattern_service.store.orm import SuccessPatternRow, utcnow
+from pattern_service.store.outbox import PATTERN_COLLECTION, VectorSync, enqueue
+from pattern_service.store.vectors.base import Condition, MatchAny, Range, VectorFilter, VectorIndex
+
+RESOURCE = "SuccessPattern"
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+#: Fields whose change alters the embedding text or the index payload (so the vector is rewritten).
+_VECTOR_FIELDS = frozenset(
+    {"pattern_type", "name", "description", "version", "tags", "status", "quality_metrics", "success_rate"}
+)
+
+
+def context_hash(context: Mapping[str, Any]) -> str:
+    """SHA-256 hex of ``json.dumps(context, sort_keys=True)`` (seed)."""
+    return hashlib.sha256(json.dumps(context, sort_keys=True).encode()).hexdigest()
+
+
+def recommendations(execution_trace: Mapping[str, Any]) -> tuple[str, ...]:
+    """The steps of ``execution_trace["steps"]``: strings, or dicts' ``description`` / ``action``."""
+    steps = execution_trace.get("steps")
+    if not isinstance(steps, list):
+        return ()
+    out: list[str] = []
+    for step in steps:
+        if isinstance(step, str) and step.strip():
+            out.append(step)
+        elif isinstance(step, Mapping):
+            text = step.get("description") or step.get("action")
+            if isinstance(text, str) and text.strip():
+                out.append(text)
+    return tuple(out)
+
+
+def _to_domain(row: SuccessPatternRow) -> SuccessPattern:
+    return SuccessPattern(
+        pattern_id=row.pattern_id,
+        tenant_id=row.tenant_id,
+        pattern_type=row.pattern_type,
+        name=row.name,
+        description=row.description,
+        version=int(row.version),
+        parent_pattern_id=row.parent_pattern_id,
+        context_hash=row.context_hash,
+        execution_trace=dict(row.execution_trace or {}),
+        success_criteria=dict(row.success_criteria or {}),
+        quality_metrics=dict(row.quality_metrics or {}),
+        performance_data=dict(row.performance_data or {}),
+        tags=tuple(row.tags or ()),
+        status=SuccessPatternStatus(row.status),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        last_matched_at=row.last_matched_at,
+        match_count=int(row.match_count),
+        success_rate=None if row.success_rate is None else float(row.success_rate),
+        context=dict(row.context or {}),
+        quality_score=float(row.quality_score),
+    )
+
+
+def _filter_hash(tenant_id: str, pattern_type: str | None, statuses: Sequence[SuccessPatternStatus]) -> str:
+    key = json.dumps([tenant_id, pattern_type, sorted(str(s) for s in statuses)])
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _encode_token(created_at: datetime, pattern_id: str, fhash: str) -> str:
+    raw = json.dumps({"c": created_at.isoformat(), "i": pattern_id, "f": fhash}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str, fhash: str) -> tuple[datetime, str]:
+    """The (created_at, pattern_id) keyset position of a page token.
+
+    Raises:
+        InvalidArgumentError: Malformed, or made for another query (field ``page_token``).
+    """
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw)
+        created_at = datetime.fromisoformat(data["c"])
+        pattern_id = str(data["i"])
+        token_hash = data["f"]
+    except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError):
+        raise InvalidArgumentError.single("page_token", "malformed page token", reason="INVALID_PAGE_TOKEN") from None
+    if token_hash != fhash:
+        raise InvalidArgumentError.single(
+            "page_token", "page token belongs to another query", reason="INVALID_PAGE_TOKEN"
+        )
+    return created_at, pattern_id
+
+
+def _match_vector_filter(tenant_id: str, f: MatchFilters) -> VectorFilter:
+    statuses = f.statuses or (SuccessPatternStatus.ACTIVE,)
+    must: list[Condition] = [
+        MatchAny("tenant_id", (tenant_id,)),
+        MatchAny("status", tuple(str(s) for s in statuses)),
+    ]
+    if f.pattern_types:
+        must.append(MatchAny("pattern_type", tuple(f.pattern_types)))
+    if f.tags:
+        must.append(MatchAny("tags", tuple(f.tags)))
+    if f.min_quality_score is not None:
+        must.append(Range("quality_score", gte=float(f.min_quality_score)))
+    if f.min_success_rate is not None:
+        must.append(Range("success_rate", gte=float(f.min_success_rate)))
+    return VectorFilter(must=tuple(must))
+
+
+def _passes(p: SuccessPattern, f: MatchFilters) -> bool:
+    """Whether the SQL row (the truth) passes the filters the index applied."""
+    statuses = f.statuses or (SuccessPatternStatus.ACTIVE,)
+    return (
+        p.status in statuses
+        and (not f.pattern_types or p.pattern_type in f.pattern_types)
+        and (not f.tags or bool(set(p.tags) & set(f.tags)))
+        and (f.min_quality_score is None or p.quality_score >= f.min_quality_score)
+        and (f.min_success_rate is None or (p.success_rate is not None and p.success_rate >= f.min_success_rate))
+    )
+
+
+class SqlLearningStore:
+    """:class:`~pattern_service.store.base.LearningStore` on SQL plus the ``pattern_embeddings`` collection.
+
+    Args:
+        db: The database (source of truth).
+        index: The vector index holding ``pattern_embeddings``.
+        embedder: Embeds match queries (same model as :class:`VectorSync`'s).
+        sync: Applies the outbox after each write.
+    """
+
+    def __init__(self, db: Database, index: VectorIndex, embedder: Embedder, sync: VectorSync):
+        self.db = db
+        self.index = index
+        self.embedder = embedder
+        self.sync = sync
+
+    @staticmethod
+    async def _row(session: AsyncSession, tenant_id: str, pattern_id: str) -> SuccessPatternRow:
+        row = await session.scalar(
+            select(SuccessPatternRow).where(
+                SuccessPatternRow.tenant_id == tenant_id, SuccessPatternRow.pattern_id == pattern_id
+            )
+        )
+        if row is None:
+            raise NotFoundError(RESOURCE, pattern_id)
+        return row
+
+    @staticmethod
+    async def _check_name_free(session: AsyncSession, tenant_id: str, name: str) -> None:
+        taken = await session.scalar(
+            select(SuccessPatternRow.pattern_id).where(
+                SuccessPatternRow.tenant_id == tenant_id, SuccessPatternRow.name == name
+            )
+        )
+        if taken is not None:
+            raise AlreadyExistsError(RESOURCE, name)
+
+    async def create(self, tenant_id: str, data: SuccessPatternInput) -> SuccessPattern:
+        """Create a pattern (and its vector, via the outbox).
+
+        Raises:
+            AlreadyExistsError: The tenant has a pattern of that name.
+            NotFoundError: ``parent_pattern_id`` names no pattern of the tenant.
+            UnavailableError: The database cannot be reached.
+        """
+        now = utcnow()
+        row = SuccessPatternRow(
+            pattern_id=str(uuid.uuid4()),
+            tenant_id=tenant_id,
+            pattern_type=data.pattern_type,
+            name=data.name,
+            description=data.description,
+            version=data.version,
+            parent_pattern_id=data.parent_pattern_id,
+            context_hash=context_hash(data.context),
+            execution_trace=dict(data.execution_trace),
+            success_criteria=dict(data.success_criteria),
+            quality_metrics=dict(data.quality_metrics),
+            performance_data=dict(data.performance_data),
+            tags=list(dict.fromkeys(data.tags)),
+            status=SuccessPatternStatus(data.status).value,
+            created_at=now,
+            updated_at=now,
+            last_matched_at=None,
+            match_count=0,
+            success_rate=data.success_rate,
+            context=dict(data.context),
+            quality_score=quality_score(data.quality_metrics),
+        )
+        try:
+            async with self.db.session() as session:
+                if data.parent_pattern_id is not None:
+                    await self._row(session, tenant_id, data.parent_pattern_id)
+                await self._check_name_free(session, tenant_id, data.name)
+                session.add(row)
+                enqueue(session, PATTERN_COLLECTION, row.pattern_id, "upsert")
+        except IntegrityError as exc:  # a concurrent create took the name
+            raise AlreadyExistsError(RESOURCE, data.name) from exc
+        await self.sync.apply(PATTERN_COLLECTION, [row.pattern_id])
+        return _to_domain(row)
+
+    async def get(self, tenant_id: str, pattern_id: str) -> SuccessPattern:
+        """The tenant's pattern ``pattern_id``.
+
+        Raises:
+            NotFoundError: No such pattern in the tenant.
+            UnavailableError: The database cannot be reached.
+        """
+        async with self.db.session() as session:
+            return _to_domain(await self._row(session, tenant_id, pattern_id))
+
+    async def list(
+        self,
+        tenant_id: str,
+        *,
+        page_size: int,
+        page_token: str,
+        pattern_type: str | None = None,
+        statuses: Sequence[SuccessPatternStatus] = (),
+    ) -> Page[SuccessPattern]:
+        """One page of the tenant's patterns, newest first (ties broken by id, descending).
+
+        Tokens are keyset positions, so inserts between pages never repeat or skip an item.
+
+        Args:
+            tenant_id: Owner tenant.
+            page_size: Items per page; <= 0 means 50, capped at 1,000.
+            page_token: ``""`` for the first page, else a ``next_page_token``.
+            pattern_type: Only this pattern type.
+            statuses: Only these statuses (empty = all).
+
+        Raises:
+            InvalidArgumentError: ``page_token`` is malformed or belongs to another query.
+            UnavailableError: The database cannot be reached.
+        """
+        size = DEFAULT_PAGE_SIZE if page_size <= 0 else min(page_size, MAX_PAGE_SIZE)
+        fhash = _filter_hash(tenant_id, pattern_type, statuses)
+        conds = [SuccessPatternRow.tenant_id == tenant_id]
+        if pattern_type is not None:
+            conds.append(SuccessPatternRow.pattern_type == pattern_type)
+        if statuses:
+            conds.append(SuccessPatternRow.status.in_([str(s) for s in statuses]))
+        position = []
+        if page_token:
+            created_at, pattern_id = _decode_token(page_token, fhash)
+            position.append(
+                or_(
+                    SuccessPatternRow.created_at < created_at,
+                    and_(SuccessPatternRow.created_at == created_at, SuccessPatternRow.pattern_id < pattern_id),
+                )
+            )
+        async with self.db.session() as session:
+            total = await session.scalar(select(func.count()).select_from(SuccessPatternRow).where(*conds))
+            rows = list(
+                await session.scalars(
+                    select(SuccessPatternRow)
+                    .where(*conds, *position)
+                    .order_by(SuccessPatternRow.created_at.desc(), SuccessPatternRow.pattern_id.desc())
+                    .limit(size + 1)
+                )
+            )
+        items = [_to_domain(r) for r in rows[:size]]
+        token = _encode_token(rows[size - 1].created_at, rows[size - 1].pattern_id, fhash) if len(rows) > size else ""
+        return Page(items=items, next_page_token=token, total_size=int(total or 0))
+
+    async def update(self, tenant_id: str, pattern_id: str, changes: Mapping[str, Any]) -> SuccessPattern:
+        """Apply ``changes`` (keys of ``UPDATABLE_SUCCESS_PATTERN_FIELDS``) and bump ``updated_at``.
+
+        ``context`` also recomputes ``context_hash``; ``quality_metrics`` also
+        recomputes ``quality_score``. The vector is rewritten (outbox) when an
+        embedded or indexed field changes.
+
+        Raises:
+            InvalidArgumentError: An unknown field, or a pattern made its own parent.
+            NotFoundError: No such pattern, or ``parent_pattern_id`` names no pattern of the tenant.
+            AlreadyExistsError: Renamed onto a name the tenant already uses.
+            UnavailableError: The database cannot be reached.
+        """
+        unknown = sorted(set(changes) - UPDATABLE_SUCCESS_PATTERN_FIELDS)
+        if unknown:
+            raise InvalidArgumentError.single("update_mask", f"fields cannot be updated: {', '.join(unknown)}")
+        try:
+            async with self.db.session() as session:
+                row = await self._row(session, tenant_id, pattern_id)
+                for key, value in changes.items():
+                    await self._apply_change(session, row, key, value)
+                row.updated_at = utcnow()
+                if _VECTOR_FIELDS & set(changes):
+                    enqueue(session, PATTERN_COLLECTION, pattern_id, "upsert")
+                await session.flush()
+                result = _to_domain(row)
+        except IntegrityError as exc:
+            raise AlreadyExistsError(RESOURCE, str(changes.get("name", pattern_id))) from exc
+        if _VECTOR_FIELDS & set(changes):
+            await self.sync.apply(PATTERN_COLLECTION, [pattern_id])
+        return result
+
+    async def _apply_change(self, session: AsyncSession, row: SuccessPatternRow, key: str, value: Any) -> None:
+        if key == "name":
+            if value != row.name:
+                await self._check_name_free(session, row.tenant_id, value)
+            row.name = value
+        elif key == "parent_pattern_id":
+            if value == row.pattern_id:
+                raise InvalidArgumentError.single(
+                    "success_pattern.parent_pattern_id", "a pattern cannot be its own parent"
+                )
+            if value is not None:
+                await self._row(session, row.tenant_id, value)
+            row.parent_pattern_id = value
+        elif key == "context":
+            row.context = dict(value)
+            row.context_hash = context_hash(value)
+        elif key == "quality_metrics":
+            row.quality_metrics = dict(value)
+            row.quality_score = quality_score(value)
+        elif key == "tags":
+            row.tags = list(dict.fromkeys(value))
+        elif key == "status":
+            row.status = SuccessPatternStatus(value).value
+        elif key in ("execution_trace", "success_criteria", "performance_data"):
+            setattr(row, key, dict(value))
+        else:  # pattern_type, description, version, success_rate
+            setattr(row, key, value)
+
+    async def delete(self, tenant_id: str, pattern_id: str) -> None:
+        """Delete the pattern and (via the outbox) its vector; children keep a null parent.
+
+        Raises:
+            NotFoundError: No such pattern in the tenant.
+            UnavailableError: The database cannot be reached.
+        """
+        async with self.db.session() as session:
+            row = await self._row(session, tenant_id, pattern_id)
+            await session.delete(row)
+            enqueue(session, PATTERN_COLLECTION, pattern_id, "delete")
+        await self.sync.apply(PATTERN_COLLECTION, [pattern_id])
+
+    async def record_outcome(self, tenant_id: str, pattern_id: str, success: bool) -> SuccessPattern:
+        """Record one use: ``match_count`` + 1, running success rate, ``last_matched_at`` = now.
+
+        The increment is one SQL ``UPDATE`` (safe under concurrency):
+        ``rate = (coalesce(rate, 0) * count + outcome) / (count + 1)``.
+
+        Raises:
+            NotFoundError: No such pattern in the tenant.
+            UnavailableError: The database cannot be reached.
+        """
+        t = SuccessPatternRow
+        outcome = literal(1.0 if success else 0.0, Float)
+        async with self.db.session() as session:
+            result = await session.execute(
+                update(t)
+                .where(t.tenant_id == tenant_id, t.pattern_id == pattern_id)
+                .values(
+                    match_count=t.match_count + 1,
+                    success_rate=(func.coalesce(t.success_rate, literal(0.0, Float)) * t.match_count + outcome)
+                    / (t.match_count + 1),
+                    last_matched_at=utcnow(),
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if getattr(result, "rowcount", 0) == 0:
+                raise NotFoundError(RESOURCE, pattern_id)
+            enqueue(session, PATTERN_COLLECTION, pattern_id, "upsert")
+            pattern = _to_domain(await self._row(session, tenant_id, pattern_id))
+        await self.sync.apply(PATTERN_COLLECTION, [pattern_id])
+        return pattern
+
+    async def match(self, tenant_id: str, query: MatchQuery) -> MatchResult:
+        """Semantic match: embed ``intent + context + requirements``, search with the filters pushed down.
+
+        Hits below ``min_confidence`` are dropped by the index; hits whose SQL
+        row is gone, belongs to another tenant or no longer passes the filters
+        are dropped after the primary-key lookup.
+
+        Raises:
+            UnavailableError: The database or the index cannot be reached.
+        """
+        started = time.perf_counter()
+        text = " ".join(part for part in (query.intent, query.context, *query.requirements) if part)
+        vector = (await self.embedder.embed([text]))[0]
+        hits = await self.index.search(
+            PATTERN_COLLECTION,
+            vector,
+            limit=max(1, query.limit),
+            flt=_match_vector_filter(tenant_id, query.filters),
+            score_threshold=query.min_confidence,
+        )
+        matches: list[PatternMatch] = []
+        if hits:
+            async with self.db.session() as session:
+                # Primary key only, tenant checked in Python: with ``tenant_id = ?`` in the
+                # query the planner walked the tenant's whole ix_success_patterns_tenant_created range.
+                rows = await session.scalars(
+                    select(SuccessPatternRow).where(SuccessPatternRow.pattern_id.in_([h.id for h in hits]))
+                )
+                by_id = {r.pattern_id: _to_domain(r) for r in rows if r.tenant_id == tenant_id}
+            for hit in hits:
+                pattern = by_id.get(hit.id)
+                if pattern is None or not _passes(pattern, query.filters):
+                    continue
+                score = min(1.0, max(0.0, float(hit.score)))
+                matches.append(PatternMatch(pattern, score, recommendations(pattern.execution_trace)))
+        return MatchResult(
+            matches=tuple(matches),
+            query_time_ms=(time.perf_counter() - started) * 1000.0,
+            embedding_model=self.embedder.model_id,
+        )

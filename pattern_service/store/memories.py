@@ -1,0 +1,300 @@
+"""SQL memory store with semantic recall through the vector index."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, exists, func, select
+
+from pattern_service.domain import Memory, MemoryAggregate, MemoryFilter, NewMemory
+from pattern_service.store.db import Database
+from pattern_service.store.embeddings import Embedder
+from pattern_service.store.orm import MemoryRow, MemoryTagRow, utcnow
+from pattern_service.store.outbox import MEMORY_COLLECTION, VectorSync, enqueue
+from pattern_service.store.vectors.base import Condition, MatchAny, Range, VectorFilter, VectorIndex
+
+#: Tags reported by :meth:`SqlMemoryStore.aggregate`.
+TOP_TAGS = 10
+
+
+def _to_domain(row: MemoryRow, score: float | None = None) -> Memory:
+    return Memory(
+        memory_id=row.memory_id,
+        tenant_id=row.tenant_id,
+        content=row.content,
+        agent_id=row.agent_id,
+        memory_type=row.memory_type,
+        tags=tuple(row.tags or ()),
+        importance=float(row.importance),
+        metadata=dict(row.metadata_ or {}),
+        created_at=row.created_at,
+        score=score,
+    )
+
+
+def _has_any_tag(tenant_id: str, tags: Sequence[str]) -> ColumnElement[bool]:
+    """EXISTS a ``memory_tags`` row of the memory carrying one of ``tags``."""
+    return exists().where(
+        MemoryTagRow.memory_id == MemoryRow.memory_id,
+        MemoryTagRow.tenant_id == tenant_id,
+        MemoryTagRow.tag.in_(list(tags)),
+    )
+
+
+def memory_conditions(tenant_id: str, flt: MemoryFilter) -> list[ColumnElement[bool]]:
+    """SQL conditions selecting the tenant's memories that pass ``flt``."""
+    conds: list[ColumnElement[bool]] = [MemoryRow.tenant_id == tenant_id]
+    if flt.agent_id is not None:
+        conds.append(MemoryRow.agent_id == flt.agent_id)
+    if flt.memory_type is not None:
+        conds.append(MemoryRow.memory_type == flt.memory_type)
+    if flt.tags:
+        conds.append(_has_any_tag(tenant_id, flt.tags))
+    if flt.min_importance is not None:
+        conds.append(MemoryRow.importance >= flt.min_importance)
+    if flt.since is not None:
+        conds.append(MemoryRow.created_at >= flt.since)
+    if flt.until is not None:
+        conds.append(MemoryRow.created_at <= flt.until)
+    return conds
+
+
+def _utc(value: datetime) -> datetime:
+    """``value`` as an aware UTC datetime (naive = UTC, as :class:`~pattern_service.store.orm.UTCDateTime` binds it)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def memory_passes(row: MemoryRow, tenant_id: str, flt: MemoryFilter) -> bool:
+    """Whether a loaded row passes what :func:`memory_conditions` selects, evaluated in Python.
+
+    Used after a primary-key lookup, so the database is never asked to combine
+    the id list with the tenant (which made it scan the tenant's whole index
+    range). Tenant isolation is checked first and exactly.
+    """
+    if row.tenant_id != tenant_id:
+        return False
+    if flt.agent_id is not None and row.agent_id != flt.agent_id:
+        return False
+    if flt.memory_type is not None and row.memory_type != flt.memory_type:
+        return False
+    if flt.tags and not set(row.tags or ()) & set(flt.tags):
+        return False
+    if flt.min_importance is not None and not float(row.importance) >= flt.min_importance:
+        return False
+    created = _utc(row.created_at)
+    if flt.since is not None and created < _utc(flt.since):
+        return False
+    return flt.until is None or created <= _utc(flt.until)
+
+
+def memory_vector_filter(tenant_id: str, flt: MemoryFilter) -> VectorFilter:
+    """The index filter for ``flt``.
+
+    Times are stored in whole epoch seconds, so ``since``/``until`` are widened
+    to whole seconds here and applied exactly on the SQL rows afterwards.
+    """
+    must: list[Condition] = [MatchAny("tenant_id", (tenant_id,))]
+    if flt.agent_id is not None:
+        must.append(MatchAny("agent_id", (flt.agent_id,)))
+    if flt.memory_type is not None:
+        must.append(MatchAny("memory_type", (flt.memory_type,)))
+    if flt.tags:
+        must.append(MatchAny("tags", tuple(flt.tags)))
+    if flt.min_importance is not None:
+        must.append(Range("importance", gte=float(flt.min_importance)))
+    if flt.since is not None or flt.until is not None:
+        must.append(
+            Range(
+                "created_at",
+                gte=float(math.floor(flt.since.timestamp())) if flt.since is not None else None,
+                lte=float(math.floor(flt.until.timestamp())) if flt.until is not None else None,
+            )
+        )
+    return VectorFilter(must=tuple(must))
+
+
+class SqlMemoryStore:
+    """:class:`~pattern_service.store.base.MemoryStore` on SQL plus the ``memory_embeddings`` collection.
+
+    Every read is scoped by ``tenant_id`` and honours every
+    :class:`~pattern_service.domain.MemoryFilter` field.
+
+    Args:
+        db: The database (source of truth).
+        index: The vector index holding ``memory_embeddings``.
+        embedder: Embeds recall queries (same model as :class:`VectorSync`'s).
+        sync: Applies the outbox after each write.
+    """
+
+    def __init__(self, db: Database, index: VectorIndex, embedder: Embedder, sync: VectorSync):
+        self.db = db
+        self.index = index
+        self.embedder = embedder
+        self.sync = sync
+
+    async def store(self, memory: NewMemory) -> Memory:
+        """Store a memory with its tags and an outbox row in one transaction, then apply the outbox.
+
+        Returns:
+            The stored memory (acknowledged once SQL has committed, even if the
+            vector write must be retried later).
+
+        Raises:
+            UnavailableError: The database cannot be reached.
+        """
+        now = utcnow()
+        tags = list(dict.fromkeys(memory.tags))
+        row = MemoryRow(
+            memory_id=str(uuid.uuid4()),
+            tenant_id=memory.tenant_id,
+            agent_id=memory.agent_id,
+            content=memory.content,
+            memory_type=memory.memory_type,
+            tags=tags,
+            importance=float(memory.importance),
+            metadata_=dict(memory.metadata),
+            created_at=now,
+            updated_at=now,
+        )
+        async with self.db.session() as session:
+            session.add(row)
+            await session.flush()
+            session.add_all([MemoryTagRow(memory_id=row.memory_id, tenant_id=row.tenant_id, tag=t) for t in tags])
+            enqueue(session, MEMORY_COLLECTION, row.memory_id, "upsert")
+        await self.sync.apply(MEMORY_COLLECTION, [row.memory_id])
+        return _to_domain(row)
+
+    async def recall(self, tenant_id: str, query: str, flt: MemoryFilter, limit: int) -> list[Memory]:
+        """Memories closest in meaning to ``query``, best first, with ``score`` = cosine similarity in [0, 1].
+
+        The filter is pushed down to the index; ids whose SQL row is gone (or
+        no longer passes the filter, or belongs to another tenant) are dropped.
+        The SQL rows are read by primary key only and checked in Python
+        (:func:`memory_passes`): joining the id list with ``tenant_id`` in SQL
+        made the planner walk the tenant's index range instead.
+
+        Raises:
+            UnavailableError: The database or the index cannot be reached.
+        """
+        if limit <= 0:
+            return []
+        vector = (await self.embedder.embed([query]))[0]
+        hits = await self.index.search(MEMORY_COLLECTION, vector, limit=limit, flt=memory_vector_filter(tenant_id, flt))
+        if not hits:
+            return []
+        ids = [h.id for h in hits]
+        async with self.db.session() as session:
+            rows = await session.scalars(select(MemoryRow).where(MemoryRow.memory_id.in_(ids)))
+            by_id = {r.memory_id: r for r in rows if memory_passes(r, tenant_id, flt)}
+        return [_to_domain(by_id[h.id], min(1.0, max(0.0, float(h.score)))) for h in hits if h.id in by_id]
+
+    async def _select(
+        self, tenant_id: str, flt: MemoryFilter, limit: int, *extra: Any, order: Sequence[Any]
+    ) -> list[Memory]:
+        if limit <= 0:
+            return []
+        async with self.db.session() as session:
+            rows = await session.scalars(
+                select(MemoryRow).where(*memory_conditions(tenant_id, flt), *extra).order_by(*order).limit(limit)
+            )
+            return [_to_domain(r) for r in rows]
+
+    async def search_by_tag(self, tenant_id: str, tags: Sequence[str], flt: MemoryFilter, limit: int) -> list[Memory]:
+        """Memories carrying any of ``tags`` (and passing ``flt``), newest first.
+
+        Raises:
+            UnavailableError: The database cannot be reached.
+        """
+        if not tags:
+            return []
+        return await self._select(
+            tenant_id,
+            flt,
+            limit,
+            _has_any_tag(tenant_id, tags),
+            order=(MemoryRow.created_at.desc(), MemoryRow.memory_id.desc()),
+        )
+
+    async def filter_by_importance(
+        self, tenant_id: str, min_importance: float, flt: MemoryFilter, limit: int
+    ) -> list[Memory]:
+        """Memories with importance >= ``min_importance`` (and passing ``flt``), most important first.
+
+        Raises:
+            UnavailableError: The database cannot be reached.
+        """
+        return await self._select(
+            tenant_id,
+            flt,
+            limit,
+            MemoryRow.importance >= min_importance,
+            order=(MemoryRow.importance.desc(), MemoryRow.created_at.desc(), MemoryRow.memory_id.desc()),
+        )
+
+    async def recent(self, tenant_id: str, flt: MemoryFilter, limit: int) -> list[Memory]:
+        """Memories passing ``flt``, newest first.
+
+        Raises:
+            UnavailableError: The database cannot be reached.
+        """
+        return await self._select(
+            tenant_id, flt, limit, order=(MemoryRow.created_at.desc(), MemoryRow.memory_id.desc())
+        )
+
+    async def aggregate(self, tenant_id: str, flt: MemoryFilter) -> MemoryAggregate:
+        """Counts over the memories passing ``flt``.
+
+        Raises:
+            UnavailableError: The database cannot be reached.
+        """
+        conds = memory_conditions(tenant_id, flt)
+        async with self.db.session() as session:
+            totals = (
+                await session.execute(
+                    select(func.count(), func.avg(MemoryRow.importance), func.max(MemoryRow.created_at)).where(*conds)
+                )
+            ).one()
+            by_type = (
+                await session.execute(
+                    select(MemoryRow.memory_type, func.count()).where(*conds).group_by(MemoryRow.memory_type)
+                )
+            ).all()
+            n = func.count().label("n")
+            top_tags = (
+                await session.execute(
+                    select(MemoryTagRow.tag, n)
+                    .where(
+                        MemoryTagRow.tenant_id == tenant_id,
+                        MemoryTagRow.memory_id.in_(select(MemoryRow.memory_id).where(*conds)),
+                    )
+                    .group_by(MemoryTagRow.tag)
+                    .order_by(n.desc(), MemoryTagRow.tag)
+                    .limit(TOP_TAGS)
+                )
+            ).all()
+        total = int(totals[0] or 0)
+        return MemoryAggregate(
+            total=total,
+            by_type={str(t): int(c) for t, c in by_type},
+            top_tags=tuple((str(t), int(c)) for t, c in top_tags),
+            mean_importance=float(totals[1]) if total and totals[1] is not None else 0.0,
+            newest=totals[2],
+        )
+
+    async def count(self, tenant_id: str) -> int:
+        """Number of memories of the tenant.
+
+        Raises:
+            UnavailableError: The database cannot be reached.
+        """
+        async with self.db.session() as session:
+            return int(
+                await session.scalar(
+                    select(func.count()).select_from(MemoryRow).where(MemoryRow.tenant_id == tenant_id)
+                )
+                or 0
+            )

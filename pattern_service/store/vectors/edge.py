@@ -1,0 +1,358 @@
+"""The embedded vector index on qdrant-edge-py (the default: no server).
+
+One :class:`qdrant_edge.EdgeShard` per collection, under ``root/<collection>/shard``,
+with a JSON sidecar ``root/<collection>/collection.json`` recording the
+collection's embedding ``model_id`` and ``dimension`` (the model-id tag: vectors
+of two models never mix).
+
+qdrant-edge is synchronous; every call runs on one dedicated thread per index,
+so calls are serialized (the shards are never touched concurrently) and the
+event loop never blocks.
+
+Search is exact. qdrant-edge builds an HNSW graph only when
+:meth:`EdgeShard.optimize` runs, and on 2 cores that takes minutes for 100k
+vectors (``REFERENCE.md``), while exact search costs 2.7 ms at 10k and 22 ms at
+100k vectors. So writes never optimize; :meth:`EdgeVectorIndex.optimize` is
+there for an operator's maintenance job when a collection grows large. The
+spec's HNSW ``m`` / ``ef_construct`` are stored in the shard config and used by
+that build.
+
+Boolean payloads: qdrant-edge-py 0.9 turns ``MatchValue(True)`` into the integer
+1, so boolean fields never match. Every top-level boolean payload value is
+therefore mirrored into a hidden keyword field ``__bool__<key>`` (``"true"`` /
+``"false"``), which boolean conditions query; the mirror is stripped from the
+payloads returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import pathlib
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+import qdrant_edge as qe
+
+from pattern_service.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError
+from pattern_service.store.vectors.base import (
+    CollectionSpec,
+    MatchAny,
+    PayloadFieldType,
+    ScoredPoint,
+    VectorFilter,
+    VectorPoint,
+    check_collection_name,
+    check_model_tag,
+    check_vector,
+    normalise_point_id,
+)
+
+_log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_SIDECAR = "collection.json"
+_SHARD_DIR = "shard"
+_BOOL_PREFIX = "__bool__"
+_SCROLL_PAGE = 1000
+# Plain (exact) search up to this many KB of vectors per segment even after an optimize().
+_FULL_SCAN_THRESHOLD_KB = 10_000
+
+_SCHEMA: dict[PayloadFieldType, qe.PayloadSchemaType] = {
+    "keyword": qe.PayloadSchemaType.Keyword,
+    "integer": qe.PayloadSchemaType.Integer,
+    "float": qe.PayloadSchemaType.Float,
+}
+
+
+def _bool_word(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _with_bool_mirror(payload: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(payload)
+    for key, value in payload.items():
+        if isinstance(value, bool):
+            out[_BOOL_PREFIX + key] = _bool_word(value)
+        elif isinstance(value, list) and value and all(isinstance(v, bool) for v in value):
+            out[_BOOL_PREFIX + key] = [_bool_word(v) for v in value]
+    return out
+
+
+def _strip_bool_mirror(payload: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (payload or {}).items() if not k.startswith(_BOOL_PREFIX)}
+
+
+def _match_condition(cond: MatchAny) -> Any:
+    bools = [v for v in cond.values if isinstance(v, bool)]
+    strs = [v for v in cond.values if isinstance(v, str)]
+    ints = [v for v in cond.values if isinstance(v, int) and not isinstance(v, bool)]
+    parts: list[Any] = []
+    if bools:
+        words: list[str] = sorted({_bool_word(v) for v in bools})
+        parts.append(qe.FieldCondition(_BOOL_PREFIX + cond.key, match=qe.MatchAny(words)))
+    if strs:
+        parts.append(qe.FieldCondition(cond.key, match=qe.MatchAny(strs)))
+    if ints:
+        parts.append(qe.FieldCondition(cond.key, match=qe.MatchAny(ints)))
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:  # MatchAny with no values matches nothing
+        return qe.HasIdCondition(set())
+    return qe.Filter(should=parts)
+
+
+def _to_edge_filter(flt: VectorFilter | None) -> qe.Filter | None:
+    if flt is None or not flt.must:
+        return None
+    must: list[Any] = []
+    for cond in flt.must:
+        if isinstance(cond, MatchAny):
+            must.append(_match_condition(cond))
+        else:
+            must.append(qe.FieldCondition(cond.key, range=qe.RangeFloat(gte=cond.gte, lte=cond.lte)))
+    return qe.Filter(must=must)
+
+
+class _Collection:
+    """An open shard and its tag."""
+
+    def __init__(self, shard: qe.EdgeShard, spec: CollectionSpec):
+        self.shard = shard
+        self.dimension = spec.dimension
+        self.model_id = spec.model_id
+
+
+class EdgeVectorIndex:
+    """:class:`~pattern_service.store.vectors.base.VectorIndex` on embedded qdrant-edge shards.
+
+    Args:
+        root: Directory holding one sub-directory per collection (created if absent).
+
+    Calls on a collection that :meth:`ensure_collection` has not opened in
+    this process raise :class:`~pattern_service.errors.NotFoundError`; calls
+    after :meth:`close` raise :class:`~pattern_service.errors.UnavailableError`.
+    Point ids must be UUID text (any case); they come back canonical
+    (lower-case, hyphenated).
+    """
+
+    def __init__(self, root: pathlib.Path):
+        self._root = pathlib.Path(root)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-vectors")
+        self._collections: dict[str, _Collection] = {}
+        self._closed = False
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        if self._closed:
+            raise UnavailableError("the vector index is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    def _get(self, name: str) -> _Collection:
+        if self._closed:
+            raise UnavailableError("the vector index is closed")
+        coll = self._collections.get(name)
+        if coll is None:
+            raise NotFoundError("VectorCollection", name)
+        return coll
+
+    # -- collections ---------------------------------------------------------
+
+    async def ensure_collection(self, spec: CollectionSpec) -> None:
+        """Create or open ``root/<spec.name>``, check its tag, add missing payload indexes.
+
+        Raises:
+            FailedPreconditionError: The collection holds vectors of another
+                model id or dimension (reason ``EMBEDDING_MODEL_MISMATCH``).
+            FailedPreconditionError: The shard is open in another process
+                (reason ``VECTOR_STORE_LOCKED``; qdrant-edge locks its WAL).
+            InvalidArgumentError: The spec's name is not ``[a-z0-9_]+``.
+            UnavailableError: The index is closed, or the shard cannot be opened.
+        """
+        check_collection_name(spec.name)
+        await self._run(lambda: self._ensure_sync(spec))
+
+    def _ensure_sync(self, spec: CollectionSpec) -> None:
+        coll = self._collections.get(spec.name)
+        if coll is not None:
+            check_model_tag(spec, coll.model_id, coll.dimension)
+            self._ensure_indexes(coll.shard, spec)
+            return
+        cdir = self._root / spec.name
+        sidecar = cdir / _SIDECAR
+        shard_dir = cdir / _SHARD_DIR
+        if sidecar.exists():
+            tag = json.loads(sidecar.read_text(encoding="utf-8"))
+            check_model_tag(spec, tag.get("model_id"), tag.get("dimension"))
+        else:
+            cdir.mkdir(parents=True, exist_ok=True)
+            tag = {"model_id": spec.model_id, "dimension": spec.dimension, "distance": "cosine", "format": 1}
+            tmp = cdir / (_SIDECAR + ".tmp")
+            tmp.write_text(json.dumps(tag), encoding="utf-8")
+            os.replace(tmp, sidecar)
+        try:
+            if shard_dir.exists() and any(shard_dir.iterdir()):
+                shard = qe.EdgeShard.load(str(shard_dir))
+            else:
+                config = qe.EdgeConfig(
+                    vectors=qe.EdgeVectorParams(size=spec.dimension, distance=qe.Distance.Cosine),
+                    hnsw_config=qe.HnswIndexConfig(
+                        m=spec.hnsw_m, ef_construct=spec.hnsw_ef_construct, full_scan_threshold=_FULL_SCAN_THRESHOLD_KB
+                    ),
+                )
+                shard = qe.EdgeShard.create(str(shard_dir), config)
+        except Exception as exc:  # qdrant-edge raises bare Exception
+            if "WouldBlock" in str(exc):  # the WAL is locked by another open shard (another process)
+                raise FailedPreconditionError(
+                    f"vector collection {spec.name!r} at {shard_dir} is open in another process; the embedded "
+                    "index is single-process (run several replicas against a Qdrant server instead)",
+                    reason="VECTOR_STORE_LOCKED",
+                    metadata={"collection": spec.name, "path": str(shard_dir)},
+                ) from exc
+            raise UnavailableError(f"cannot open vector collection {spec.name!r} at {shard_dir}: {exc}") from exc
+        self._ensure_indexes(shard, spec)
+        self._collections[spec.name] = _Collection(shard, spec)
+        _log.info("opened edge vector collection %s at %s (model %s)", spec.name, cdir, spec.model_id)
+
+    @staticmethod
+    def _ensure_indexes(shard: qe.EdgeShard, spec: CollectionSpec) -> None:
+        existing = set(shard.info().payload_schema)
+        for key, ftype in spec.payload_indexes.items():
+            field, schema = (
+                (_BOOL_PREFIX + key, qe.PayloadSchemaType.Keyword) if ftype == "bool" else (key, _SCHEMA[ftype])
+            )
+            if field not in existing:
+                shard.update(qe.UpdateOperation.create_field_index(field, schema))
+
+    # -- points ----------------------------------------------------------------
+
+    async def upsert(self, collection: str, points: Sequence[VectorPoint]) -> None:
+        """Insert or replace points (vector and whole payload); idempotent.
+
+        Raises:
+            InvalidArgumentError: An id is not a UUID or a vector has the wrong shape.
+            NotFoundError: The collection is not open.
+        """
+        coll = self._get(collection)
+        if not points:
+            return
+        edge_points = [
+            qe.Point(
+                normalise_point_id(p.id),
+                check_vector(p.vector, coll.dimension, "vector"),
+                _with_bool_mirror(p.payload),
+            )
+            for p in points
+        ]
+        await self._run(lambda: coll.shard.update(qe.UpdateOperation.upsert_points(edge_points)))
+
+    async def delete(self, collection: str, ids: Sequence[str]) -> None:
+        """Delete points by id; unknown ids are ignored.
+
+        Raises:
+            InvalidArgumentError: An id is not a UUID.
+            NotFoundError: The collection is not open.
+        """
+        coll = self._get(collection)
+        if not ids:
+            return
+        point_ids: list[qe.PointId] = [normalise_point_id(i) for i in ids]
+        await self._run(lambda: coll.shard.update(qe.UpdateOperation.delete_points(point_ids)))
+
+    async def search(
+        self,
+        collection: str,
+        vector: npt.NDArray[np.float32],
+        *,
+        limit: int,
+        flt: VectorFilter | None = None,
+        score_threshold: float | None = None,
+    ) -> list[ScoredPoint]:
+        """Exact cosine search; see :meth:`VectorIndex.search`.
+
+        Raises:
+            InvalidArgumentError: ``limit`` < 1 or the vector has the wrong shape.
+            NotFoundError: The collection is not open.
+        """
+        coll = self._get(collection)
+        if limit < 1:
+            raise InvalidArgumentError.single("limit", f"limit must be >= 1, got {limit}")
+        request = qe.QueryRequest(
+            limit=limit,
+            query=qe.Query.Nearest(check_vector(vector, coll.dimension, "vector")),
+            filter=_to_edge_filter(flt),
+            with_payload=True,
+            score_threshold=score_threshold,
+        )
+        hits = await self._run(lambda: coll.shard.query(request))
+        return [ScoredPoint(id=str(h.id), score=float(h.score), payload=_strip_bool_mirror(h.payload)) for h in hits]
+
+    async def list_ids(self, collection: str) -> set[str]:
+        """All point ids of the collection (scrolled in pages of 1,000).
+
+        Raises:
+            NotFoundError: The collection is not open.
+        """
+        coll = self._get(collection)
+
+        def scroll_all() -> set[str]:
+            ids: set[str] = set()
+            offset: qe.PointId | None = None
+            while True:
+                records, offset = coll.shard.scroll(
+                    qe.ScrollRequest(offset=offset, limit=_SCROLL_PAGE, with_payload=False, with_vector=False)
+                )
+                ids.update(str(r.id) for r in records)
+                if offset is None:
+                    return ids
+
+        return await self._run(scroll_all)
+
+    async def count(self, collection: str) -> int:
+        """Exact number of points in the collection.
+
+        Raises:
+            NotFoundError: The collection is not open.
+        """
+        coll = self._get(collection)
+        return await self._run(lambda: coll.shard.count(qe.CountRequest(exact=True)))
+
+    async def optimize(self, collection: str) -> bool:
+        """Merge segments and build the HNSW graph (slow: minutes at 100k vectors on 2 cores).
+
+        Not called by the service itself (see the module docstring); for a
+        maintenance job. Other calls on this index wait while it runs.
+
+        Returns:
+            Whether any segment was optimized.
+
+        Raises:
+            NotFoundError: The collection is not open.
+        """
+        coll = self._get(collection)
+        return await self._run(coll.shard.optimize)
+
+    async def close(self) -> None:
+        """Flush and close every shard, then stop the worker thread. Idempotent."""
+        if self._closed:
+            return
+
+        def close_all() -> None:
+            for name, coll in self._collections.items():
+                try:
+                    coll.shard.flush()
+                finally:
+                    coll.shard.close()
+                _log.info("closed edge vector collection %s", name)
+            self._collections.clear()
+
+        try:
+            await self._run(close_all)
+        finally:
+            self._closed = True
+            self._executor.shutdown(wait=False)

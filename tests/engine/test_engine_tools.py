@@ -1,0 +1,171 @@
+"""Built-in tools doing real work, the tool registry, and third-party tools from entry points."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import logging
+import pathlib
+import sys
+import textwrap
+from typing import Any
+
+import pytest
+from eng_helpers import EngBuilder, eng_definition
+
+from pattern_service.domain import ExecutionMode
+from pattern_service.engine import PatternExecutionEngine, ToolRegistry
+from pattern_service.engine.calculator import CalculationError, evaluate
+
+
+async def _tool(engine: PatternExecutionEngine, query: str, **ctx: object) -> dict[str, Any]:
+    r = await engine.execute(query, context=ctx, use_cache=False)
+    assert r.metadata["parts"] == ["infrastructure"], r
+    part = r.result["infrastructure"]
+    return dict(part)
+
+
+@pytest.mark.parametrize(
+    ("expr", "value"),
+    [("(2 + 3) * 4 ** 2", 80), ("7 // 2 + 7 % 2", 4), ("-3 ^ 2", -9), ("10 / 4", 2.5), ("2 ** -1", 0.5)],
+)
+def test_calculator_evaluates(expr: str, value: float) -> None:
+    assert evaluate(expr) == value
+
+
+@pytest.mark.parametrize(
+    "expr", ["__import__('os')", "2 ** 100000", "1 / 0", "x + 1", "9 ** 999 ** 2", "1" * 201, "", "[1, 2]"]
+)
+def test_calculator_refuses(expr: str) -> None:
+    with pytest.raises(CalculationError):
+        evaluate(expr)
+
+
+async def test_calculate_tool(eng_engine: PatternExecutionEngine) -> None:
+    part = await _tool(eng_engine, "calculate (17 * 23) - 1")
+    assert part["success"] and part["output"] == {
+        "operation": "arithmetic",
+        "expression": "(17 * 23) - 1",
+        "result": 390,
+    }
+    words = await _tool(eng_engine, "count words in 'the quick brown fox'")
+    assert words["output"] == {"operation": "count_words", "text": "the quick brown fox", "result": 4}
+    chars = await _tool(eng_engine, "count characters in hello")
+    assert chars["output"]["result"] == 5
+    bad = await eng_engine.execute("calculate import os", use_cache=False)
+    assert not bad.success and "cannot calculate" in (bad.error or "")
+
+
+async def test_package_info_tool(eng_engine: PatternExecutionEngine) -> None:
+    part = await _tool(eng_engine, "install numpy")
+    out = part["output"]
+    assert out["installed"] is True and out["version"] == importlib.metadata.version("numpy")
+    missing = await _tool(eng_engine, "setup surely-not-a-real-distribution-xyz")
+    assert missing["output"]["installed"] is False and missing["output"]["version"] is None
+
+
+async def test_run_tool_tool(eng_engine: PatternExecutionEngine) -> None:
+    part = await _tool(eng_engine, "run tool calculate 6 * 7")
+    assert part["output"] == {
+        "tool": "calculate",
+        "output": {"operation": "arithmetic", "expression": "6 * 7", "result": 42},
+    }
+    via_ctx = await _tool(eng_engine, "call function please", tool="list_patterns", pattern_type="memory")
+    assert via_ctx["output"]["tool"] == "list_patterns" and via_ctx["output"]["output"]["count"] == 4
+    for query in ("run tool run_tool", "run tool nope"):
+        r = await eng_engine.execute(query, use_cache=False)
+        assert not r.success and ("cannot run itself" in (r.error or "") or "unknown tool" in (r.error or ""))
+
+
+async def test_compare_texts_tool(eng_engine: PatternExecutionEngine) -> None:
+    r = await eng_engine.execute("compare redis caching with memcached caching", execution_mode=ExecutionMode.FAST)
+    out = r.result["infrastructure"]["output"]
+    assert out["a"] == "redis caching" and out["b"] == "memcached caching"
+    vectors = await eng_engine.registry._embedder.embed(["redis caching", "memcached caching"])
+    assert out["similarity"] == pytest.approx(float(vectors[0] @ vectors[1]), abs=1e-5)
+    assert out["shared_terms"] == ["caching"]
+
+
+async def test_health_stats_list_and_match_tools(eng_engine: PatternExecutionEngine) -> None:
+    health = await _tool(eng_engine, "check health")
+    assert health["output"]["healthy"] is True
+    assert health["output"]["components"]["memory_store"]["healthy"] is True
+    stats = (await eng_engine.execute("summarize all memories", use_cache=False)).result["infrastructure"]
+    assert set(stats["output"]) == {"engine", "registry", "router", "cache"}
+    matches = (await eng_engine.execute("find similar notes about the weather", use_cache=False)).result
+    ranked = matches["infrastructure"]["output"]["matches"]
+    assert ranked and [m["score"] for m in ranked] == sorted((m["score"] for m in ranked), reverse=True)
+
+
+def test_registry_rejects_bad_tools() -> None:
+    tools = ToolRegistry()
+
+    def sync_tool(call: object) -> dict[str, object]:
+        return {}
+
+    async def ok(call: object) -> dict[str, object]:
+        return {}
+
+    with pytest.raises(ValueError, match="async"):
+        tools.register("sync_tool", sync_tool)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="must match"):
+        tools.register("Bad Name", ok)
+    tools.register("ok", ok)
+    with pytest.raises(ValueError, match="already"):
+        tools.register("ok", ok)
+
+
+def _install_plugin(root: pathlib.Path) -> None:
+    (root / "eng_plugin_tools.py").write_text(
+        textwrap.dedent(
+            '''
+            async def word_stats(call):
+                """Count the words of the subject."""
+                words = call.subject.split()
+                return {"words": len(words), "longest": max(words, key=len) if words else None}
+
+            def not_async(call):
+                return {}
+            '''
+        )
+    )
+    info = root / "eng_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: eng-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[tmws.tools]\n"
+        "word_stats = eng_plugin_tools:word_stats\n"
+        "broken = eng_plugin_tools:does_not_exist\n"
+        "sync_one = eng_plugin_tools:not_async\n"
+        "missing_module = eng_no_such_module:tool\n"
+    )
+
+
+async def test_entry_point_tools_load_and_run(
+    tmp_path: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    eng_build: EngBuilder,
+) -> None:
+    plugin = tmp_path / "plugin"
+    plugin.mkdir()
+    _install_plugin(plugin)
+    monkeypatch.syspath_prepend(str(plugin))
+    importlib.invalidate_caches()
+    tools = ToolRegistry()
+    with caplog.at_level(logging.ERROR):
+        assert tools.load_entry_points() == ["word_stats"]
+    skipped = " ".join(r.getMessage() for r in caplog.records)
+    assert "broken" in skipped and "sync_one" in skipped and "missing_module" in skipped
+    spec = tools.get("word_stats")
+    assert spec is not None and spec.source == "entry_point:eng-plugin"
+    assert spec.description == "Count the words of the subject."
+
+    engine = await eng_build(load_defaults=False, load_entry_point_tools=True)
+    assert "word_stats" in engine.tools
+    await engine.register_batch(
+        [eng_definition("wordy", trigger_pattern=r"\bwordy\b", metadata={"tool": "word_stats"})]
+    )
+    r = await engine.execute("wordy alpha beta gamma")
+    assert r.success and r.result["infrastructure"]["output"] == {"words": 3, "longest": "alpha"}
+    sys.modules.pop("eng_plugin_tools", None)

@@ -1,0 +1,108 @@
+"""Two server processes on different ports sharing PostgreSQL and Redis (the production scale-out).
+
+Each replica keeps its own embedded vector index; SQL is shared, so a write on
+one replica reaches the other's index through the vector-change messages on
+Redis (and the periodic reconciliation). Registry changes and cache
+invalidations cross replicas through Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from process_helpers import ServerProcess, poll, server_env
+from server_helpers import create_database, drop_database, postgres_maintenance_url, postgres_unreachable
+
+from pattern_service.store.db import aupgrade_to_head
+from tmws.pattern.client import PatternClient
+from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
+
+REDIS_URL = os.environ.get("TMWS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+async def replicas(tmp_path: Path) -> AsyncIterator[tuple[ServerProcess, ServerProcess]]:
+    maintenance, explicit = postgres_maintenance_url()
+    if (reason := postgres_unreachable(maintenance)) is not None:
+        if explicit:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    database = await create_database(maintenance, prefix="tmws_replicas")
+    await aupgrade_to_head(database)  # once, before both replicas start
+    namespace = f"test-{uuid.uuid4().hex[:12]}"
+    procs: list[ServerProcess] = []
+    try:
+        for name in ("a", "b"):
+            env = server_env(
+                tmp_path / name,
+                TMWS_DATABASE_URL=database,
+                TMWS_RUN_MIGRATIONS="false",
+                TMWS_REDIS_URL=REDIS_URL,
+                TMWS_REDIS_NAMESPACE=namespace,
+                TMWS_SHUTDOWN_DRAIN="0",
+            )
+            procs.append(await ServerProcess(env).start())
+        yield procs[0], procs[1]
+    finally:
+        for proc in procs:
+            proc.proc.terminate()
+            await proc.wait()
+        await drop_database(maintenance, database)
+        import redis.asyncio as aioredis
+
+        client = aioredis.from_url(REDIS_URL)
+        keys = [k async for k in client.scan_iter(match=f"tmws:{namespace}:*")]
+        if keys:
+            await client.unlink(*keys)
+        await client.aclose()
+
+
+async def test_register_store_and_invalidate_across_replicas(replicas: tuple[ServerProcess, ServerProcess]) -> None:
+    a_proc, b_proc = replicas
+    async with PatternClient.connect(a_proc.target) as a, PatternClient.connect(b_proc.target) as b:
+        # Register on A, route on B.
+        custom = pe.PatternDefinition(
+            name="database_optimization", pattern_type=pe.PATTERN_TYPE_MEMORY, trigger_pattern=r"optimize\s+database"
+        )
+        custom.metadata.update({"operation": "recall"})
+        await a.register_batch([custom])
+        registered = time.monotonic()
+
+        async def routed_on_b() -> float | None:
+            decision = await b.route("optimize database queries")
+            return time.monotonic() - registered if decision.pattern_name == "database_optimization" else None
+
+        lag = await poll(routed_on_b, "B to route with the pattern registered on A")
+        print(f"registry change seen by B after {lag * 1000:.0f} ms")
+
+        # Store a memory on A, recall it on B (B's own index follows A's write).
+        stored = await a.execute("store the failover runbook for the orders database", context={"agent": "ops"})
+        memory_id = stored.result["memory"]["memory"]["memory_id"]
+
+        async def recalled_on_b() -> list[str] | None:
+            result = await b.execute("recall memories about the orders failover runbook", use_cache=False)
+            ids = [m["memory_id"] for m in result.result["memory"]["memories"]]
+            return ids if memory_id in ids else None
+
+        await poll(recalled_on_b, "B to recall the memory stored on A")
+
+        # A cached recall on B is invalidated by a write on A.
+        first = await b.execute("recall memories about the orders failover runbook")
+        cached = await b.execute("recall memories about the orders failover runbook")
+        assert cached.cache_hit and cached.result == first.result
+        second = await a.execute("store the failover drill schedule for the orders database")
+        second_id = second.result["memory"]["memory"]["memory_id"]
+        after = await b.execute("recall memories about the orders failover runbook")
+        assert not after.cache_hit  # the generation moved on every replica at once
+
+        async def both_on_b() -> bool | None:
+            result = await b.execute("recall memories about the orders failover runbook", use_cache=False)
+            ids = {m["memory_id"] for m in result.result["memory"]["memories"]}
+            return True if {memory_id, second_id} <= ids else None
+
+        await poll(both_on_b, "B to recall both memories stored on A")
