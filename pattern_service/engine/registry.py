@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 SET_MAX_MEM = 64 << 20
 SEMANTIC_KEEP = 100
+#: Largest batch validated on the event loop; larger ones are validated in a worker thread.
+_INLINE_BATCH = 64
 
 #: Small integer code of each pattern type (for the vectorized type filter of the semantic scan).
 _TYPE_CODES: Mapping[PatternType, int] = {t: i for i, t in enumerate(PatternType)}
@@ -268,6 +270,10 @@ class PatternRegistry:
         """Every problem of a batch, as field violations ``pattern_definitions[i].<field>`` (empty = valid)."""
         return validate_definitions(definitions, self._tool_names)
 
+    def _check(self, definitions: Sequence[PatternDefinition]) -> tuple[list[FieldViolation], list[PatternDefinition]]:
+        violations = self.validate(definitions)
+        return violations, [] if violations else [normalize_definition(d) for d in definitions]
+
     async def register_batch(
         self, definitions: Sequence[PatternDefinition], validate_only: bool = False
     ) -> BatchResult:
@@ -287,10 +293,12 @@ class PatternRegistry:
         Raises:
             InvalidArgumentError: With every violation; nothing was changed.
         """
-        violations = self.validate(definitions)
+        if len(definitions) > _INLINE_BATCH:  # compiling 1,000 triggers takes ~50 ms: not on the loop
+            violations, batch = await asyncio.to_thread(self._check, definitions)
+        else:
+            violations, batch = self._check(definitions)
         if violations:
             raise InvalidArgumentError(violations, f"{len(violations)} invalid field(s) in the batch")
-        batch = [normalize_definition(d) for d in definitions]
         async with self._lock:
             state = self._state
             created = sum(1 for d in batch if d.name not in state.by_name)
@@ -301,7 +309,7 @@ class PatternRegistry:
             if version == state.version + 1:
                 merged = dict(state.by_name)
                 merged.update((d.name, d) for d in stored)
-                self._swap(self._build(merged.values(), version))
+                self._swap(await self._build_off_loop(merged.values(), version))
             else:
                 await self._reload_locked()
         return BatchResult(list(stored), created, replaced, version)
@@ -316,7 +324,7 @@ class PatternRegistry:
             state = self._state
             version = await self._store.delete(name)
             if version == state.version + 1:
-                self._swap(self._build([d for d in state.ordered if d.name != name], version))
+                self._swap(await self._build_off_loop([d for d in state.ordered if d.name != name], version))
             else:
                 await self._reload_locked()
         return version
@@ -361,7 +369,7 @@ class PatternRegistry:
     async def _reload_locked(self) -> None:
         definitions, version = await self._store.load()
         await self._embed_examples(definitions)
-        self._swap(self._build(definitions, version))
+        self._swap(await self._build_off_loop(definitions, version))
 
     async def _embed_examples(self, definitions: Iterable[PatternDefinition]) -> None:
         missing = sorted({e for d in definitions for e in d.examples if e not in self._vectors})
@@ -378,11 +386,30 @@ class PatternRegistry:
         for text in [t for t in self._vectors if t not in live]:
             del self._vectors[text]
 
-    def _build(self, definitions: Iterable[PatternDefinition], version: int) -> _State:
+    async def _build_off_loop(self, definitions: Iterable[PatternDefinition], version: int) -> _State:
+        """:meth:`_build` in a worker thread (caller holds ``self._lock``).
+
+        Compiling thousands of triggers and stacking the example matrix takes
+        tens to hundreds of milliseconds of CPU; in a thread, the event loop
+        keeps serving other calls meanwhile (the interpreter switches threads
+        every few milliseconds). ``self._vectors`` is only changed under the
+        lock, so the thread reads it safely.
+        """
+        return await asyncio.to_thread(self._build, list(definitions), version, self._state)
+
+    def _build(self, definitions: Iterable[PatternDefinition], version: int, previous: _State | None = None) -> _State:
         ordered = tuple(sorted(definitions, key=_order_key))
         regexes: dict[str, Any] = {}
+        old_definitions = previous.by_name if previous is not None else {}
+        old_regexes = previous.regexes if previous is not None else {}
         for d in ordered:
             if d.trigger_pattern:
+                # A trigger that did not change keeps its compiled program (a RegisterBatch of
+                # 1,000 on a registry of 10,000 compiles 1,000 regexes, not 11,000).
+                old = old_definitions.get(d.name)
+                if old is not None and old.trigger_pattern == d.trigger_pattern and d.name in old_regexes:
+                    regexes[d.name] = old_regexes[d.name]
+                    continue
                 try:
                     regexes[d.name] = compile_trigger(d.trigger_pattern)
                 except ValueError as exc:

@@ -62,6 +62,9 @@ class HashingEmbedder:
         dimension: Vector size (default 384, the MiniLM size).
     """
 
+    #: Most characters embedded without leaving the calling thread (~0.2 ms of work).
+    INLINE_CHARS = 1_000
+
     def __init__(self, dimension: int = 384):
         self.dimension = dimension
         self.model_id = f"hashing-v1-{dimension}"
@@ -89,9 +92,20 @@ class HashingEmbedder:
         return vec
 
     async def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        """See :meth:`Embedder.embed`."""
+        """See :meth:`Embedder.embed`.
+
+        Up to :data:`INLINE_CHARS` characters in all are embedded on the
+        calling thread (a thread hop would cost more); larger inputs (the
+        examples of a ``RegisterBatch``, a long memory) in a worker thread, so
+        that the event loop is not blocked for their tens of milliseconds.
+        """
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if sum(len(t) for t in texts) <= self.INLINE_CHARS:
+            return self._embed_all(texts)
+        return await asyncio.to_thread(self._embed_all, list(texts))
+
+    def _embed_all(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         return np.stack([self.embed_one(t) for t in texts])
 
 
