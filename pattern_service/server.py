@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 
 from pattern_service.api.auth import log_mode
 from pattern_service.api.execution import PatternExecutionServicer
+from pattern_service.api.guard import add_guarded
 from pattern_service.api.learning import PatternLearningServicer
 from pattern_service.api.security import server_security
 from pattern_service.app import Application
@@ -76,13 +77,19 @@ class PatternServer:
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 1 if self.reuse_port else 0),
         ]
-        server = grpc.aio.server(options=options, interceptors=self.security.interceptors)
-        pe_grpc.add_PatternExecutionServiceServicer_to_server(
-            PatternExecutionServicer(self.app.engine, self.settings, self.metrics, lambda: self.monitor.components),
+        server = grpc.aio.server(options=options)
+        guard = self.security.guard
+        add_guarded(
             server,
+            guard,
+            pe_grpc.add_PatternExecutionServiceServicer_to_server,
+            PatternExecutionServicer(self.app.engine, self.settings, self.metrics, lambda: self.monitor.components),
         )
-        pl_grpc.add_PatternLearningServiceServicer_to_server(
-            PatternLearningServicer(self.app.learning_store, self.metrics), server
+        add_guarded(
+            server,
+            guard,
+            pl_grpc.add_PatternLearningServiceServicer_to_server,
+            PatternLearningServicer(self.app.learning_store, self.metrics),
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(

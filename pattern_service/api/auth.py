@@ -1,9 +1,9 @@
-"""Authentication and per-RPC scopes: a ``grpc.aio`` server interceptor.
+"""Authentication and per-RPC scopes (applied to each call by :mod:`pattern_service.api.guard`).
 
 A caller presents its API key as ``authorization: Bearer <key>`` (or
 ``x-api-key: <key>``). The interceptor verifies it against the configured
 digests (:mod:`pattern_service.api.keys`), checks the scope the method needs
-(:data:`METHOD_SCOPES`) and binds the caller's :class:`~pattern_service.api.identity.Principal`
+(:data:`METHOD_SCOPES`), and the call guard binds the caller's :class:`~pattern_service.api.identity.Principal`
 for the call, from which :func:`~pattern_service.api.identity.tenant_of` takes the tenant.
 
 ========================================================  ==========
@@ -37,26 +37,13 @@ only, unless ``TMWS_ALLOW_UNAUTHENTICATED=true``.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Iterable
 
-import grpc
-
-from pattern_service.api.handlers import Handler, ServicerContext, rejecting_handler, wrap_handler
-from pattern_service.api.identity import (
-    TENANT_METADATA_KEY,
-    Principal,
-    Scope,
-    metadata_tenant,
-    missing_scope,
-    reset_principal,
-    set_principal,
-)
+from pattern_service.api.identity import TENANT_METADATA_KEY, Principal, Scope, metadata_tenant, missing_scope
 from pattern_service.api.keys import KeyRing
-from pattern_service.api.status import status_code_of
-from pattern_service.errors import PatternServiceError, PermissionDeniedError, UnauthenticatedError
+from pattern_service.errors import PermissionDeniedError, UnauthenticatedError
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +81,7 @@ def required_scope(method: str) -> Scope | None:
     return scope
 
 
-def presented_key(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
+def presented_key(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | None:
     """The API key a call presents, or ``None``.
 
     Raises:
@@ -114,7 +101,7 @@ def presented_key(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | N
     return None
 
 
-def authenticate(ring: KeyRing, metadata: Sequence[tuple[str, str | bytes]] | None, scope: Scope) -> Principal:
+def authenticate(ring: KeyRing, metadata: Iterable[tuple[str, str | bytes]] | None, scope: Scope) -> Principal:
     """The principal of a call that needs ``scope``.
 
     Raises:
@@ -141,47 +128,6 @@ def authenticate(ring: KeyRing, metadata: Sequence[tuple[str, str | bytes]] | No
             metadata={"key_tenant": principal.tenant},
         )
     return principal
-
-
-class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Verifies API keys and scopes, and binds the principal for the call.
-
-    Args:
-        ring: The configured keys; an empty ring lets every call through (open server).
-        on_reject: Called with ``(method, status code name)`` for each refused call (metrics).
-    """
-
-    def __init__(self, ring: KeyRing, on_reject: Callable[[str, str], None] | None = None):
-        self._ring = ring
-        self._on_reject = on_reject
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        """Authenticate and authorize one call (see the module docstring)."""
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        scope = required_scope(method)
-        if handler is None or scope is None or not self._ring.enabled:
-            return handler
-        try:
-            principal = authenticate(self._ring, handler_call_details.invocation_metadata, scope)
-        except PatternServiceError as exc:
-            if self._on_reject is not None:
-                self._on_reject(method.rpartition("/")[2], status_code_of(exc).name)
-            return rejecting_handler(handler, exc)
-
-        @contextlib.asynccontextmanager
-        async def bound(context: ServicerContext) -> AsyncIterator[None]:
-            token = set_principal(principal)
-            try:
-                yield
-            finally:
-                reset_principal(token)
-
-        return wrap_handler(handler, bound)
 
 
 def is_loopback(address: str) -> bool:
@@ -241,8 +187,8 @@ def log_mode(description: str) -> None:
 
 __all__ = [
     "METHOD_SCOPES",
-    "AuthInterceptor",
     "InsecureConfigurationError",
+    "authenticate",
     "check_open_mode",
     "is_loopback",
     "log_mode",

@@ -28,86 +28,23 @@ call deadline                         the client's                ``DEADLINE_EXC
 page size (List*)                     1-1,000 (0 = 50)            ``INVALID_ARGUMENT``, ``page_size``
 ====================================  ==========================  =========================================
 
-A refused call changes nothing. ``ExecuteMany`` counts as one RPC for the
+The concurrency limit is :class:`pattern_service.api.guard.ConcurrencyLimit`
+(health and reflection are never guarded). A refused call changes nothing. ``ExecuteMany`` counts as one RPC for the
 concurrency limit however many items it carries (its items are bounded by the
 window instead).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import TypeVar
 
-import grpc
-
-from pattern_service.api.handlers import Handler, ServicerContext, wrap_handler
-from pattern_service.api.status import abort
 from pattern_service.errors import ResourceExhaustedError
-
-#: Methods never refused by the concurrency limit (probes must answer under load).
-UNLIMITED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 DEFAULT_MAX_CONCURRENT_RPCS = 256
 DEFAULT_STREAM_MAX_ITEMS = 100_000
 
 T = TypeVar("T")
-
-
-class ConcurrencyLimitInterceptor(grpc.aio.ServerInterceptor):
-    """Refuses calls beyond ``limit`` running at once with ``RESOURCE_EXHAUSTED`` and ``RetryInfo``.
-
-    A call counts from the moment its handler starts until it ends (a
-    streaming call until its stream ends or is cancelled). The check and the
-    count happen in the handler's task with no ``await`` between them, so the
-    limit is exact on the event loop.
-
-    Args:
-        limit: Maximum calls running at once (>= 1).
-        on_reject: Called with the method name for each refused call (metrics).
-
-    Raises:
-        ValueError: ``limit`` < 1.
-    """
-
-    def __init__(self, limit: int, on_reject: Callable[[str], None] | None = None):
-        if limit < 1:
-            raise ValueError("limit must be >= 1")
-        self.limit = limit
-        self.active = 0
-        self._on_reject = on_reject
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        """Wrap the handler with the admission check (health and reflection pass untouched)."""
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or method.startswith(UNLIMITED_PREFIXES):
-            return handler
-
-        @contextlib.asynccontextmanager
-        async def admitted(context: ServicerContext) -> AsyncIterator[None]:
-            if self.active >= self.limit:
-                if self._on_reject is not None:
-                    self._on_reject(method.rpartition("/")[2])
-                await abort(
-                    context,
-                    ResourceExhaustedError(
-                        f"the server is running {self.limit} calls, its limit; retry shortly",
-                        reason="TOO_MANY_CONCURRENT_RPCS",
-                        metadata={"limit": str(self.limit)},
-                    ),
-                )
-            self.active += 1
-            try:
-                yield
-            finally:
-                self.active -= 1
-
-        return wrap_handler(handler, admitted)
 
 
 class StreamLength:

@@ -1,9 +1,9 @@
 """What the server installs for security and limits, built from settings in one call.
 
 :func:`server_security` reads the API keys and the TLS files, refuses an open
-server on a non-loopback address, and returns the interceptors (auth first,
-so refused callers never take a concurrency slot; then the concurrency limit;
-innermost the decoder that reports undecodable requests as ``INVALID_ARGUMENT``)
+server on a non-loopback address, and returns the call guard (authentication
+first, so refused callers never take a concurrency slot; then the concurrency
+limit; then the refusal of undecodable requests, see :mod:`pattern_service.api.guard`)
 and the port credentials for :class:`~pattern_service.server.PatternServer`.
 """
 
@@ -13,10 +13,9 @@ from dataclasses import dataclass
 
 import grpc
 
-from pattern_service.api.auth import AuthInterceptor, check_open_mode
-from pattern_service.api.decoding import DecodeErrorInterceptor
+from pattern_service.api.auth import check_open_mode
+from pattern_service.api.guard import CallGuard, ConcurrencyLimit
 from pattern_service.api.keys import load_key_ring
-from pattern_service.api.limits import ConcurrencyLimitInterceptor
 from pattern_service.api.tls import server_credentials
 from pattern_service.config import Settings
 from pattern_service.metrics import Metrics
@@ -24,19 +23,22 @@ from pattern_service.metrics import Metrics
 
 @dataclass(frozen=True, slots=True)
 class ServerSecurity:
-    """Interceptors and credentials of one server.
+    """Call guard and credentials of one server.
 
     Attributes:
-        interceptors: Pass to ``grpc.aio.server(interceptors=...)``.
+        guard: Wraps the methods of both services (see :func:`~pattern_service.api.guard.add_guarded`).
         credentials: ``add_secure_port`` credentials, or ``None`` for plaintext.
         description: One line for the start-up log (authentication and transport).
-        limiter: The concurrency limit (its ``active`` count is observable).
     """
 
-    interceptors: tuple[grpc.aio.ServerInterceptor, ...]
+    guard: CallGuard
     credentials: grpc.ServerCredentials | None
     description: str
-    limiter: ConcurrencyLimitInterceptor
+
+    @property
+    def limiter(self) -> ConcurrencyLimit:
+        """The concurrency limit (its ``active`` count is observable)."""
+        return self.guard.limit
 
 
 def server_security(settings: Settings, metrics: Metrics | None = None) -> ServerSecurity:
@@ -48,7 +50,7 @@ def server_security(settings: Settings, metrics: Metrics | None = None) -> Serve
         metrics: Where refused calls are counted (``tmws_grpc_errors_total``).
 
     Returns:
-        The interceptors and credentials.
+        The call guard and credentials.
 
     Raises:
         KeyConfigError: The API key configuration is malformed.
@@ -63,13 +65,12 @@ def server_security(settings: Settings, metrics: Metrics | None = None) -> Serve
     if credentials is not None:
         transport = "mutual TLS" if settings.tls_client_ca_file else "TLS"
     on_reject = metrics.observe_error if metrics is not None else None
-    limiter = ConcurrencyLimitInterceptor(
+    limiter = ConcurrencyLimit(
         settings.max_concurrent_rpcs,
         on_reject=(lambda method: on_reject(method, grpc.StatusCode.RESOURCE_EXHAUSTED.name)) if on_reject else None,
     )
     return ServerSecurity(
-        interceptors=(AuthInterceptor(ring, on_reject=on_reject), limiter, DecodeErrorInterceptor()),
+        guard=CallGuard(ring, limiter, on_auth_reject=on_reject),
         credentials=credentials,
         description=f"{mode}; {transport}",
-        limiter=limiter,
     )

@@ -2,8 +2,11 @@
 
 SQLite (``sqlite+aiosqlite:///path``) is the embedded default, PostgreSQL
 (``postgresql+asyncpg://...``) the production backend. SQLite connections run
-in WAL mode with foreign keys on and a busy timeout, so concurrent sessions of
-one process wait for each other's writes instead of failing.
+in WAL mode with foreign keys on and a busy timeout. SQLite has one writer at a
+time: units of work that write (``session(write=True)``) queue on an asyncio
+lock in FIFO order instead of meeting in SQLite's busy handler, whose
+sleep-and-retry backoff turned a steady 15 writes/s into multi-second write
+latencies in the soak (``scripts/load.py``). Reads never wait for the lock.
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ log = logging.getLogger(__name__)
 
 #: Milliseconds a SQLite connection waits for another writer before failing.
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+#: Most pooled SQLite connections: each has its own thread and page cache, and 2 cores gain
+#: nothing from more concurrent readers (reads are short; writes are serialized anyway).
+SQLITE_MAX_POOL = 4
 
 #: Seconds a unit of work waits for a pooled connection before failing with UNAVAILABLE.
 POOL_TIMEOUT_S = 30.0
@@ -63,11 +70,12 @@ class Database:
     Args:
         url: SQLAlchemy async URL, e.g. ``sqlite+aiosqlite:///./var/pattern_service.db``
             or ``postgresql+asyncpg://user:pass@host:5432/db``.
-        pool_size: Connections kept open (ignored for in-memory SQLite). On PostgreSQL this is
-            the hard maximum (``TMWS_DB_MAX_CONNECTIONS``: no overflow connections); a unit of
-            work that finds every connection busy waits up to ``pool_timeout`` seconds.
+        pool_size: Connections kept open. On PostgreSQL this is the hard maximum
+            (``TMWS_DB_MAX_CONNECTIONS``: no overflow connections); a unit of work that finds
+            every connection busy waits up to ``pool_timeout`` seconds. SQLite files use at
+            most :data:`SQLITE_MAX_POOL` (in-memory SQLite: one shared connection).
         pool_pre_ping: Test a pooled connection before use (drops dead ones, e.g. after a
-            server restart).
+            server restart; PostgreSQL only: a SQLite file connection cannot go away).
         pool_timeout: Seconds a unit of work waits for a free pooled connection (PostgreSQL).
         connect_timeout: Seconds to establish one new connection (PostgreSQL,
             ``TMWS_DB_CONNECT_TIMEOUT``); a slower connect fails the unit of work with ``UNAVAILABLE``.
@@ -92,14 +100,16 @@ class Database:
         self.url = url
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
-        kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": pool_pre_ping}
+        kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": pool_pre_ping and self.dialect != "sqlite"}
+        self._write_lock: asyncio.Lock | None = None
         if self.dialect == "sqlite":
+            self._write_lock = asyncio.Lock()
             if _is_sqlite_memory(parsed.database):
                 kwargs["poolclass"] = StaticPool
                 kwargs["connect_args"] = {"check_same_thread": False}
             else:
                 Path(str(parsed.database)).expanduser().parent.mkdir(parents=True, exist_ok=True)
-                kwargs["pool_size"] = pool_size
+                kwargs.update(pool_size=min(pool_size, SQLITE_MAX_POOL), max_overflow=0, pool_timeout=pool_timeout)
         else:
             kwargs.update(pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout)
             if parsed.get_driver_name() == "asyncpg":
@@ -110,10 +120,15 @@ class Database:
         self._sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
+    async def session(self, *, write: bool = False) -> AsyncIterator[AsyncSession]:
         """One unit of work: a new session inside a transaction, committed on normal exit.
 
         Never share the yielded session between concurrent tasks.
+
+        Args:
+            write: The unit of work writes. On SQLite it then waits for the
+                process's write lock first (FIFO; the caller's deadline bounds
+                the wait), so writers never contend inside SQLite.
 
         Yields:
             The session; the transaction is rolled back if the block raises.
@@ -122,6 +137,15 @@ class Database:
             UnavailableError: The database could not be reached or is locked, or no pooled
                 connection became free within the pool timeout.
         """
+        if write and self._write_lock is not None:
+            async with self._write_lock, self._unit() as session:
+                yield session
+        else:
+            async with self._unit() as session:
+                yield session
+
+    @asynccontextmanager
+    async def _unit(self) -> AsyncIterator[AsyncSession]:
         try:
             async with self._sessionmaker.begin() as session:
                 yield session

@@ -128,7 +128,7 @@ class SqlPatternDefinitionStore:
         now = utcnow()
         created = replaced = 0
         rows: list[PatternDefinitionRow] = []
-        async with self.db.session() as session:
+        async with self.db.session(write=True) as session:
             version = await _bump_version(session, mark_seeded=mark_seeded)
             names = [d.name for d in definitions]
             existing = {
@@ -166,7 +166,7 @@ class SqlPatternDefinitionStore:
             NotFoundError: No definition has that name.
             UnavailableError: The database cannot be reached.
         """
-        async with self.db.session() as session:
+        async with self.db.session(write=True) as session:
             version = await _bump_version(session)
             row = await session.get(PatternDefinitionRow, name)
             if row is None:

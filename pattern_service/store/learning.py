@@ -222,7 +222,7 @@ class SqlLearningStore:
             quality_score=quality_score(data.quality_metrics),
         )
         try:
-            async with self.db.session() as session:
+            async with self.db.session(write=True) as session:
                 if data.parent_pattern_id is not None:
                     await self._row(session, tenant_id, data.parent_pattern_id)
                 await self._check_name_free(session, tenant_id, data.name)
@@ -314,7 +314,7 @@ class SqlLearningStore:
         if unknown:
             raise InvalidArgumentError.single("update_mask", f"fields cannot be updated: {', '.join(unknown)}")
         try:
-            async with self.db.session() as session:
+            async with self.db.session(write=True) as session:
                 row = await self._row(session, tenant_id, pattern_id)
                 for key, value in changes.items():
                     await self._apply_change(session, row, key, value)
@@ -364,7 +364,7 @@ class SqlLearningStore:
             NotFoundError: No such pattern in the tenant.
             UnavailableError: The database cannot be reached.
         """
-        async with self.db.session() as session:
+        async with self.db.session(write=True) as session:
             row = await self._row(session, tenant_id, pattern_id)
             await session.delete(row)
             enqueue(session, PATTERN_COLLECTION, pattern_id, "delete")
@@ -382,7 +382,7 @@ class SqlLearningStore:
         """
         t = SuccessPatternRow
         outcome = literal(1.0 if success else 0.0, Float)
-        async with self.db.session() as session:
+        async with self.db.session(write=True) as session:
             result = await session.execute(
                 update(t)
                 .where(t.tenant_id == tenant_id, t.pattern_id == pattern_id)

@@ -160,7 +160,7 @@ class SqlMemoryStore:
             created_at=now,
             updated_at=now,
         )
-        async with self.db.session() as session:
+        async with self.db.session(write=True) as session:
             session.add(row)
             await session.flush()
             session.add_all([MemoryTagRow(memory_id=row.memory_id, tenant_id=row.tenant_id, tag=t) for t in tags])

@@ -155,6 +155,8 @@ class VectorSync:
         self.batch_size = batch_size
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._waiting: list[tuple[str, list[str], asyncio.Future[bool]]] = []
+        self._applier: asyncio.Task[None] | None = None
         #: Called with (collection, point ids) after changes were applied to the index; the app
         #: uses it to tell other replicas whose indexes are their own (see :meth:`follow`).
         self.on_applied: Callable[[str, list[str]], Awaitable[None]] | None = None
@@ -174,6 +176,13 @@ class VectorSync:
     async def apply(self, collection: str, ids: Sequence[str]) -> bool:
         """Apply the pending outbox rows of ``ids`` in ``collection`` now.
 
+        Writers that call this while an application is running are served
+        together by the next one (group apply): one outbox read, one embedding
+        batch, one index write and one outbox delete for all of them. Under a
+        steady stream of writes this turns one embedding call per write into
+        one per batch. The application runs in its own task: a caller that is
+        cancelled (its deadline) stops waiting, the batch still completes.
+
         Never raises for index or embedder failures: the rows then stay pending
         with ``attempts`` + 1 and ``last_error`` set, for the background pass.
 
@@ -186,21 +195,48 @@ class VectorSync:
         """
         if not ids:
             return True
-        async with self._lock:
-            try:
-                async with self.db.session() as session:
-                    result = await session.execute(
-                        select(VectorOutboxRow.id).where(
-                            VectorOutboxRow.collection == collection, VectorOutboxRow.point_id.in_(list(ids))
-                        )
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((collection, list(ids), done))
+        if self._applier is None or self._applier.done():
+            self._applier = asyncio.create_task(self._apply_waiting(), name="vector-outbox-apply")
+        return await asyncio.shield(done)
+
+    async def _apply_waiting(self) -> None:
+        """Apply every waiting writer's ids, batch after batch, until none is waiting."""
+        batch: list[tuple[str, list[str], asyncio.Future[bool]]] = []
+        try:
+            async with self._lock:
+                while self._waiting:
+                    batch, self._waiting = self._waiting, []
+                    by_collection: dict[str, list[str]] = {}
+                    for collection, ids, _ in batch:
+                        by_collection.setdefault(collection, []).extend(ids)
+                    outcome = {c: await self._apply_ids(c, list(dict.fromkeys(i))) for c, i in by_collection.items()}
+                    for collection, _, done in batch:
+                        if not done.done():
+                            done.set_result(outcome[collection])
+                    batch = []
+        finally:  # cancelled (shutdown): the rows stay pending for the next start
+            for _, _, done in batch + self._waiting:
+                if not done.done():
+                    done.set_result(False)
+            self._waiting = []
+
+    async def _apply_ids(self, collection: str, ids: list[str]) -> bool:
+        try:
+            async with self.db.session() as session:
+                result = await session.execute(
+                    select(VectorOutboxRow.id).where(
+                        VectorOutboxRow.collection == collection, VectorOutboxRow.point_id.in_(ids)
                     )
-                    row_ids = list(result.scalars())
-            except Exception:
-                log.exception("reading the vector outbox failed")
-                return False
-            if not row_ids:
-                return True
-            return await self._apply_rows(collection, list(dict.fromkeys(ids)), row_ids)
+                )
+                row_ids = list(result.scalars())
+        except Exception:
+            log.exception("reading the vector outbox failed")
+            return False
+        if not row_ids:
+            return True
+        return await self._apply_rows(collection, ids, row_ids)
 
     async def run_pending(self) -> int:
         """Apply every pending outbox row once, oldest first (one pass).
@@ -242,7 +278,7 @@ class VectorSync:
         except Exception as exc:
             log.warning("vector sync of %d point(s) in %s failed: %s", len(point_ids), collection, exc)
             with contextlib.suppress(Exception):
-                async with self.db.session() as session:
+                async with self.db.session(write=True) as session:
                     await session.execute(
                         update(VectorOutboxRow)
                         .where(VectorOutboxRow.id.in_(row_ids))
@@ -250,7 +286,7 @@ class VectorSync:
                     )
             return False
         try:
-            async with self.db.session() as session:
+            async with self.db.session(write=True) as session:
                 await session.execute(delete(VectorOutboxRow).where(VectorOutboxRow.id.in_(row_ids)))
         except Exception:
             log.exception("removing applied outbox rows failed (they will be re-applied, harmlessly)")
@@ -395,9 +431,19 @@ class VectorSync:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="vector-outbox-sync")
 
-    async def stop(self) -> None:
-        """Stop the background task and wait for it to end."""
+    async def stop(self, drain_timeout: float = 10.0) -> None:
+        """Stop the background task; let a running group apply finish (at most ``drain_timeout`` seconds).
+
+        What is not applied by then stays in the outbox for the next start.
+        """
         task, self._task = self._task, None
+        applier, self._applier = self._applier, None
+        if applier is not None and not applier.done():
+            _, pending = await asyncio.wait({applier}, timeout=drain_timeout)
+            for late in pending:
+                late.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await late
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

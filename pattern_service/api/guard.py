@@ -1,0 +1,243 @@
+"""Every per-call check in front of a servicer, applied by one wrapper per method.
+
+For each method of the two ``tmws.pattern.v1`` services, :class:`CallGuard`
+builds, once at start, a handler whose behaviour does in order:
+
+1. **authentication and scope** (:mod:`pattern_service.api.auth`) when API
+   keys are configured: the principal is bound for the call, a refused call
+   aborts ``UNAUTHENTICATED``/``PERMISSION_DENIED`` before anything else;
+2. **the concurrency limit** (:class:`ConcurrencyLimit`): past the limit the
+   call aborts ``RESOURCE_EXHAUSTED`` with ``RetryInfo``; refused callers of
+   step 1 never take a slot;
+3. **undecodable requests** (:mod:`pattern_service.api.decoding`): a request
+   that is not a valid message aborts ``INVALID_ARGUMENT`` (for a request
+   stream, when the bad message is reached).
+
+Health and reflection are registered without a guard: open and never limited.
+
+Why not ``grpc.aio.ServerInterceptor``: grpc runs each interceptor's
+coroutine on every call, and each had to rebuild the method handler per call
+to act around it; with three of them that was a large share of a cache hit's
+CPU (``bench/profile.py``). Here the handler is built once per method and a
+call pays one wrapper, whose checks are plain attribute tests when no keys are
+configured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, TypeAlias
+
+import grpc
+
+from pattern_service.api.auth import authenticate, required_scope
+from pattern_service.api.decoding import Undecodable, checked_requests, malformed, safe_deserializer
+from pattern_service.api.identity import Scope, reset_principal, set_principal
+from pattern_service.api.keys import KeyRing
+from pattern_service.api.status import abort, status_code_of
+from pattern_service.errors import PatternServiceError, ResourceExhaustedError
+
+ServicerContext = grpc.aio.ServicerContext[Any, Any]
+#: A method handler of any request and response types.
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+
+
+def behavior_of(handler: Handler) -> Callable[..., Any]:
+    """The behaviour of ``handler`` for its kind (unary-unary, unary-stream, …).
+
+    Raises:
+        ValueError: ``handler`` lacks the behaviour its kind names.
+    """
+    if handler.request_streaming and handler.response_streaming:
+        behavior = handler.stream_stream
+    elif handler.request_streaming:
+        behavior = handler.stream_unary
+    elif handler.response_streaming:
+        behavior = handler.unary_stream
+    else:
+        behavior = handler.unary_unary
+    if behavior is None:
+        raise ValueError("the method handler has no behaviour of its kind")
+    return behavior
+
+
+class ConcurrencyLimit:
+    """Counts the calls running at once and refuses those past ``limit``.
+
+    A call counts from the moment its behaviour starts until it ends (a
+    streaming call until its stream ends or is cancelled). The check and the
+    count happen with no ``await`` between them, so the limit is exact on the
+    event loop.
+
+    Args:
+        limit: Maximum calls running at once (>= 1).
+        on_reject: Called with the method name for each refused call (metrics).
+
+    Raises:
+        ValueError: ``limit`` < 1.
+    """
+
+    def __init__(self, limit: int, on_reject: Callable[[str], None] | None = None):
+        if limit < 1:
+            raise ValueError("limit must be >= 1")
+        self.limit = limit
+        self.active = 0
+        self._on_reject = on_reject
+
+    def refusal(self, method: str) -> ResourceExhaustedError | None:
+        """Take a slot for ``method`` (``None``), or the error to refuse it with (no slot taken)."""
+        if self.active >= self.limit:
+            if self._on_reject is not None:
+                self._on_reject(method)
+            return ResourceExhaustedError(
+                f"the server is running {self.limit} calls, its limit; retry shortly",
+                reason="TOO_MANY_CONCURRENT_RPCS",
+                metadata={"limit": str(self.limit)},
+            )
+        self.active += 1
+        return None
+
+    def release(self) -> None:
+        """Give back the slot of a call that ended."""
+        self.active -= 1
+
+
+class CallGuard:
+    """Wraps method handlers with authentication, the concurrency limit and decode checks.
+
+    Args:
+        ring: The configured API keys; an empty ring lets every call through (open server).
+        limit: The concurrency limit shared by every guarded method.
+        on_auth_reject: Called with ``(method name, status code name)`` for each call
+            refused by authentication (metrics).
+    """
+
+    def __init__(
+        self, ring: KeyRing, limit: ConcurrencyLimit, on_auth_reject: Callable[[str, str], None] | None = None
+    ):
+        self._ring = ring
+        self.limit = limit
+        self._on_auth_reject = on_auth_reject
+
+    def _enter(self, method: str, name: str, scope: Scope | None, context: ServicerContext) -> Any:
+        """Authenticate and admit one call; returns the principal token (or ``None``) or raises the refusal."""
+        token = None
+        if scope is not None and self._ring.enabled:
+            try:
+                principal = authenticate(self._ring, context.invocation_metadata(), scope)
+            except PatternServiceError as exc:
+                if self._on_auth_reject is not None:
+                    self._on_auth_reject(name, status_code_of(exc).name)
+                raise
+            token = set_principal(principal)
+        refused = self.limit.refusal(name)
+        if refused is not None:
+            if token is not None:
+                reset_principal(token)
+            raise refused
+        return token
+
+    def _exit(self, token: Any) -> None:
+        self.limit.release()
+        if token is not None:
+            reset_principal(token)
+
+    def wrap(self, method: str, handler: Handler) -> Handler:
+        """The guarded handler of ``method`` (a full path such as ``/tmws.pattern.v1.X/Y``).
+
+        Raises:
+            ValueError: ``handler`` lacks the behaviour its kind names.
+        """
+        behavior = behavior_of(handler)
+        scope = required_scope(method)
+        name = method.rpartition("/")[2]
+        deserializer = safe_deserializer(handler.request_deserializer)
+        serializer = handler.response_serializer
+        enter, leave = self._enter, self._exit
+
+        if handler.request_streaming:
+
+            async def stream_in(requests: AsyncIterator[Any], context: ServicerContext) -> AsyncIterator[Any]:
+                try:
+                    token = enter(method, name, scope, context)
+                except PatternServiceError as exc:
+                    await abort(context, exc)
+                try:
+                    result = behavior(checked_requests(requests), context)
+                    if hasattr(result, "__anext__"):
+                        async for item in result:
+                            yield item
+                    else:
+                        yield await result
+                finally:
+                    leave(token)
+
+            if handler.response_streaming:
+                return grpc.stream_stream_rpc_method_handler(stream_in, deserializer, serializer)
+
+            async def stream_unary(requests: AsyncIterator[Any], context: ServicerContext) -> Any:
+                results = [r async for r in stream_in(requests, context)]
+                return results[-1]
+
+            return grpc.stream_unary_rpc_method_handler(stream_unary, deserializer, serializer)
+
+        if handler.response_streaming:
+
+            async def unary_stream(request: Any, context: ServicerContext) -> AsyncIterator[Any]:
+                try:
+                    token = enter(method, name, scope, context)
+                except PatternServiceError as exc:
+                    await abort(context, exc)
+                try:
+                    if isinstance(request, Undecodable):
+                        await abort(context, malformed(request))
+                    async for item in behavior(request, context):
+                        yield item
+                finally:
+                    leave(token)
+
+            return grpc.unary_stream_rpc_method_handler(unary_stream, deserializer, serializer)
+
+        async def unary_unary(request: Any, context: ServicerContext) -> Any:
+            try:
+                token = enter(method, name, scope, context)
+            except PatternServiceError as exc:
+                await abort(context, exc)
+            try:
+                if request.__class__ is Undecodable:
+                    await abort(context, malformed(request))
+                return await behavior(request, context)
+            finally:
+                leave(token)
+
+        return grpc.unary_unary_rpc_method_handler(unary_unary, deserializer, serializer)
+
+
+class _Collector:
+    """Stands in for a server in the generated ``add_*Servicer_to_server`` functions, keeping the handlers."""
+
+    def __init__(self) -> None:
+        self.services: dict[str, Mapping[str, Handler]] = {}
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        """Ignored: the same handlers also arrive through :meth:`add_registered_method_handlers`."""
+
+    def add_registered_method_handlers(self, service: str, handlers: Mapping[str, Handler]) -> None:
+        self.services[service] = handlers
+
+
+def add_guarded(server: grpc.aio.Server, guard: CallGuard, add: Callable[[Any, Any], None], servicer: Any) -> None:
+    """Register ``servicer`` on ``server`` through its generated ``add`` function, every method guarded.
+
+    Args:
+        server: The server.
+        guard: The checks to apply.
+        add: The generated ``add_<Service>Servicer_to_server``.
+        servicer: The servicer instance.
+    """
+    collector = _Collector()
+    add(servicer, collector)
+    for service, handlers in collector.services.items():
+        guarded = {name: guard.wrap(f"/{service}/{name}", h) for name, h in handlers.items()}
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, guarded),))
+        server.add_registered_method_handlers(service, guarded)
