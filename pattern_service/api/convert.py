@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Any
 
+from cachetools import LRUCache
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from pattern_service import domain
@@ -164,20 +165,44 @@ def routing_to_proto(r: domain.RoutingDecision) -> pe.RoutingDecision:
     )
 
 
+#: Structs of cached results, by the identity of their (read-only) ``result``/``metadata`` mapping.
+_CACHED_STRUCTS: LRUCache[int, tuple[Mapping[str, Any], struct_pb2.Struct]] = LRUCache(maxsize=4096)
+
+
+def _cached_struct(data: Mapping[str, Any]) -> struct_pb2.Struct:
+    """``dict_to_struct(data)``, built once per mapping object (the entry keeps ``data`` alive: its id stays unique)."""
+    entry = _CACHED_STRUCTS.get(id(data))
+    if entry is not None and entry[0] is data:
+        return entry[1]
+    struct = dict_to_struct(data)
+    _CACHED_STRUCTS[id(data)] = (data, struct)
+    return struct
+
+
 def result_to_proto(r: domain.ExecutionResult) -> pe.ExecutionResult:
-    """An execution result as its message."""
-    return pe.ExecutionResult(
+    """An execution result as its message.
+
+    A cache hit shares its ``result`` and ``metadata`` mappings with every
+    other hit of the same entry, so their Structs are built once and copied
+    (a C-level copy) into each response.
+    """
+    msg = pe.ExecutionResult(
         pattern_name=r.pattern_name,
         pattern_type=PATTERN_TYPE_TO_PROTO[r.pattern_type],  # type: ignore[arg-type]
         success=r.success,
-        result=dict_to_struct(r.result),
         execution_time_ms=r.execution_time_ms,
         tokens_used=r.tokens_used,
         cache_hit=r.cache_hit,
         error=r.error or "",
-        metadata=dict_to_struct(r.metadata),
         routing=routing_to_proto(r.routing),
     )
+    if r.cache_hit:
+        msg.result.CopyFrom(_cached_struct(r.result))
+        msg.metadata.CopyFrom(_cached_struct(r.metadata))
+    else:
+        msg.result.CopyFrom(dict_to_struct(r.result))
+        msg.metadata.CopyFrom(dict_to_struct(r.metadata))
+    return msg
 
 
 # ---------------------------------------------------------------------------

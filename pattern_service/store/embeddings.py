@@ -169,7 +169,9 @@ class OnnxEmbedder:
     The LRU cache (:func:`cache_key` → vector) is touched only from the event
     loop. Concurrent calls share in-flight work: a text whose key is already
     being embedded waits for that inference instead of starting another (the
-    hybrid path embeds the same subject twice at the same moment).
+    hybrid path embeds the same subject twice at the same moment), and texts
+    that arrive while an inference runs are embedded together in the next one
+    (micro-batching, see :meth:`_next_batch`).
 
     Args:
         cache_size: Entries of the text → vector LRU cache (0 disables it).
@@ -188,6 +190,9 @@ class OnnxEmbedder:
         cache_misses: Texts that had to be embedded.
         inflight_joins: Texts answered by joining an inference another call had started.
     """
+
+    #: Most texts one micro-batch takes from the queue (``embed_sync`` splits it by ``max_batch``).
+    BATCH_TEXTS = 64
 
     def __init__(
         self,
@@ -215,6 +220,9 @@ class OnnxEmbedder:
         self._tokenizer: Any = None
         self._feeds_token_types = False
         self._pending: dict[str, asyncio.Future[npt.NDArray[np.float32]]] = {}
+        self._queued: list[str] = []
+        self._batches = 0
+        self._workers = workers
         self.model_runs = 0
         self.cache_hits = 0
         self.cache_misses = 0
@@ -331,12 +339,43 @@ class OnnxEmbedder:
                 todo.append(key)
         if todo:
             self.cache_misses += len(todo)
-            run = loop.run_in_executor(self._executor, self.embed_sync, todo)
-            own = {key: waits[key] for key in todo}
-            run.add_done_callback(lambda done: self._settle(own, done))
+            self._queued.extend(todo)
+            if self._batches < self._workers:
+                self._batches += 1
+                loop.call_soon(self._next_batch, loop)  # after this tick: same-tick callers join the batch
         for key, fut in waits.items():
             result[positions[key]] = await asyncio.shield(fut)
         return result
+
+    def _next_batch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start one inference over the queued keys (up to :data:`BATCH_TEXTS`), or stop when none is queued.
+
+        Micro-batching: keys queued while an inference runs wait for it to end
+        and then go together in the next ``session.run`` calls; a batch of 8
+        short texts costs about twice one text here, so under concurrent load
+        the embeddings per second grow with the load instead of queueing one
+        by one (the hybrid path's two texts share one inference).
+        """
+        todo, self._queued = self._queued[: self.BATCH_TEXTS], self._queued[self.BATCH_TEXTS :]
+        own = {key: fut for key in todo if (fut := self._pending.get(key)) is not None and not fut.done()}
+        if not own:
+            self._batches -= 1
+            return
+        try:
+            run = loop.run_in_executor(self._executor, self.embed_sync, list(own))
+        except RuntimeError as exc:  # the executor was shut down
+            self._batches -= 1
+            for key, fut in own.items():
+                self._pending.pop(key, None)
+                fut.set_exception(FailedPreconditionError(f"the embedder is closed: {exc}", reason="EMBEDDER_CLOSED"))
+                fut.exception()
+            return
+
+        def finished(done: asyncio.Future[npt.NDArray[np.float32]]) -> None:
+            self._settle(own, done)
+            self._next_batch(loop)
+
+        run.add_done_callback(finished)
 
     def _settle(
         self, own: dict[str, asyncio.Future[npt.NDArray[np.float32]]], run: asyncio.Future[npt.NDArray[np.float32]]

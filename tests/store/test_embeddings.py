@@ -7,6 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
+from pattern_service.errors import FailedPreconditionError
 from pattern_service.store.embeddings import Embedder, HashingEmbedder, OnnxEmbedder, create_embedder
 
 TEXTS = [
@@ -126,3 +127,29 @@ async def test_onnx_concurrent_calls_agree(vec_onnx: OnnxEmbedder) -> None:
     results = await asyncio.gather(*(vec_onnx.embed([t]) for t in texts))
     reference = vec_onnx.embed_sync(texts)
     np.testing.assert_allclose(np.concatenate(results), reference, atol=1e-5)
+
+
+async def test_onnx_concurrent_calls_share_micro_batches() -> None:
+    emb = OnnxEmbedder(cache_size=0)
+    try:
+        emb.load()
+        texts = [f"micro batch probe {i} on the payments service" for i in range(12)]
+        results = await asyncio.gather(*(emb.embed([t]) for t in texts))
+        assert emb.model_runs == 1  # twelve callers in one tick, one session.run
+        np.testing.assert_allclose(np.concatenate(results), emb.embed_sync(texts), atol=1e-5)
+
+        first = asyncio.create_task(emb.embed(["the first text runs alone"]))
+        await asyncio.sleep(0)  # its inference is under way when the next callers arrive
+        await asyncio.sleep(0)
+        later = [asyncio.create_task(emb.embed([f"queued behind it {i}"])) for i in range(6)]
+        await asyncio.gather(first, *later)
+        assert emb.model_runs == 1 + 1 + 1 + 1  # + embed_sync above, + the first text, + one batch of six
+    finally:
+        emb.close()
+
+
+async def test_onnx_closed_embedder_fails_clearly() -> None:
+    emb = OnnxEmbedder(cache_size=0)
+    emb.close()
+    with pytest.raises(FailedPreconditionError):
+        await emb.embed(["after close"])
