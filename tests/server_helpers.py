@@ -88,7 +88,9 @@ def make_settings(data_dir: pathlib.Path, **overrides: object) -> Settings:
     if redis_url and "redis_url" not in overrides:
         # One namespace per data directory: a restarted server finds its keys; no two tests share one.
         namespace = "test-" + hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
-        values.update(redis_url=redis_url, redis_namespace=namespace)
+        # A loaded CI machine can take longer than the production default (0.5 s) for one Redis call;
+        # a stopped Redis refuses connections at once whatever the timeout.
+        values.update(redis_url=redis_url, redis_namespace=namespace, redis_timeout=5.0)
         _redis_namespaces[data_dir.resolve()] = (redis_url, namespace)
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -1,10 +1,11 @@
 """Authentication and per-RPC scopes (applied to each call by :mod:`pattern_service.api.guard`).
 
 A caller presents its API key as ``authorization: Bearer <key>`` (or
-``x-api-key: <key>``). The interceptor verifies it against the configured
-digests (:mod:`pattern_service.api.keys`), checks the scope the method needs
-(:data:`METHOD_SCOPES`), and the call guard binds the caller's :class:`~pattern_service.api.identity.Principal`
-for the call, from which :func:`~pattern_service.api.identity.tenant_of` takes the tenant.
+``x-api-key: <key>``). :func:`authenticate` verifies it against the configured
+digests (:mod:`pattern_service.api.keys`) and checks the scope the method needs
+(:data:`METHOD_SCOPES`); the call guard binds the caller's
+:class:`~pattern_service.api.identity.Principal` for the call, from which
+:func:`~pattern_service.api.identity.tenant_of` takes the tenant.
 
 ========================================================  ==========
 RPC                                                       scope

@@ -1,12 +1,12 @@
 """Who is calling: the tenant and scopes every read, write, cache key and statistic is scoped by.
 
-The authentication interceptor (:mod:`pattern_service.api.auth`) verifies the
-caller's API key and puts a :class:`Principal` in a context variable for the
-duration of the call; :func:`tenant_of` and :func:`has_scope` read it.
+The call guard (:mod:`pattern_service.api.guard`, with :mod:`pattern_service.api.auth`)
+verifies the caller's API key and puts a :class:`Principal` in a context
+variable for the duration of the call; :func:`tenant_of` and :func:`has_scope` read it.
 
 - **Authenticated** (API keys configured): the tenant is the key's tenant; an
   ``x-tenant-id`` header must be absent or equal to it (checked by the
-  interceptor), and the scopes are the key's.
+  call guard), and the scopes are the key's.
 - **Open** (no keys configured, loopback only unless explicitly allowed): no
   principal is set; the tenant comes from the ``x-tenant-id`` metadata
   (default ``default``) and every scope is granted.
@@ -77,7 +77,7 @@ def current_principal() -> Principal | None:
 
 
 def set_principal(principal: Principal | None) -> contextvars.Token[Principal | None]:
-    """Bind ``principal`` to the current context (the interceptor does this per call).
+    """Bind ``principal`` to the current context (the call guard does this per call).
 
     Returns:
         The token for :func:`reset_principal`.

@@ -31,7 +31,7 @@ WORKERS = 4
 CALLS_BEFORE_STOP = 40
 ITEMS_AFTER_NOT_SERVING = 20
 GRACE_PERIOD = "60"  # generous: the process exits as soon as in-flight calls are done
-DRAIN = "5"  # seconds the server keeps serving after NOT_SERVING (generous for a slow machine)
+DRAIN = "10"  # seconds the server keeps serving after NOT_SERVING (generous for a slow machine)
 
 
 @dataclass

@@ -37,7 +37,7 @@ from tmws.pattern.v1 import pattern_learning_service_pb2 as pl
 
 LEARNING = "tmws.pattern.v1.PatternLearningService"
 EXECUTION = "tmws.pattern.v1.PatternExecutionService"
-FAIL_FAST_DEADLINE = 5.0  # generous: a refused connection must end the call long before this
+FAIL_FAST_DEADLINE = 15.0  # generous for a loaded machine; far below the 60 s a hung connect would take
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 

@@ -32,7 +32,7 @@ async def test_cpu_work_on_the_loop_is_a_stall_and_a_descheduled_loop_is_not() -
         assert cpu >= 0.14 and wall >= 0.14
         cpu, wall = await _window(monitor, block=0.0, sleep=0.15)
         assert wall >= 0.14
-        assert cpu < 0.05
+        assert cpu < 0.1  # sleeping is not CPU work (margin for steal time charged to the thread)
         assert monitor.max_cpu_gap >= 0.14
     finally:
         task.cancel()

@@ -44,6 +44,7 @@ async def replicas(tmp_path: Path) -> AsyncIterator[tuple[ServerProcess, ServerP
                 TMWS_RUN_MIGRATIONS="false",
                 TMWS_REDIS_URL=REDIS_URL,
                 TMWS_REDIS_NAMESPACE=namespace,
+                TMWS_REDIS_TIMEOUT="5",  # not the 0.5 s default: a loaded CI machine must not look like Redis down
                 TMWS_SHUTDOWN_DRAIN="0",
             )
             procs.append(await ServerProcess(env).start())

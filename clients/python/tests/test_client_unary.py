@@ -193,28 +193,28 @@ async def test_iter_all_success_patterns(client: PatternClient, server: TestServ
 async def test_default_deadline_is_applied(client: PatternClient, server: TestServer) -> None:
     await client.get_stats()
     remaining = server.recorder.time_remaining["GetStats"]
-    assert remaining is not None and 8.0 < remaining <= 10.5
+    assert remaining is not None and 5.0 < remaining <= 10.5  # 10 s default; wide margin for a loaded machine
 
 
 async def test_per_call_deadline_overrides_default(client: PatternClient, server: TestServer) -> None:
-    await client.get_stats(timeout=2.5)
+    await client.get_stats(timeout=30.0)
     remaining = server.recorder.time_remaining["GetStats"]
-    assert remaining is not None and 1.0 < remaining <= 3.5
+    assert remaining is not None and 20.0 < remaining <= 30.5
     await client.get_stats(timeout=None)
     assert server.recorder.time_remaining["GetStats"] is None
     await client.get_stats(timeout=DEFAULT)
     remaining = server.recorder.time_remaining["GetStats"]
-    assert remaining is not None and remaining > 8.0
+    assert remaining is not None and 5.0 < remaining <= 10.5
 
 
 async def test_client_default_timeout_is_configurable(server: TestServer) -> None:
     async with PatternClient.connect(server.target, default_timeout=None) as c:
         await c.get_stats()
         assert server.recorder.time_remaining["GetStats"] is None
-    async with PatternClient.connect(server.target, default_timeout=3) as c:
+    async with PatternClient.connect(server.target, default_timeout=30) as c:
         await c.get_stats()
         remaining = server.recorder.time_remaining["GetStats"]
-        assert remaining is not None and 1.0 < remaining <= 3.5
+        assert remaining is not None and 20.0 < remaining <= 30.5
     with pytest.raises(ValueError):
         PatternClient.connect(server.target, default_timeout=0)
 

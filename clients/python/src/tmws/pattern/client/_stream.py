@@ -136,7 +136,7 @@ async def _aiter(source: Iterable[ExecuteManyItem] | AsyncIterable[ExecuteManyIt
 
 _CORE_WRITE_ERROR = "Internal error from Core"
 _STATUS_WAIT_STEP = 0.01
-_STATUS_WAIT_STEPS = 20
+_STATUS_WAIT_STEPS = 200  # 2 s at most: on a loaded machine the real status can take more than 0.2 s
 
 
 def _is_core_write_error(error: grpc.aio.AioRpcError) -> bool:
