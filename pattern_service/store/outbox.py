@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC
 from typing import Any, Literal
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -329,11 +331,48 @@ class VectorSync:
             texts, payloads = await self._load(collection, chunk)
             if texts:
                 vectors = await self.embedder.embed(list(texts.values()))
-                points = [VectorPoint(id=pid, vector=vectors[i], payload=payloads[pid]) for i, pid in enumerate(texts)]
-                await self.index.upsert(collection, points)
+                rewrite = await self._payload_only(collection, texts, vectors, payloads)
+                points = [
+                    VectorPoint(id=pid, vector=vectors[i], payload=payloads[pid])
+                    for i, pid in enumerate(texts)
+                    if pid not in rewrite
+                ]
+                if points:
+                    await self.index.upsert(collection, points)
             gone = [pid for pid in chunk if pid not in texts]
             if gone:
                 await self.index.delete(collection, gone)
+
+    async def _payload_only(
+        self,
+        collection: str,
+        texts: Mapping[str, str],
+        vectors: npt.NDArray[np.float32],
+        payloads: Mapping[str, Mapping[str, Any]],
+    ) -> set[str]:
+        """Rewrite only the payload of success patterns whose stored vector is already right.
+
+        Recording an outcome or changing a status leaves the embedded text (type,
+        name, description, tags) alone: upserting the whole point again appended
+        a vector to the index's write-ahead log and segments on every such change
+        (the soak's resident memory grew with them). Memories are never updated,
+        so only the pattern collection is checked.
+
+        Returns:
+            The ids whose payload was rewritten (the caller upserts the others).
+        """
+        if collection != PATTERN_COLLECTION:
+            return set()
+        stored = await self.index.retrieve_vectors(collection, list(texts))
+        same = {
+            pid: payloads[pid]
+            for i, pid in enumerate(texts)
+            if pid in stored and np.allclose(stored[pid], vectors[i], atol=1e-5)
+        }
+        if not same:
+            return set()
+        missing = await self.index.overwrite_payloads(collection, same)  # deleted in between: upsert instead
+        return set(same) - set(missing)
 
     async def _load(
         self, collection: str, ids: Sequence[str]

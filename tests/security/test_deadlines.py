@@ -17,7 +17,8 @@ from pattern_service.server import PatternServer
 from tmws.pattern.client import DeadlineExceeded, PatternClient
 from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
 
-TINY_DEADLINE = 5.0  # seconds; the slow path never finishes on its own, so any deadline expires (5 s: time to reach it on a loaded machine)
+# Seconds; the slow path never finishes on its own, so any deadline expires (5 s: time to reach it on a loaded machine).
+TINY_DEADLINE = 5.0
 
 
 async def _baseline(client: PatternClient) -> set[asyncio.Task[Any]]:

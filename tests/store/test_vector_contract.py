@@ -199,6 +199,27 @@ async def test_upsert_replaces_payload_and_vector(vec_index: VectorIndex, vec_da
     assert [h.id for h in tagged] == [target]
 
 
+async def test_overwrite_payloads_keeps_vectors_and_reports_missing_ids(vec_index: VectorIndex, vec_data: Any) -> None:
+    await _loaded(vec_index, vec_data)
+    ids, vecs, _ = vec_data
+    stranger = str(uuid.uuid4())
+    new = {"pattern_type": "memory", "tags": ["zz"], "active": True}
+    missing = await vec_index.overwrite_payloads(SPEC.name, {ids[5].upper(): new, stranger: {"tags": ["yy"]}})
+    assert missing == [stranger]
+    assert await vec_index.count(SPEC.name) == N  # the stranger was not created
+    hits = await vec_index.search(SPEC.name, vecs[5], limit=1)
+    assert hits[0].id == ids[5] and hits[0].score == pytest.approx(1.0, abs=1e-4)  # vector kept
+    assert dict(hits[0].payload) == new  # whole payload replaced
+    flt = VectorFilter((MatchAny("tags", ("zz",)), MatchAny("active", (True,))))
+    assert [h.id for h in await vec_index.search(SPEC.name, vecs[5], limit=5, flt=flt)] == [ids[5]]
+    assert await vec_index.overwrite_payloads(SPEC.name, {}) == []
+    stored = await vec_index.retrieve_vectors(SPEC.name, [ids[5].upper(), stranger, ids[6]])
+    assert set(stored) == {ids[5].upper(), ids[6]}  # keyed by the ids as given; unknown ids left out
+    np.testing.assert_allclose(stored[ids[5].upper()], vecs[5], atol=1e-5)
+    np.testing.assert_allclose(stored[ids[6]], vecs[6], atol=1e-5)
+    assert await vec_index.retrieve_vectors(SPEC.name, []) == {}
+
+
 async def test_delete_is_idempotent_and_list_ids_count(vec_index: VectorIndex, vec_data: Any) -> None:
     await _loaded(vec_index, vec_data)
     ids, vecs, _ = vec_data

@@ -195,6 +195,25 @@ class VectorIndex(Protocol):
         """Delete points by id; unknown ids are ignored (idempotent)."""
         ...
 
+    async def retrieve_vectors(self, collection: str, ids: Sequence[str]) -> dict[str, npt.NDArray[np.float32]]:
+        """The stored vectors of the ``ids`` that exist (shape ``(dimension,)`` each), by the ids as given."""
+        ...
+
+    async def overwrite_payloads(self, collection: str, payloads: Mapping[str, Mapping[str, Any]]) -> list[str]:
+        """Replace the whole payload of existing points, keeping their vectors (idempotent).
+
+        For changes that leave the embedded text alone (an outcome recorded, a
+        status changed): no embedding, and a write without the vector.
+
+        Args:
+            collection: Collection name.
+            payloads: New payload by point id.
+
+        Returns:
+            The ids that are not in the collection (nothing was written for them).
+        """
+        ...
+
     async def search(
         self,
         collection: str,

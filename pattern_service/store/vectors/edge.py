@@ -264,6 +264,42 @@ class EdgeVectorIndex:
         point_ids: list[qe.PointId] = [normalise_point_id(i) for i in ids]
         await self._run(lambda: coll.shard.update(qe.UpdateOperation.delete_points(point_ids)))
 
+    async def retrieve_vectors(self, collection: str, ids: Sequence[str]) -> dict[str, npt.NDArray[np.float32]]:
+        """See :meth:`VectorIndex.retrieve_vectors`.
+
+        Raises:
+            InvalidArgumentError: An id is not a UUID.
+            NotFoundError: The collection is not open.
+        """
+        coll = self._get(collection)
+        if not ids:
+            return {}
+        given = {normalise_point_id(i): i for i in ids}
+        records = await self._run(lambda: coll.shard.retrieve(list(given), False, True))
+        return {given[str(r.id)]: np.asarray(r.vector, dtype=np.float32) for r in records if str(r.id) in given}
+
+    async def overwrite_payloads(self, collection: str, payloads: Mapping[str, Mapping[str, Any]]) -> list[str]:
+        """See :meth:`VectorIndex.overwrite_payloads`.
+
+        Raises:
+            InvalidArgumentError: An id is not a UUID.
+            NotFoundError: The collection is not open.
+        """
+        coll = self._get(collection)
+        if not payloads:
+            return []
+        ids = {normalise_point_id(i): i for i in payloads}
+
+        def overwrite() -> list[str]:
+            present = {str(r.id) for r in coll.shard.retrieve(list(ids), False, False)}
+            for pid, given in ids.items():
+                if pid in present:
+                    payload = _with_bool_mirror(payloads[given])
+                    coll.shard.update(qe.UpdateOperation.overwrite_payload([pid], payload))
+            return [given for pid, given in ids.items() if pid not in present]
+
+        return await self._run(overwrite)
+
     async def search(
         self,
         collection: str,

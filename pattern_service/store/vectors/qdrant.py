@@ -24,7 +24,7 @@ indexes, so it is for tests and development only; the embedded default is
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -245,6 +245,62 @@ class QdrantVectorIndex:
             return
         selector = models.PointIdsList(points=[normalise_point_id(i) for i in ids])
         await self._call("delete", self._client.delete(collection, points_selector=selector, wait=True), collection)
+
+    async def retrieve_vectors(self, collection: str, ids: Sequence[str]) -> dict[str, npt.NDArray[np.float32]]:
+        """See :meth:`VectorIndex.retrieve_vectors`.
+
+        Raises:
+            InvalidArgumentError: An id is not a UUID.
+            NotFoundError: The collection is not open.
+            UnavailableError: Qdrant cannot be reached.
+        """
+        self._dimension(collection)
+        if not ids:
+            return {}
+        given = {normalise_point_id(i): i for i in ids}
+        records = await self._call(
+            "retrieve",
+            self._client.retrieve(collection, list(given), with_payload=False, with_vectors=True),
+            collection,
+        )
+        return {
+            given[str(r.id)]: np.asarray(r.vector, dtype=np.float32)
+            for r in records
+            if str(r.id) in given and r.vector is not None
+        }
+
+    async def overwrite_payloads(self, collection: str, payloads: Mapping[str, Mapping[str, Any]]) -> list[str]:
+        """See :meth:`VectorIndex.overwrite_payloads` (one batch request; waits until applied).
+
+        Raises:
+            InvalidArgumentError: An id is not a UUID.
+            NotFoundError: The collection is not open.
+            UnavailableError: Qdrant cannot be reached.
+        """
+        self._dimension(collection)
+        if not payloads:
+            return []
+        ids = {normalise_point_id(i): i for i in payloads}
+        records = await self._call(
+            "retrieve",
+            self._client.retrieve(collection, list(ids), with_payload=False, with_vectors=False),
+            collection,
+        )
+        present = {str(r.id) for r in records}
+        operations = [
+            models.OverwritePayloadOperation(
+                overwrite_payload=models.SetPayload(payload=dict(payloads[given]), points=[pid])
+            )
+            for pid, given in ids.items()
+            if pid in present
+        ]
+        if operations:
+            await self._call(
+                "overwrite_payload",
+                self._client.batch_update_points(collection, update_operations=operations, wait=True),
+                collection,
+            )
+        return [given for pid, given in ids.items() if pid not in present]
 
     async def search(
         self,

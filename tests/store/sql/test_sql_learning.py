@@ -6,7 +6,9 @@ import asyncio
 import hashlib
 import json
 from dataclasses import replace
+from typing import Any
 
+import numpy as np
 import pytest
 
 from pattern_service.domain import (
@@ -197,6 +199,36 @@ async def test_record_outcome_running_rate(sql_learning: SqlLearningStore) -> No
         await sql_learning.record_outcome(B, p.pattern_id, True)
     with pytest.raises(NotFoundError):
         await sql_learning.record_outcome(A, "00000000-0000-0000-0000-000000000000", True)
+
+
+async def test_outcome_rewrites_the_payload_only_and_a_text_change_the_vector(
+    sql_learning: SqlLearningStore, sql_index: EdgeVectorIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = await sql_learning.create(A, POOLING)
+    before = (await sql_index.retrieve_vectors(PATTERN_COLLECTION, [p.pattern_id]))[p.pattern_id]
+    upserts: list[int] = []
+    original = sql_index.upsert
+
+    async def counting_upsert(collection: str, points: Any) -> None:
+        upserts.append(len(points))
+        await original(collection, points)
+
+    monkeypatch.setattr(sql_index, "upsert", counting_upsert)
+    for ok in (True, True, False):
+        await sql_learning.record_outcome(A, p.pattern_id, ok)
+    assert upserts == []  # the embedded text did not change: payload rewritten, vector kept
+    hit = (await sql_index.search(PATTERN_COLLECTION, before, limit=1))[0]
+    assert hit.id == p.pattern_id and hit.payload["match_count"] == 3
+    assert hit.payload["success_rate"] == pytest.approx(2 / 3)
+    kept = await sql_learning.match(
+        A, MatchQuery(intent=POOLING.description, filters=MatchFilters(min_success_rate=0.6), min_confidence=0.0)
+    )
+    assert [m.pattern.pattern_id for m in kept.matches] == [p.pattern_id]  # filter pushed down on the new payload
+
+    await sql_learning.update(A, p.pattern_id, {"description": "a different text entirely"})
+    assert upserts == [1]  # the text changed: a new vector
+    after = (await sql_index.retrieve_vectors(PATTERN_COLLECTION, [p.pattern_id]))[p.pattern_id]
+    assert float(np.dot(before, after)) < 0.99
 
 
 async def test_record_outcome_is_safe_under_concurrency(sql_learning: SqlLearningStore) -> None:
