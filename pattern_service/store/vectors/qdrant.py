@@ -254,20 +254,25 @@ class QdrantVectorIndex:
             NotFoundError: The collection is not open.
             UnavailableError: Qdrant cannot be reached.
         """
+        given = {normalise_point_id(i): i for i in ids}
+        records = await self._retrieve(collection, list(given), with_vectors=True)
+        return {
+            given[pid]: np.asarray(record.vector, dtype=np.float32)
+            for pid, record in records.items()
+            if record.vector is not None
+        }
+
+    async def _retrieve(self, collection: str, ids: list[str], *, with_vectors: bool) -> dict[str, Any]:
+        """The records of the existing ``ids`` (normalised), by id, without payloads."""
         self._dimension(collection)
         if not ids:
             return {}
-        given = {normalise_point_id(i): i for i in ids}
         records = await self._call(
             "retrieve",
-            self._client.retrieve(collection, list(given), with_payload=False, with_vectors=True),
+            self._client.retrieve(collection, ids, with_payload=False, with_vectors=with_vectors),
             collection,
         )
-        return {
-            given[str(r.id)]: np.asarray(r.vector, dtype=np.float32)
-            for r in records
-            if str(r.id) in given and r.vector is not None
-        }
+        return {str(r.id): r for r in records}
 
     async def overwrite_payloads(self, collection: str, payloads: Mapping[str, Mapping[str, Any]]) -> list[str]:
         """See :meth:`VectorIndex.overwrite_payloads` (one batch request; waits until applied).
@@ -277,16 +282,8 @@ class QdrantVectorIndex:
             NotFoundError: The collection is not open.
             UnavailableError: Qdrant cannot be reached.
         """
-        self._dimension(collection)
-        if not payloads:
-            return []
         ids = {normalise_point_id(i): i for i in payloads}
-        records = await self._call(
-            "retrieve",
-            self._client.retrieve(collection, list(ids), with_payload=False, with_vectors=False),
-            collection,
-        )
-        present = {str(r.id) for r in records}
+        present = await self._retrieve(collection, list(ids), with_vectors=False)
         operations = [
             models.OverwritePayloadOperation(
                 overwrite_payload=models.SetPayload(payload=dict(payloads[given]), points=[pid])
