@@ -16,7 +16,9 @@ through a generic channel with identity serializers. For every call:
   fails when every one of :data:`STALL_ATTEMPTS` sends stalls the loop (see
   :mod:`fuzz_helpers` for why CPU time is asserted and why a stall must repeat).
 
-``TMWS_FUZZ_EXAMPLES`` sets the examples per RPC (default 100).
+``TMWS_FUZZ_EXAMPLES`` sets the examples per RPC (default 100). The examples
+are derandomized (the same on every run, so CI is reproducible); set
+``TMWS_FUZZ_RANDOM=1`` to explore new ones.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from tmws.pattern.v1 import pattern_learning_service_pb2 as pl
 from tmws.pattern.v1 import pattern_learning_service_pb2_grpc as pl_grpc
 
 EXAMPLES = int(os.environ.get("TMWS_FUZZ_EXAMPLES", "100"))
+RANDOM = os.environ.get("TMWS_FUZZ_RANDOM", "") not in ("", "0")
 MAX_LOOP_STALL_S = 0.100
 STALL_ATTEMPTS = 3  # sends of a request that stalled the loop; all must stall to fail the test
 CALL_TIMEOUT_S = 120.0  # a hang guard: a call that needs it fails the test as DEADLINE_EXCEEDED
@@ -135,6 +138,7 @@ def test_fuzz_rpc(path: str, channel: grpc.Channel, fuzz_server: ThreadedServer)
         max_examples=EXAMPLES,
         deadline=None,
         database=None,
+        derandomize=not RANDOM,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
     )
     @given(data=st.data())
