@@ -44,7 +44,8 @@ async def bounded_map(
         window: Maximum requests in flight plus responses not yet yielded (>= 1).
 
     Raises:
-        Exception: Whatever reading ``requests`` raised (the stream itself broke).
+        Exception: Whatever reading ``requests`` raised (the stream itself broke),
+            once every request read before it has been answered.
 
     Cancelling the consumer (a client that cancels the call) cancels the reader
     and every running handler before this generator exits; nothing is left behind.
@@ -73,7 +74,9 @@ async def bounded_map(
                 await asyncio.gather(*running, return_exceptions=True)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the request stream broke
+        except Exception as exc:  # the request stream broke: answer what was read, then end with the error
+            while running:
+                await asyncio.gather(*running, return_exceptions=True)
             await out.put(_ReadError(exc))
             return
         await out.put(_DONE)

@@ -111,3 +111,28 @@ async def test_a_broken_request_stream_raises() -> None:
         assert "peer" in str(exc)
     else:
         raise AssertionError("expected ConnectionError")
+
+
+async def test_requests_read_before_a_broken_stream_are_answered_first() -> None:
+    started = asyncio.Event()
+
+    async def source() -> AsyncIterator[int]:
+        yield 1
+        await started.wait()  # the first request is being handled when the stream breaks
+        raise ValueError("undecodable message")
+
+    async def handle(i: int) -> int:
+        started.set()
+        for _ in range(5):
+            await asyncio.sleep(0)  # still running when the read error arrives
+        return i * 10
+
+    got: list[int] = []
+    try:
+        async for x in bounded_map(source(), handle, window=4):
+            got.append(x)
+    except ValueError as exc:
+        assert "undecodable" in str(exc)
+    else:
+        raise AssertionError("expected ValueError")
+    assert got == [10]  # answered, not cancelled, before the stream ended with the error
