@@ -119,25 +119,28 @@ class CallGuard:
         self.limit = limit
         self._on_auth_reject = on_auth_reject
 
-    def _enter(self, method: str, name: str, scope: Scope | None, context: ServicerContext) -> Any:
-        """Authenticate and admit one call; returns the principal token (or ``None``) or raises the refusal."""
+    async def _admit(self, name: str, scope: Scope | None, context: ServicerContext) -> Any:
+        """Authenticate and admit one call; returns the principal token (or ``None``), or aborts the call."""
         token = None
-        if scope is not None and self._ring.enabled:
-            try:
-                principal = authenticate(self._ring, context.invocation_metadata(), scope)
-            except PatternServiceError as exc:
-                if self._on_auth_reject is not None:
-                    self._on_auth_reject(name, status_code_of(exc).name)
-                raise
-            token = set_principal(principal)
-        refused = self.limit.refusal(name)
-        if refused is not None:
+        try:
+            if scope is not None and self._ring.enabled:
+                try:
+                    principal = authenticate(self._ring, context.invocation_metadata(), scope)
+                except PatternServiceError as exc:
+                    if self._on_auth_reject is not None:
+                        self._on_auth_reject(name, status_code_of(exc).name)
+                    raise
+                token = set_principal(principal)
+            refused = self.limit.refusal(name)
+            if refused is not None:
+                raise refused
+        except PatternServiceError as exc:
             if token is not None:
                 reset_principal(token)
-            raise refused
+            await abort(context, exc)
         return token
 
-    def _exit(self, token: Any) -> None:
+    def _release(self, token: Any) -> None:
         self.limit.release()
         if token is not None:
             reset_principal(token)
@@ -153,62 +156,53 @@ class CallGuard:
         name = method.rpartition("/")[2]
         deserializer = safe_deserializer(handler.request_deserializer)
         serializer = handler.response_serializer
-        enter, leave = self._enter, self._exit
+        admit, release = self._admit, self._release
+
+        if handler.request_streaming and handler.response_streaming:
+
+            async def stream_stream(requests: AsyncIterator[Any], context: ServicerContext) -> AsyncIterator[Any]:
+                token = await admit(name, scope, context)
+                try:
+                    async for item in behavior(checked_requests(requests), context):
+                        yield item
+                finally:
+                    release(token)
+
+            return grpc.stream_stream_rpc_method_handler(stream_stream, deserializer, serializer)
 
         if handler.request_streaming:
 
-            async def stream_in(requests: AsyncIterator[Any], context: ServicerContext) -> AsyncIterator[Any]:
-                try:
-                    token = enter(method, name, scope, context)
-                except PatternServiceError as exc:
-                    await abort(context, exc)
-                try:
-                    result = behavior(checked_requests(requests), context)
-                    if hasattr(result, "__anext__"):
-                        async for item in result:
-                            yield item
-                    else:
-                        yield await result
-                finally:
-                    leave(token)
-
-            if handler.response_streaming:
-                return grpc.stream_stream_rpc_method_handler(stream_in, deserializer, serializer)
-
             async def stream_unary(requests: AsyncIterator[Any], context: ServicerContext) -> Any:
-                results = [r async for r in stream_in(requests, context)]
-                return results[-1]
+                token = await admit(name, scope, context)
+                try:
+                    return await behavior(checked_requests(requests), context)
+                finally:
+                    release(token)
 
             return grpc.stream_unary_rpc_method_handler(stream_unary, deserializer, serializer)
 
         if handler.response_streaming:
 
             async def unary_stream(request: Any, context: ServicerContext) -> AsyncIterator[Any]:
-                try:
-                    token = enter(method, name, scope, context)
-                except PatternServiceError as exc:
-                    await abort(context, exc)
+                token = await admit(name, scope, context)
                 try:
                     if isinstance(request, Undecodable):
                         await abort(context, malformed(request))
                     async for item in behavior(request, context):
                         yield item
                 finally:
-                    leave(token)
+                    release(token)
 
             return grpc.unary_stream_rpc_method_handler(unary_stream, deserializer, serializer)
 
         async def unary_unary(request: Any, context: ServicerContext) -> Any:
-            try:
-                token = enter(method, name, scope, context)
-            except PatternServiceError as exc:
-                await abort(context, exc)
+            token = await admit(name, scope, context)
             try:
                 if request.__class__ is Undecodable:
                     await abort(context, malformed(request))
                 return await behavior(request, context)
             finally:
-                leave(token)
+                release(token)
 
         return grpc.unary_unary_rpc_method_handler(unary_unary, deserializer, serializer)
 
