@@ -89,6 +89,16 @@ class ResultCache(Protocol):
         """Drop this cache's own entries (never a global flush of a shared store); returns how many."""
         ...
 
+    def drop_local(self) -> int:
+        """Drop the in-process entries only (e.g. every key of an old registry version); returns how many.
+
+        Keys include the registry version, so after a registry change the old
+        entries can never be hit again; dropping them frees their memory at once
+        instead of when their TTL runs out. A shared layer keeps its entries
+        (they expire there by TTL).
+        """
+        ...
+
     async def close(self) -> None:
         """Release connections and local memory (never flushes a shared store)."""
         ...
@@ -218,6 +228,10 @@ class LocalResultCache:
 
     async def clear(self) -> int:
         """See :meth:`ResultCache.clear` (this process only)."""
+        return self.drop_local()
+
+    def drop_local(self) -> int:
+        """See :meth:`ResultCache.drop_local`."""
         self._cache.expire()
         size = len(self._cache)
         self._cache.clear()

@@ -98,6 +98,7 @@ class PatternExecutionEngine:
         self._infrastructure = InfrastructureExecutor(tools, services)
         self._memory = MemoryExecutor(memory_store)
         self._hybrid = HybridExecutor(self._infrastructure, self._memory)
+        registry.add_swap_listener(self._drop_stale_results)
 
     # ---------------------------------------------------------------- queries
 
@@ -283,6 +284,10 @@ class PatternExecutionEngine:
             "registry_version": self.registry.version,
             "write": plan.is_write,
         }
+
+    def _drop_stale_results(self, _version: int) -> None:
+        """Result keys include the registry version: after a change the local entries are unreachable."""
+        self.cache.drop_local()
 
     async def _maybe_refresh(self) -> None:
         if self._refresh_interval <= 0 or self._clock() - self._last_refresh < self._refresh_interval:

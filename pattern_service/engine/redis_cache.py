@@ -253,6 +253,10 @@ class RedisResultCache:
             dropped += await self._local.invalidate_tenant(tenant_id)
         return dropped
 
+    def drop_local(self) -> int:
+        """See :meth:`ResultCache.drop_local`: the local layer only; Redis entries expire by TTL."""
+        return self._local.drop_local()
+
     async def clear(self) -> int:
         """See :meth:`ResultCache.clear`: the local layer and this namespace's result keys (SCAN + UNLINK).
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,7 +153,16 @@ class PatternRegistry:
         self._hits = 0
         self._misses = 0
         self.invalidation_count = 0
+        self._swap_listeners: list[Callable[[int], None]] = []
         self._state = self._build([], 0)
+
+    def add_swap_listener(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener(version)`` after each swap of the compiled state (a new registry version).
+
+        Listeners run synchronously on the event loop and must not raise; the
+        engine uses this to drop local result-cache entries keyed by the old version.
+        """
+        self._swap_listeners.append(listener)
 
     # ------------------------------------------------------------------ reads
 
@@ -382,6 +391,8 @@ class PatternRegistry:
         self._state = state
         self._match_cache.clear()
         self.invalidation_count += 1
+        for listener in self._swap_listeners:
+            listener(state.version)
         live = {e for d in state.ordered for e in d.examples}
         for text in [t for t in self._vectors if t not in live]:
             del self._vectors[text]

@@ -107,6 +107,18 @@ async def test_cache_hit_costs_zero_tokens_and_use_cache_false_bypasses(eng_engi
     assert not other_mode.cache_hit
 
 
+async def test_registry_change_drops_the_unreachable_local_results(eng_engine: PatternExecutionEngine) -> None:
+    await eng_engine.execute("calculate 3 * 3")
+    assert (await eng_engine.execute("calculate 3 * 3")).cache_hit
+    assert eng_engine.cache.stats()["local_cache_size"] == 1
+    await eng_engine.register_batch([eng_definition("freshly_added")])
+    # The key names the registry version: the old entry could never be hit again, so it is gone now.
+    assert eng_engine.cache.stats()["local_cache_size"] == 0
+    assert not (await eng_engine.execute("calculate 3 * 3")).cache_hit
+    await eng_engine.delete_definition("freshly_added")
+    assert eng_engine.cache.stats()["local_cache_size"] == 0
+
+
 async def test_stats_are_consistent(eng_engine: PatternExecutionEngine) -> None:
     await eng_engine.execute("calculate 1+1")
     await eng_engine.execute("calculate 1+1")
