@@ -469,6 +469,10 @@ class ExecutionResult:
         error: Error message when ``success`` is false.
         metadata: JSON-compatible execution metadata.
         routing: The decision taken.
+        cache_entry: On a cache hit, the identity of the cache entry it came
+            from (the same object for every hit of that entry, ``None``
+            otherwise): a transport may memoize its encoding of ``result`` and
+            ``metadata`` by it. Not compared.
     """
 
     pattern_name: str
@@ -481,3 +485,4 @@ class ExecutionResult:
     error: str | None
     metadata: Mapping[str, Any]
     routing: RoutingDecision
+    cache_entry: object | None = field(default=None, compare=False, repr=False)

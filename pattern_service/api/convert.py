@@ -165,26 +165,28 @@ def routing_to_proto(r: domain.RoutingDecision) -> pe.RoutingDecision:
     )
 
 
-#: Structs of cached results, by the identity of their (read-only) ``result``/``metadata`` mapping.
-_CACHED_STRUCTS: LRUCache[int, tuple[Mapping[str, Any], struct_pb2.Struct]] = LRUCache(maxsize=4096)
+#: Structs of cached results by cache entry: ``id(entry) -> (entry, result, metadata)`` (the entry is
+#: kept alive with its Structs, so its id is not reused while it is here).
+_CACHED_STRUCTS: LRUCache[int, tuple[object, struct_pb2.Struct, struct_pb2.Struct]] = LRUCache(maxsize=1024)
 
 
-def _cached_struct(data: Mapping[str, Any]) -> struct_pb2.Struct:
-    """``dict_to_struct(data)``, built once per mapping object (the entry keeps ``data`` alive: its id stays unique)."""
-    entry = _CACHED_STRUCTS.get(id(data))
-    if entry is not None and entry[0] is data:
-        return entry[1]
-    struct = dict_to_struct(data)
-    _CACHED_STRUCTS[id(data)] = (data, struct)
-    return struct
+def _cached_structs(r: domain.ExecutionResult) -> tuple[struct_pb2.Struct, struct_pb2.Struct]:
+    """The Structs of a cache hit's ``result`` and ``metadata``, built once per cache entry."""
+    token = r.cache_entry
+    memo = _CACHED_STRUCTS.get(id(token))
+    if memo is not None and memo[0] is token:
+        return memo[1], memo[2]
+    result, metadata = dict_to_struct(r.result), dict_to_struct(r.metadata)
+    _CACHED_STRUCTS[id(token)] = (token, result, metadata)
+    return result, metadata
 
 
 def result_to_proto(r: domain.ExecutionResult) -> pe.ExecutionResult:
     """An execution result as its message.
 
-    A cache hit shares its ``result`` and ``metadata`` mappings with every
-    other hit of the same entry, so their Structs are built once and copied
-    (a C-level copy) into each response.
+    Every hit of one cache entry carries the same ``cache_entry``: the Structs
+    of its ``result`` and ``metadata`` are built once and copied (a C-level
+    copy) into each response.
     """
     msg = pe.ExecutionResult(
         pattern_name=r.pattern_name,
@@ -196,9 +198,10 @@ def result_to_proto(r: domain.ExecutionResult) -> pe.ExecutionResult:
         error=r.error or "",
         routing=routing_to_proto(r.routing),
     )
-    if r.cache_hit:
-        msg.result.CopyFrom(_cached_struct(r.result))
-        msg.metadata.CopyFrom(_cached_struct(r.metadata))
+    if r.cache_entry is not None:
+        result, metadata = _cached_structs(r)
+        msg.result.CopyFrom(result)
+        msg.metadata.CopyFrom(metadata)
     else:
         msg.result.CopyFrom(dict_to_struct(r.result))
         msg.metadata.CopyFrom(dict_to_struct(r.metadata))

@@ -194,7 +194,9 @@ class LocalResultCache:
             return None
         self.hits += 1
         data = json.loads(entry.payload)
-        return replace(entry.template, result=data["result"], metadata=data["metadata"], cache_hit=True)
+        return replace(
+            entry.template, result=data["result"], metadata=data["metadata"], cache_hit=True, cache_entry=entry
+        )
 
     async def set(self, key: str, tenant_id: str, value: ExecutionResult, ttl: float, *, reads_memory: bool) -> None:
         """See :meth:`ResultCache.set`; results that are not JSON-compatible are not cached."""
@@ -204,7 +206,7 @@ class LocalResultCache:
             payload = canonical_json({"result": value.result, "metadata": value.metadata})
         except (TypeError, ValueError):
             return
-        template = replace(value, result={}, metadata={})
+        template = replace(value, result={}, metadata={}, cache_entry=None)
         self._cache[key] = _Entry(tenant_id, float(ttl), reads_memory, template, payload)
         if reads_memory:
             self._by_tenant.setdefault(tenant_id, set()).add(key)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from eng_helpers import EngClock
 
+from pattern_service.api.convert import dict_to_struct, result_to_proto
 from pattern_service.domain import ExecutionMode, ExecutionResult, MatchSource, PatternType, RoutingDecision
 from pattern_service.engine.cache import LocalGenerationStore, LocalResultCache, cache_key
 
@@ -49,6 +50,21 @@ async def test_ttl_lru_and_immutability() -> None:
     stats = cache.stats()
     assert stats["evictions"] == 1 and stats["local_cache_size"] == 1
     assert stats["hits"] + stats["misses"] == 8 and stats["hit_rate"] == stats["hits"] / 8
+
+
+async def test_hits_of_one_entry_share_its_identity_but_not_its_data() -> None:
+    cache = LocalResultCache()
+    await cache.set("a", "t", _result(1), 10, reads_memory=False)
+    await cache.set("b", "t", _result(2), 10, reads_memory=False)
+    first, second, other = await cache.get("a"), await cache.get("a"), await cache.get("b")
+    assert first is not None and second is not None and other is not None
+    assert first.cache_entry is not None and first.cache_entry is second.cache_entry
+    assert other.cache_entry is not first.cache_entry
+    assert first.result is not second.result and first == second  # copies, equal
+    for hit, value in ((first, 1), (second, 1), (other, 2), (first, 1)):  # Structs memoized per entry
+        msg = result_to_proto(hit)
+        assert msg.result == dict_to_struct({"v": [value]}) and msg.metadata == dict_to_struct({"m": 1})
+    assert _result(1).cache_entry is None
 
 
 async def test_invalidate_tenant_drops_only_its_memory_reads() -> None:
