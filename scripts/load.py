@@ -16,10 +16,13 @@ life cycle (Create/Get/List/Update/RecordPatternOutcome/Delete), pattern
 definitions (RegisterBatch/List/Delete) and ``GetStats``. The first requests
 are one of each, so even a run of a few seconds covers every RPC.
 
-Every ``--rss-interval`` seconds the server's ``VmRSS`` is read from
-``/proc/<pid>/status``. The first ``--warmup`` seconds are excluded from the
+Every ``--rss-interval`` seconds the server's ``VmRSS`` and CPU time are read
+from ``/proc/<pid>``. The first ``--warmup`` seconds are excluded from the
 RSS baseline and from the latency percentiles (steady state); errors count
-over the whole run.
+over the whole run. A timeline (one row per ``--timeline-interval`` seconds:
+requests, errors, latency percentiles, server CPU %, RSS) shows whether the
+run was steady: latencies that climb row after row mean the rate is more than
+the server sustains.
 
 Example::
 
@@ -473,6 +476,41 @@ def read_memory_kb(pid: int) -> dict[str, int] | None:
     return values if "VmRSS" in values else None
 
 
+def read_file_rss_kb(pid: int) -> tuple[int, int] | None:
+    """Resident file-backed memory of ``pid`` in kB, split into shared libraries (code paged in on
+    first use) and other mapped files (data: the vector index's segments and write-ahead logs).
+
+    Returns:
+        ``(libraries_kb, data_files_kb)``, or ``None`` if the process is gone.
+    """
+    try:
+        text = Path(f"/proc/{pid}/smaps").read_text()
+    except OSError:
+        return None
+    libraries = data = 0
+    path = ""
+    for line in text.splitlines():
+        head = line.split(maxsplit=5)
+        if len(head) >= 5 and "-" in head[0] and not head[0].endswith(":"):  # a mapping's header line
+            path = head[5] if len(head) == 6 and head[5].startswith("/") else ""
+        elif path and line.startswith("Rss:"):
+            kb = int(line.split()[1])
+            if re.search(r"\.so(\.|$)", path):
+                libraries += kb
+            else:
+                data += kb
+    return libraries, data
+
+
+def read_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds ``pid`` has used (all its threads), or ``None`` if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+
+
 def read_rss_kb(pid: int) -> int | None:
     """``VmRSS`` of ``pid`` in kB (``None`` if the process is gone)."""
     values = read_memory_kb(pid)
@@ -485,6 +523,8 @@ class RssSampler:
 
     Attributes:
         samples: (seconds since start, ``VmRSS`` kB).
+        cpu: (seconds since start, the process's user + system CPU seconds so far).
+        files: (seconds since start, resident kB of shared libraries, of other mapped files).
         detail: (seconds since start, ``RssAnon`` kB, ``RssFile`` kB): anonymous memory is the
             heap (a leak shows here); file pages are mapped data files (SQLite, the vector index).
     """
@@ -494,6 +534,8 @@ class RssSampler:
     started: float
     samples: list[tuple[float, int]] = field(default_factory=list)
     detail: list[tuple[float, int, int]] = field(default_factory=list)
+    cpu: list[tuple[float, float]] = field(default_factory=list)
+    files: list[tuple[float, int, int]] = field(default_factory=list)
 
     def sample(self) -> None:
         """Take one sample now."""
@@ -502,6 +544,12 @@ class RssSampler:
             at = round(time.perf_counter() - self.started, 3)
             self.samples.append((at, values["VmRSS"]))
             self.detail.append((at, values.get("RssAnon", 0), values.get("RssFile", 0)))
+            cpu = read_cpu_seconds(self.pid)
+            if cpu is not None:
+                self.cpu.append((at, cpu))
+            files = read_file_rss_kb(self.pid)
+            if files is not None:
+                self.files.append((at, *files))
 
     async def run(self) -> None:
         """Sample until cancelled."""
@@ -689,8 +737,52 @@ def summarize(samples: list[Sample], warmup: float) -> dict[str, Any]:
     }
 
 
+def timeline(
+    samples: Sequence[Sample],
+    interval: float,
+    rss: Sequence[tuple[float, int]] = (),
+    cpu: Sequence[tuple[float, float]] = (),
+) -> list[dict[str, Any]]:
+    """Per ``interval`` seconds of send time: requests, errors, latency percentiles (ms) of every
+    request, and the server's CPU use (% of one core) and RSS (MiB) at the end of the interval.
+
+    A soak is steady when these rows stay level: latency that climbs row after row
+    means a queue is growing (the rate is past what the server sustains).
+    """
+    if not samples or interval <= 0:
+        return []
+    buckets: dict[int, list[Sample]] = {}
+    for s in samples:
+        buckets.setdefault(int(s.at // interval), []).append(s)
+    rows: list[dict[str, Any]] = []
+    for index in range(max(buckets) + 1):
+        group = buckets.get(index, [])
+        start, end = index * interval, (index + 1) * interval
+        latencies = [s.latency_ms for s in group]
+        row: dict[str, Any] = {
+            "start_s": start,
+            "requests": len(group),
+            "errors": sum(1 for s in group if s.code != "OK"),
+            "p50_ms": round(percentile(latencies, 50), 2),
+            "p95_ms": round(percentile(latencies, 95), 2),
+            "p99_ms": round(percentile(latencies, 99), 2),
+        }
+        inside = [c for c in cpu if start <= c[0] <= end]
+        if len(inside) >= 2 and inside[-1][0] > inside[0][0]:
+            row["server_cpu_pct"] = round(100 * (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0]), 1)
+        before = [kb for at, kb in rss if at <= end]
+        if before:
+            row["rss_mib"] = round(before[-1] / 1024, 1)
+        rows.append(row)
+    return rows
+
+
 def rss_report(
-    samples: list[tuple[float, int]], warmup: float, pid: int | None, detail: Sequence[tuple[float, int, int]] = ()
+    samples: list[tuple[float, int]],
+    warmup: float,
+    pid: int | None,
+    detail: Sequence[tuple[float, int, int]] = (),
+    files: Sequence[tuple[float, int, int]] = (),
 ) -> dict[str, Any]:
     """Baseline (first sample after warm-up), end, max, growth % and the steady-state slope (of ``VmRSS``);
     ``RssAnon``/``RssFile`` at the baseline and the end."""
@@ -706,6 +798,14 @@ def rss_report(
             "file_end_kb": steady_detail[-1][2],
             "anon_file_samples": [list(d) for d in detail],
         }
+    steady_files = [f for f in files if f[0] >= warmup] or list(files[-1:])
+    if steady_files:
+        split.update(
+            libraries_baseline_kb=steady_files[0][1],
+            libraries_end_kb=steady_files[-1][1],
+            data_files_baseline_kb=steady_files[0][2],
+            data_files_end_kb=steady_files[-1][2],
+        )
     steady = [s for s in samples if s[0] >= warmup] or samples[-1:]
     baseline, end = steady[0][1], steady[-1][1]
     slope = 0.0
@@ -738,6 +838,7 @@ def build_report(
     stats: dict[str, Any] | None,
     server: dict[str, Any],
     warmup: float,
+    rows: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The JSON report."""
     all_samples = [s for group in recorder.samples.values() for s in group]
@@ -774,6 +875,7 @@ def build_report(
         "schedule": schedule,
         "rpcs": rpcs,
         "rss": rss,
+        "timeline": rows or [],
         "server": server,
         "server_stats_at_end": stats,
     }
@@ -806,6 +908,21 @@ def print_summary(report: dict[str, Any]) -> None:
             f"  anonymous {rss['anon_baseline_kb'] / 1024:.1f} -> {rss['anon_end_kb'] / 1024:.1f} MiB, "
             f"file-backed {rss['file_baseline_kb'] / 1024:.1f} -> {rss['file_end_kb'] / 1024:.1f} MiB"
         )
+    if "libraries_baseline_kb" in rss:
+        print(
+            f"  file-backed: shared libraries {rss['libraries_baseline_kb'] / 1024:.1f} -> "
+            f"{rss['libraries_end_kb'] / 1024:.1f} MiB, other mapped files (vector index, WAL) "
+            f"{rss['data_files_baseline_kb'] / 1024:.1f} -> {rss['data_files_end_kb'] / 1024:.1f} MiB"
+        )
+    if report["timeline"]:
+        heads = ("from s", "requests", "errors", "p50 ms", "p95 ms", "p99 ms", "cpu %", "RSS MiB")
+        print(" ".join(f"{h:>{w}}" for h, w in zip(heads, (7, 8, 6, 8, 8, 8, 6, 8), strict=True)))
+        for r in report["timeline"]:
+            cpu, mib = r.get("server_cpu_pct"), r.get("rss_mib")
+            print(
+                f"{r['start_s']:7.0f} {r['requests']:8d} {r['errors']:6d} {r['p50_ms']:8.2f} {r['p95_ms']:8.2f} "
+                f"{r['p99_ms']:8.2f} {'' if cpu is None else f'{cpu:.0f}':>6} {'' if mib is None else f'{mib:.1f}':>8}"
+            )
     for line in report["first_errors"]:
         print("error:", line)
 
@@ -851,7 +968,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             stats: dict[str, Any] | None = None
             with contextlib.suppress(PatternServiceError):
                 stats = json_format.MessageToDict(await client.get_stats())
-        rss = rss_report(sampler.samples if sampler else [], warmup, pid, sampler.detail if sampler else [])
+        rss = rss_report(
+            sampler.samples if sampler else [],
+            warmup,
+            pid,
+            sampler.detail if sampler else [],
+            sampler.files if sampler else [],
+        )
     finally:
         if server is not None:
             server_facts["exit_code"] = await server.stop()
@@ -863,7 +986,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     shutil.copy(server.log_path, kept_log)
                     server_facts["log"] = str(kept_log)
                 shutil.rmtree(data_dir, ignore_errors=True)
-    return build_report(args, recorder, schedule, rss, stats, server_facts, warmup)
+    rows = timeline(
+        [s for group in recorder.samples.values() for s in group],
+        args.timeline_interval,
+        sampler.samples if sampler else (),
+        sampler.cpu if sampler else (),
+    )
+    return build_report(args, recorder, schedule, rss, stats, server_facts, warmup, rows)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -877,6 +1006,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--warmup", type=float, help="seconds excluded from the RSS baseline and latencies (default min(60, dur/4))"
     )
     parser.add_argument("--rss-interval", type=float, default=5.0, help="seconds between RSS samples (default 5)")
+    parser.add_argument(
+        "--timeline-interval", type=float, default=60.0, help="seconds per row of the timeline (default 60)"
+    )
     parser.add_argument("--max-in-flight", type=int, default=256, help="outstanding requests at most (default 256)")
     parser.add_argument("--call-timeout", type=float, default=30.0, help="deadline of each call, seconds (default 30)")
     parser.add_argument("--embedder", choices=("onnx", "hashing"), default="onnx", help="of the started server")

@@ -35,7 +35,7 @@ ALL_RPCS = {
 async def test_load_script_covers_every_rpc_without_errors(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
     args = [
-        *("--duration", "5", "--rate", "20", "--warmup", "1", "--rss-interval", "1"),
+        *("--duration", "5", "--rate", "20", "--warmup", "1", "--rss-interval", "1", "--timeline-interval", "2"),
         *("--embedder", "hashing", "--data-dir", str(tmp_path / "data"), "--out", str(out)),
     ]
     proc = await asyncio.create_subprocess_exec(
@@ -67,4 +67,10 @@ async def test_load_script_covers_every_rpc_without_errors(tmp_path: Path) -> No
         "Execute/hybrid",
     }
     assert report["rss"]["samples"] and report["rss"]["baseline_kb"] > 0
+    rows = report["timeline"]  # one row per 2 s of send time, every request in one row
+    assert len(rows) >= 3 and sum(r["requests"] for r in rows) == report["requests_total"]
+    assert [r["start_s"] for r in rows] == [2.0 * i for i in range(len(rows))]
+    assert all(r["errors"] == 0 and r["rss_mib"] > 0 for r in rows)
+    assert any("server_cpu_pct" in r for r in rows)
+    assert report["rss"]["libraries_end_kb"] > 0  # the interpreter's own libraries are mapped
     assert report["server"]["exit_code"] == 0, text
