@@ -44,6 +44,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cachetools import LRUCache
+
 from pattern_service.domain import (
     ExecutionMode,
     MatchSource,
@@ -179,11 +181,18 @@ class HybridDecisionRouter:
         memory_store: Used for "memories exist" in the keyword fallback.
     """
 
+    #: Plans of trigger and exact-name matches kept (see :meth:`plan`).
+    PLAN_CACHE_SIZE = 4096
+
     def __init__(self, registry: PatternRegistry, memory_store: MemoryStore) -> None:
         self._registry = registry
         self._memories = memory_store
         self._total = 0
         self._by_type = {t.value: 0 for t in PatternType}
+        self._plans: LRUCache[tuple[str, ExecutionMode], tuple[MatchOutcome, ExecutionPlan]] = LRUCache(
+            self.PLAN_CACHE_SIZE
+        )
+        registry.add_swap_listener(lambda _version: self._plans.clear())
 
     async def route(
         self, query: str, mode: ExecutionMode, context: Mapping[str, Any], tenant_id: str
@@ -205,8 +214,21 @@ class HybridDecisionRouter:
                 query names a memory read.
             NotFoundError: ``NO_MATCHING_PATTERN``: the registry is empty (or, in
                 FAST mode, holds no infrastructure or hybrid pattern).
+
+        A plan chosen by a trigger or an exact name depends only on the query,
+        the mode and the registry's match outcome, so it is kept per
+        ``(query, mode)`` with the outcome it came from, and reused while the
+        registry returns that same outcome object (its match cache is cleared
+        on every registry change). Semantic and keyword choices also depend on
+        the context and on the tenant's memories and are planned every time.
         """
         outcome = await self._registry.match(query)
+        memo = self._plans.get((query, mode))
+        if memo is not None and memo[0] is outcome:
+            plan = memo[1]
+            self._total += 1
+            self._by_type[plan.path.pattern_type.value] += 1
+            return plan
         norm_len = len(outcome.normalized)
         span: tuple[int, int] | None = None
         if outcome.exact is not None:
@@ -244,7 +266,10 @@ class HybridDecisionRouter:
         )
         self._total += 1
         self._by_type[path.pattern_type.value] += 1
-        return ExecutionPlan(decision, chosen, path, subject_of(query, span))
+        plan = ExecutionPlan(decision, chosen, path, subject_of(query, span))
+        if source in (MatchSource.TRIGGER, MatchSource.EXACT_NAME):
+            self._plans[(query, mode)] = (outcome, plan)
+        return plan
 
     async def _fallback(
         self, outcome: MatchOutcome, mode: ExecutionMode, query: str, context: Mapping[str, Any], tenant_id: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from eng_helpers import EngBuilder, eng_definition
 
-from pattern_service.domain import PatternDefinition, PatternType
+from pattern_service.domain import ExecutionMode, MatchSource, PatternDefinition, PatternType
 from pattern_service.engine import PatternExecutionEngine
 from pattern_service.engine.registry import PatternRegistry
 from pattern_service.engine.validation import compile_trigger, load_default_definitions
@@ -230,3 +230,19 @@ def test_patterns_yaml_triggers_all_compile() -> None:
     for d in load_default_definitions():
         assert isinstance(d, PatternDefinition) and d.trigger_pattern
         compile_trigger(d.trigger_pattern)
+
+
+async def test_trigger_plans_are_reused_until_the_registry_changes(eng_engine: PatternExecutionEngine) -> None:
+    router, mode = eng_engine.router, ExecutionMode.BALANCED
+    first = await router.plan("calculate 1 + 1", mode, {}, "t")
+    assert first.decision.match_source is MatchSource.TRIGGER
+    assert await router.plan("calculate 1 + 1", mode, {}, "t") is first  # kept
+    other_mode = await router.plan("calculate 1 + 1", ExecutionMode.COMPREHENSIVE, {}, "t")
+    assert other_mode is not first and other_mode.path != first.path
+    keyword = await router.plan("zzz qqq", mode, {}, "t")  # keyword choices depend on the tenant's memories
+    assert keyword.decision.match_source is MatchSource.KEYWORD
+    assert await router.plan("zzz qqq", mode, {}, "t") is not keyword
+    await eng_engine.register_batch([eng_definition("calculon", priority=100, trigger_pattern=r"\bcalculate\b")])
+    after = await router.plan("calculate 1 + 1", mode, {}, "t")
+    assert after is not first and after.decision.pattern_name == "calculon"
+    assert router.stats()["total_routes"] == 6  # every call counts, kept or not
