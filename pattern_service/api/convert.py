@@ -144,8 +144,26 @@ def definition_from_proto(msg: pe.PatternDefinition, pattern_type: domain.Patter
     )
 
 
+#: Messages of routing decisions by decision identity (the router reuses the decision objects of
+#: kept plans): ``id(decision) -> (decision, message)``.
+_ROUTING_MESSAGES: LRUCache[int, tuple[domain.RoutingDecision, pe.RoutingDecision]] = LRUCache(maxsize=1024)
+
+
 def routing_to_proto(r: domain.RoutingDecision) -> pe.RoutingDecision:
-    """A routing decision as its message."""
+    """A routing decision as its message.
+
+    The message is built once per decision object and shared: pass it to a
+    message constructor or ``CopyFrom`` (both copy it), never mutate it.
+    """
+    memo = _ROUTING_MESSAGES.get(id(r))
+    if memo is not None and memo[0] is r:
+        return memo[1]
+    msg = _routing_message(r)
+    _ROUTING_MESSAGES[id(r)] = (r, msg)
+    return msg
+
+
+def _routing_message(r: domain.RoutingDecision) -> pe.RoutingDecision:
     return pe.RoutingDecision(
         pattern_type=PATTERN_TYPE_TO_PROTO[r.pattern_type],  # type: ignore[arg-type]
         pattern_name=r.pattern_name,

@@ -116,6 +116,8 @@ def check_mode(v: Violations, field: str, mode: int) -> domain.ExecutionMode:
 def check_context(v: Violations, field: str, context: struct_pb2.Struct, max_bytes: int) -> dict[str, Any]:
     """Validate a context Struct's size and nesting and return it as a dict."""
     size = context.ByteSize()
+    if size == 0:  # no context (the common case): nothing to check or convert
+        return {}
     if size > max_bytes:
         v.add(field, f"must serialize to at most {max_bytes} bytes (got {size})")
         return {}

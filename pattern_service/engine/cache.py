@@ -194,8 +194,19 @@ class LocalResultCache:
             return None
         self.hits += 1
         data = json.loads(entry.payload)
-        return replace(
-            entry.template, result=data["result"], metadata=data["metadata"], cache_hit=True, cache_entry=entry
+        t = entry.template
+        return ExecutionResult(  # not dataclasses.replace: this is the cache-hit hot path
+            pattern_name=t.pattern_name,
+            pattern_type=t.pattern_type,
+            success=t.success,
+            result=data["result"],
+            execution_time_ms=t.execution_time_ms,
+            tokens_used=t.tokens_used,
+            cache_hit=True,
+            error=t.error,
+            metadata=data["metadata"],
+            routing=t.routing,
+            cache_entry=entry,
         )
 
     async def set(self, key: str, tenant_id: str, value: ExecutionResult, ttl: float, *, reads_memory: bool) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +168,19 @@ class PatternExecutionEngine:
                     tokens=0,
                     baseline=baseline,
                 )
-                return replace(hit, execution_time_ms=elapsed, tokens_used=0, cache_hit=True, routing=plan.decision)
+                return ExecutionResult(  # not dataclasses.replace: this is the cache-hit hot path
+                    pattern_name=hit.pattern_name,
+                    pattern_type=hit.pattern_type,
+                    success=hit.success,
+                    result=hit.result,
+                    execution_time_ms=elapsed,
+                    tokens_used=0,
+                    cache_hit=True,
+                    error=hit.error,
+                    metadata=hit.metadata,
+                    routing=plan.decision,
+                    cache_entry=hit.cache_entry,
+                )
         try:
             parts = await self._run(plan, call, text, ctx, tenant_id)
         except Exception:
