@@ -52,8 +52,11 @@ async def health_check(call: ToolCall) -> Mapping[str, Any]:
 
 
 async def service_stats(call: ToolCall) -> Mapping[str, Any]:
-    """Report the engine, registry, router and cache statistics."""
-    return dict(call.services.stats())
+    """Report the caller tenant's engine, router and cache statistics and the shared registry's.
+
+    Scoped like ``GetStats``: another tenant's activity never shows, not even in totals.
+    """
+    return dict(call.services.stats(call.tenant_id))
 
 
 def _type_filter(call: ToolCall) -> PatternType | None:

@@ -36,7 +36,8 @@ TOOL_NAME = re.compile(r"[a-z][a-z0-9_]{0,99}")
 #: component (a mapping without ``healthy`` is healthy unless it has an ``error``); other values are information.
 HealthProbe = Callable[[], Awaitable[Mapping[str, Any]]]
 #: ``() -> engine statistics`` (the shape of ``PatternExecutionEngine.get_stats``).
-StatsProvider = Callable[[], Mapping[str, Any]]
+#: ``stats(tenant_id)``: that tenant's statistics (``None``: the process totals).
+StatsProvider = Callable[[str | None], Mapping[str, Any]]
 
 
 class ToolError(Exception):
@@ -84,7 +85,7 @@ class ToolServices:
     Attributes:
         catalog: The pattern registry (read-only view).
         health_probe: Async probe of the service's components.
-        stats: Returns the engine statistics.
+        stats: Returns the engine statistics of a tenant (see :data:`StatsProvider`).
         embedder: The embedder of the service.
         tools: The tool registry itself (for ``run_tool``).
     """

@@ -60,3 +60,10 @@ async def test_tenants_never_see_each_other(connect: Connect) -> None:
         await beta.route("check service health")
         assert (await alpha.get_stats()).router.total_routes == 4
         assert (await beta.get_stats()).router.total_routes == 3
+
+        # The service_stats tool (behind "summarize all ...") reports the caller's numbers too.
+        summary = await beta.execute("summarize all memories", use_cache=False)
+        assert summary.pattern_name == "aggregate_insights" and summary.success
+        reported = summary.result["infrastructure"]["output"]
+        assert reported["engine"]["total_executions"] == 2  # beta's two executions, none of alpha's four
+        assert reported["cache"]["hits"] == 0  # alpha's cache hit is not in it
