@@ -8,10 +8,10 @@ context ``{"limit": 5}`` reads as 5, not 5.0.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from enum import Enum
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from cachetools import LRUCache
 from google.protobuf import struct_pb2, timestamp_pb2
@@ -144,9 +144,31 @@ def definition_from_proto(msg: pe.PatternDefinition, pattern_type: domain.Patter
     )
 
 
-#: Messages of routing decisions by decision identity (the router reuses the decision objects of
-#: kept plans): ``id(decision) -> (decision, message)``.
-_ROUTING_MESSAGES: LRUCache[int, tuple[domain.RoutingDecision, pe.RoutingDecision]] = LRUCache(maxsize=1024)
+T = TypeVar("T")
+
+
+class _IdentityMemo(Generic[T]):
+    """Values built once per key *object* (by identity), least recently used evicted.
+
+    Each entry keeps its key object alive, so the ``id`` it is stored under
+    cannot be reused by another object while the entry exists.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self._entries: LRUCache[int, tuple[object, T]] = LRUCache(maxsize=maxsize)
+
+    def get(self, key: object, build: Callable[[], T]) -> T:
+        """The value for ``key``, built with ``build()`` the first time."""
+        entry = self._entries.get(id(key))
+        if entry is not None and entry[0] is key:
+            return entry[1]
+        value = build()
+        self._entries[id(key)] = (key, value)
+        return value
+
+
+#: Routing messages by decision (the router reuses the decision objects of kept plans).
+_ROUTING_MESSAGES: _IdentityMemo[pe.RoutingDecision] = _IdentityMemo(1024)
 
 
 def routing_to_proto(r: domain.RoutingDecision) -> pe.RoutingDecision:
@@ -155,12 +177,7 @@ def routing_to_proto(r: domain.RoutingDecision) -> pe.RoutingDecision:
     The message is built once per decision object and shared: pass it to a
     message constructor or ``CopyFrom`` (both copy it), never mutate it.
     """
-    memo = _ROUTING_MESSAGES.get(id(r))
-    if memo is not None and memo[0] is r:
-        return memo[1]
-    msg = _routing_message(r)
-    _ROUTING_MESSAGES[id(r)] = (r, msg)
-    return msg
+    return _ROUTING_MESSAGES.get(r, lambda: _routing_message(r))
 
 
 def _routing_message(r: domain.RoutingDecision) -> pe.RoutingDecision:
@@ -183,20 +200,13 @@ def _routing_message(r: domain.RoutingDecision) -> pe.RoutingDecision:
     )
 
 
-#: Structs of cached results by cache entry: ``id(entry) -> (entry, result, metadata)`` (the entry is
-#: kept alive with its Structs, so its id is not reused while it is here).
-_CACHED_STRUCTS: LRUCache[int, tuple[object, struct_pb2.Struct, struct_pb2.Struct]] = LRUCache(maxsize=1024)
+#: The ``result`` and ``metadata`` Structs of cached results, by cache entry.
+_CACHED_STRUCTS: _IdentityMemo[tuple[struct_pb2.Struct, struct_pb2.Struct]] = _IdentityMemo(1024)
 
 
 def _cached_structs(r: domain.ExecutionResult) -> tuple[struct_pb2.Struct, struct_pb2.Struct]:
     """The Structs of a cache hit's ``result`` and ``metadata``, built once per cache entry."""
-    token = r.cache_entry
-    memo = _CACHED_STRUCTS.get(id(token))
-    if memo is not None and memo[0] is token:
-        return memo[1], memo[2]
-    result, metadata = dict_to_struct(r.result), dict_to_struct(r.metadata)
-    _CACHED_STRUCTS[id(token)] = (token, result, metadata)
-    return result, metadata
+    return _CACHED_STRUCTS.get(r.cache_entry, lambda: (dict_to_struct(r.result), dict_to_struct(r.metadata)))
 
 
 def result_to_proto(r: domain.ExecutionResult) -> pe.ExecutionResult:
