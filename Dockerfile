@@ -6,7 +6,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     TMWS_GRPC_ADDRESS=0.0.0.0:50051 \
     TMWS_METRICS_ADDRESS=0.0.0.0:9464 \
-    TMWS_DATA_DIR=/data
+    TMWS_DATA_DIR=/data \
+    TMWS_MODEL_CACHE_DIR=/app/models
 
 WORKDIR /app
 COPY clients/python /app/clients/python
@@ -14,6 +15,7 @@ COPY pyproject.toml README.md alembic.ini /app/
 COPY alembic /app/alembic
 COPY pattern_service /app/pattern_service
 RUN pip install --no-cache-dir -e /app/clients/python -e /app \
+    && python -m pattern_service prepare-model \
     && useradd --system --home /data pattern && mkdir -p /data && chown pattern /data
 
 USER pattern

@@ -919,7 +919,7 @@ async def run(profile: Profile, out_dir: Path, keep: bool = False) -> dict[str, 
 
         embedder = OnnxEmbedder(cache_size=0)
         b.results["meta"]["onnx_embedding_texts_per_s"] = round(corpus.embedding_rate(embedder, 128), 1)
-        print(f"ONNX embedding (batched, this machine now): {b.results['meta']['onnx_embedding_texts_per_s']} texts/s")
+        print(f"ONNX embedding (2 threads, now): {b.results['meta']['onnx_embedding_texts_per_s']} texts/s")
         small = [n for n in profile.store_sizes if n <= profile.main_size]
         large = [n for n in profile.store_sizes if n > profile.main_size]
         await store_curve(b, small, embedder)

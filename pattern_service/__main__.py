@@ -1,4 +1,7 @@
-"""Command line: ``python -m pattern_service serve`` (default), ``migrate`` or ``hash-key``.
+"""Command line: ``python -m pattern_service serve`` (default), ``migrate``, ``prepare-model`` or ``hash-key``.
+
+``prepare-model`` derives the default embedder's int8 model into the model cache
+(``TMWS_MODEL_CACHE_DIR``), e.g. while building an image, so no server start pays for it.
 
 Settings come from ``TMWS_*`` environment variables (see :mod:`pattern_service.config`);
 ``--address`` and ``--data-dir`` override ``TMWS_GRPC_ADDRESS`` and ``TMWS_DATA_DIR``.
@@ -23,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return hash_key(args[1:])
     parser = argparse.ArgumentParser(prog="tmws-pattern-service", description="Pattern Service gRPC server")
-    parser.add_argument("command", nargs="?", default="serve", choices=("serve", "migrate", "hash-key"))
+    commands = ("serve", "migrate", "prepare-model", "hash-key")
+    parser.add_argument("command", nargs="?", default="serve", choices=commands)
     parser.add_argument("--address", help="host:port to listen on (TMWS_GRPC_ADDRESS)")
     parser.add_argument("--data-dir", type=Path, help="data directory of the embedded backends (TMWS_DATA_DIR)")
     parser.add_argument("--workers", type=int, help="server processes sharing the port (TMWS_WORKERS)")
@@ -43,6 +47,15 @@ def main(argv: list[str] | None = None) -> int:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         upgrade_to_head(settings.resolved_database_url)
         logging.getLogger(__name__).info("database at head: %s", settings.resolved_database_url)
+        return 0
+    if opts.command == "prepare-model":
+        from pattern_service.store.embeddings import OnnxEmbedder, create_embedder
+
+        embedder = create_embedder(settings.embedder, model_cache_dir=settings.model_cache_dir)
+        if isinstance(embedder, OnnxEmbedder):
+            embedder.load()
+            embedder.close()
+        logging.getLogger(__name__).info("embedding model ready: %s", embedder.model_id)
         return 0
     if settings.workers > 1:
         from pattern_service.workers import run_workers

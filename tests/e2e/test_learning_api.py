@@ -118,7 +118,7 @@ async def test_match_by_paraphrase_with_filters_and_recommendations(client: Patt
     top = response.matched_patterns[0]
     assert 0.2 <= top.confidence_score <= 1.0
     assert top.recommendations[0] == "Configure connection pool (min=10, max=50)"
-    assert response.query_metadata.embedding_model == "all-MiniLM-L6-v2-onnx-int8"
+    assert response.query_metadata.embedding_model == "all-MiniLM-L6-v2-onnx-int8-dynamic"
     assert response.total_matches == len(response.matched_patterns)
 
     filtered = await client.match_patterns("make slow postgres reads faster", tags=["frontend"], min_confidence=0.0)
