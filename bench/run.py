@@ -427,7 +427,8 @@ async def store_curve(b: Bench, sizes: Sequence[int], embedder: Any) -> None:
         index_recall = await index_recall_at_10(data_dir, size, vectors, qvecs)
         print(
             f"store size {size}: seeded in {seed_s:.1f} s (index points {counts}); "
-            f"index recall@10 {index_recall['recall_at_10']:.3f}",
+            f"index recall@10 {index_recall['recall_at_10']:.3f} "
+            f"({index_recall['graph_points']} points in HNSW graphs, opened in {index_recall['open_seconds']:.1f} s)",
             flush=True,
         )
         svc = await ServiceProcess(data_dir, log_file=b.log_file(f"service-store-{size}")).start()
@@ -442,6 +443,8 @@ async def store_curve(b: Bench, sizes: Sequence[int], embedder: Any) -> None:
                 "recall_queries": index_recall["queries"],
                 "index_search_ms_mean": round(index_recall["index_ms_mean"], 3),
                 "numpy_exact_ms_mean": round(index_recall["numpy_ms_mean"], 3),
+                "index_open_seconds": round(index_recall["open_seconds"], 1),
+                "hnsw_graph_points": index_recall["graph_points"],
             }
             for name in ("execute_memory_recall", "match_patterns"):
                 s = next(x for x in SCENARIOS if x.name == name)

@@ -40,7 +40,9 @@ def _vector_index(settings: Settings) -> VectorIndex:
         return QdrantVectorIndex(path=settings.qdrant_path)
     from pattern_service.store.vectors.edge import EdgeVectorIndex
 
-    return EdgeVectorIndex(settings.vector_dir)
+    return EdgeVectorIndex(
+        settings.vector_dir, index_threshold=settings.vector_index_threshold, hnsw_ef=settings.vector_hnsw_ef
+    )
 
 
 @dataclass

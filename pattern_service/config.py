@@ -38,6 +38,9 @@ class Settings(BaseSettings):
         qdrant_path: Directory of a qdrant-client local-mode store (``QdrantVectorIndex(path=...)``):
             the stand-in that tests the Qdrant-server code path where no server runs;
             ignored when ``qdrant_url`` is set. Empty = embedded qdrant-edge index.
+        vector_index_threshold: Embedded index: a collection with this many points outside its HNSW
+            graph builds it when opened at start (before serving); below it search is exact. 0 = never.
+        vector_hnsw_ef: Embedded index: candidates kept by an HNSW search.
         embedder: ``onnx`` (all-MiniLM-L6-v2, int8 weights and activations), ``onnx-fp32``
             (the same model in fp32 arithmetic: the model of stores written before 1.1) or
             ``hashing`` (fallback).
@@ -84,6 +87,8 @@ class Settings(BaseSettings):
     qdrant_url: str = ""
     qdrant_api_key: str = ""
     qdrant_path: str = ""
+    vector_index_threshold: int = Field(default=20_000, ge=0)
+    vector_hnsw_ef: int = Field(default=128, ge=1, le=10_000)
     embedder: Literal["onnx", "onnx-fp32", "hashing"] = "onnx"
     model_cache_dir: Path | None = None
     cache_ttl: int = Field(default=300, ge=0, le=86_400)

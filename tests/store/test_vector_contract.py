@@ -358,3 +358,35 @@ async def test_edge_shard_open_elsewhere_is_refused(tmp_path: pathlib.Path, vec_
         assert await reopened.count(SPEC.name) == N
     finally:
         await reopened.close()
+
+
+async def test_edge_opening_builds_the_hnsw_graph_past_the_threshold(tmp_path: pathlib.Path, vec_data: Any) -> None:
+    first = EdgeVectorIndex(tmp_path, index_threshold=0, full_scan_threshold_kb=1)  # never builds; graphs from 1 KB
+    try:
+        await _loaded(first, vec_data)
+    finally:
+        await first.close()
+    below = EdgeVectorIndex(tmp_path, index_threshold=N + 1)
+    try:
+        await below.ensure_collection(SPEC)
+        assert below._collections[SPEC.name].shard.info().indexed_vectors_count == 0  # exact search only
+    finally:
+        await below.close()
+    built = EdgeVectorIndex(tmp_path, index_threshold=N)
+    try:
+        await built.ensure_collection(SPEC)
+        assert built._collections[SPEC.name].shard.info().indexed_vectors_count == N
+        rng = np.random.default_rng(5)
+        flt = VectorFilter(must=(MatchAny("status", ("active",)),))
+        for query in _unit(rng, 5):  # hnsw_ef 128 of 300 points: the graph search finds the exact answer
+            await _assert_search(built, vec_data, query, 10)
+            await _assert_search(built, vec_data, query, 10, flt=flt)
+    finally:
+        await built.close()
+    again = EdgeVectorIndex(tmp_path, index_threshold=N)  # the graph persists: nothing left to build
+    try:
+        await again.ensure_collection(SPEC)
+        assert again._collections[SPEC.name].shard.info().indexed_vectors_count == N
+        assert await again.count(SPEC.name) == N
+    finally:
+        await again.close()

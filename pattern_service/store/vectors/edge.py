@@ -9,13 +9,17 @@ qdrant-edge is synchronous; every call runs on one dedicated thread per index,
 so calls are serialized (the shards are never touched concurrently) and the
 event loop never blocks.
 
-Search is exact. qdrant-edge builds an HNSW graph only when
-:meth:`EdgeShard.optimize` runs, and on 2 cores that takes minutes for 100k
-vectors (``REFERENCE.md``), while exact search costs 2.7 ms at 10k and 22 ms at
-100k vectors. So writes never optimize; :meth:`EdgeVectorIndex.optimize` is
-there for an operator's maintenance job when a collection grows large. The
-spec's HNSW ``m`` / ``ef_construct`` are stored in the shard config and used by
-that build.
+Search is exact below ``index_threshold`` points. qdrant-edge builds an HNSW
+graph only when :meth:`EdgeShard.optimize` runs, which holds the GIL and the
+shard for its whole duration (≈ 3.5 s for 10k vectors, tens of seconds at 100k
+on 2 cores), while exact filtered search costs ≈ 2–3 ms at 10k and ≈ 20 ms at
+100k vectors. So writes never optimize; a collection is optimized when it is
+opened (server start, before serving) if ``index_threshold`` or more of its
+points are outside the HNSW graph, and :meth:`EdgeVectorIndex.optimize` is
+there for a maintenance job. Points written later are searched exactly (in
+qdrant's appendable segment) beside the graph until the next start. Searches
+of the graph use ``hnsw_ef`` candidates. The spec's HNSW ``m`` /
+``ef_construct`` are stored in the shard config and used by the build.
 
 Boolean payloads: qdrant-edge-py 0.9 turns ``MatchValue(True)`` into the integer
 1, so boolean fields never match. Every top-level boolean payload value is
@@ -31,6 +35,7 @@ import json
 import logging
 import os
 import pathlib
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -134,6 +139,12 @@ class EdgeVectorIndex:
 
     Args:
         root: Directory holding one sub-directory per collection (created if absent).
+        index_threshold: Opening a collection with at least this many points
+            outside the HNSW graph builds it first (0 = never).
+        hnsw_ef: Candidates kept by a search of the graph (higher: better recall, slower).
+        full_scan_threshold_kb: Segments with fewer KB of vectors than this get no graph and
+            are always searched exactly (qdrant's ``full_scan_threshold``; set when a
+            collection is created; ≈ 6,500 vectors of 384-d at the default).
 
     Calls on a collection that :meth:`ensure_collection` has not opened in
     this process raise :class:`~pattern_service.errors.NotFoundError`; calls
@@ -142,8 +153,25 @@ class EdgeVectorIndex:
     (lower-case, hyphenated).
     """
 
-    def __init__(self, root: pathlib.Path):
+    #: Default of ``index_threshold``: points outside the HNSW graph that make opening build it.
+    INDEX_THRESHOLD = 20_000
+    #: Default of ``hnsw_ef``: candidates a graph search keeps.
+    HNSW_EF = 128
+
+    def __init__(
+        self,
+        root: pathlib.Path,
+        *,
+        index_threshold: int = INDEX_THRESHOLD,
+        hnsw_ef: int = HNSW_EF,
+        full_scan_threshold_kb: int = _FULL_SCAN_THRESHOLD_KB,
+    ):
+        if index_threshold < 0 or hnsw_ef < 1 or full_scan_threshold_kb < 1:
+            raise ValueError("index_threshold must be >= 0 (0 = never build), hnsw_ef and full_scan_threshold_kb >= 1")
         self._root = pathlib.Path(root)
+        self._full_scan_kb = full_scan_threshold_kb
+        self._index_threshold = index_threshold
+        self._search_params = qe.SearchParams(hnsw_ef=hnsw_ef)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-vectors")
         self._collections: dict[str, _Collection] = {}
         self._closed = False
@@ -202,8 +230,10 @@ class EdgeVectorIndex:
                 config = qe.EdgeConfig(
                     vectors=qe.EdgeVectorParams(size=spec.dimension, distance=qe.Distance.Cosine),
                     hnsw_config=qe.HnswIndexConfig(
-                        m=spec.hnsw_m, ef_construct=spec.hnsw_ef_construct, full_scan_threshold=_FULL_SCAN_THRESHOLD_KB
+                        m=spec.hnsw_m, ef_construct=spec.hnsw_ef_construct, full_scan_threshold=self._full_scan_kb
                     ),
+                    # optimize() builds graphs for the segments that full_scan_threshold would not scan.
+                    optimizers=qe.EdgeOptimizersConfig(indexing_threshold=self._full_scan_kb),
                 )
                 shard = qe.EdgeShard.create(str(shard_dir), config)
         except Exception as exc:  # qdrant-edge raises bare Exception
@@ -216,8 +246,19 @@ class EdgeVectorIndex:
                 ) from exc
             raise UnavailableError(f"cannot open vector collection {spec.name!r} at {shard_dir}: {exc}") from exc
         self._ensure_indexes(shard, spec)
+        self._build_graph_if_due(shard, spec.name)
         self._collections[spec.name] = _Collection(shard, spec)
         _log.info("opened edge vector collection %s at %s (model %s)", spec.name, cdir, spec.model_id)
+
+    def _build_graph_if_due(self, shard: qe.EdgeShard, name: str) -> None:
+        info = shard.info()
+        outside = info.points_count - info.indexed_vectors_count
+        if not self._index_threshold or outside < self._index_threshold:
+            return
+        _log.info("building the HNSW graph of %s: %d of %d points outside it", name, outside, info.points_count)
+        started = time.perf_counter()
+        shard.optimize()
+        _log.info("built the HNSW graph of %s in %.1f s", name, time.perf_counter() - started)
 
     @staticmethod
     def _ensure_indexes(shard: qe.EdgeShard, spec: CollectionSpec) -> None:
@@ -309,7 +350,7 @@ class EdgeVectorIndex:
         flt: VectorFilter | None = None,
         score_threshold: float | None = None,
     ) -> list[ScoredPoint]:
-        """Exact cosine search; see :meth:`VectorIndex.search`.
+        """Cosine search (exact, or of the HNSW graph where built); see :meth:`VectorIndex.search`.
 
         Raises:
             InvalidArgumentError: ``limit`` < 1 or the vector has the wrong shape.
@@ -322,6 +363,7 @@ class EdgeVectorIndex:
             limit=limit,
             query=qe.Query.Nearest(check_vector(vector, coll.dimension, "vector")),
             filter=_to_edge_filter(flt),
+            params=self._search_params,
             with_payload=True,
             score_threshold=score_threshold,
         )
@@ -359,10 +401,11 @@ class EdgeVectorIndex:
         return await self._run(lambda: coll.shard.count(qe.CountRequest(exact=True)))
 
     async def optimize(self, collection: str) -> bool:
-        """Merge segments and build the HNSW graph (slow: minutes at 100k vectors on 2 cores).
+        """Merge segments and build the HNSW graph (slow: tens of seconds at 100k vectors on 2 cores).
 
-        Not called by the service itself (see the module docstring); for a
-        maintenance job. Other calls on this index wait while it runs.
+        The service builds it only when opening a collection (see the module
+        docstring); this is for a maintenance job. Other calls on this index,
+        and the whole process (the build holds the GIL), wait while it runs.
 
         Returns:
             Whether any segment was optimized.
