@@ -1,4 +1,10 @@
-"""``tmws.pattern.v1.PatternExecutionService``: parse → call the engine → map the result."""
+"""``tmws.pattern.v1.PatternExecutionService``: parse → call the engine → map the result.
+
+Deadlines: when a call's deadline passes, gRPC cancels its handler task, which
+cancels the engine's work (tools, recall, writes) where it waits; the caller
+gets ``DEADLINE_EXCEEDED`` from gRPC itself (``tests/security/test_deadlines.py``).
+No timer of our own is armed per call.
+"""
 
 from __future__ import annotations
 
@@ -108,8 +114,8 @@ class PatternExecutionServicer(pe_grpc.PatternExecutionServiceServicer):
             use_cache=use_cache,
         )
 
-    async def _execute(self, call: _Call, tenant: str, context: ServicerContext) -> domain.ExecutionResult:
-        work = self._engine.execute(
+    async def _execute(self, call: _Call, tenant: str) -> domain.ExecutionResult:
+        result = await self._engine.execute(
             call.query,
             execution_mode=call.mode,
             context=call.context,
@@ -117,12 +123,6 @@ class PatternExecutionServicer(pe_grpc.PatternExecutionServiceServicer):
             tenant_id=tenant,
             allow_write=has_scope(Scope.WRITE),  # a write is known only once routed (see api/auth.py)
         )
-        remaining = context.time_remaining()
-        if remaining is None:  # no deadline: no timer to arm and cancel
-            result = await work
-        else:
-            async with asyncio.timeout(remaining):
-                result = await work
         self.metrics.observe_execution(result)
         return result
 
@@ -134,7 +134,7 @@ class PatternExecutionServicer(pe_grpc.PatternExecutionServiceServicer):
         use_cache = request.use_cache if request.HasField("use_cache") else True
         call = self._parse(v, request.query, request.execution_mode, request.context, use_cache)
         v.raise_if_any()
-        return pe.ExecuteResponse(result=convert.result_to_proto(await self._execute(call, tenant, context)))
+        return pe.ExecuteResponse(result=convert.result_to_proto(await self._execute(call, tenant)))
 
     @stream_errors
     async def ExecuteMany(
@@ -158,7 +158,7 @@ class PatternExecutionServicer(pe_grpc.PatternExecutionServiceServicer):
                 use_cache = request.use_cache if request.HasField("use_cache") else True
                 call = self._parse(v, request.query, request.execution_mode, request.context, use_cache)
                 v.raise_if_any()
-                result = await self._execute(call, tenant, context)
+                result = await self._execute(call, tenant)
                 return pe.ExecuteManyResponse(request_id=rid, result=convert.result_to_proto(result))
             except asyncio.CancelledError:
                 raise
@@ -183,10 +183,9 @@ class PatternExecutionServicer(pe_grpc.PatternExecutionServiceServicer):
         v = Violations()
         call = self._parse(v, request.query, request.execution_mode, request.context, True)
         v.raise_if_any()
-        async with asyncio.timeout(context.time_remaining()):
-            decision = await self._engine.route(
-                call.query, execution_mode=call.mode, context=call.context, tenant_id=tenant
-            )
+        decision = await self._engine.route(
+            call.query, execution_mode=call.mode, context=call.context, tenant_id=tenant
+        )
         return pe.RouteResponse(decision=convert.routing_to_proto(decision))
 
     @unary_errors
@@ -219,10 +218,9 @@ class PatternExecutionServicer(pe_grpc.PatternExecutionServiceServicer):
             path = _INDEX.sub(lambda m: f"pattern_definitions[{positions[int(m.group(1))]}]", violation.field)
             v.add(path, violation.description)
         v.raise_if_any()
-        async with asyncio.timeout(context.time_remaining()):
-            stored, created, replaced, version = await self._engine.register_batch(
-                definitions, validate_only=request.validate_only
-            )
+        stored, created, replaced, version = await self._engine.register_batch(
+            definitions, validate_only=request.validate_only
+        )
         return pe.RegisterBatchResponse(
             pattern_definitions=[convert.definition_to_proto(d) for d in stored],
             created_count=created,
@@ -258,8 +256,7 @@ class PatternExecutionServicer(pe_grpc.PatternExecutionServiceServicer):
         v = Violations()
         name = check_name(v, "name", request.name)
         v.raise_if_any()
-        async with asyncio.timeout(context.time_remaining()):
-            version = await self._engine.delete_definition(name)
+        version = await self._engine.delete_definition(name)
         return pe.DeletePatternDefinitionResponse(registry_version=version)
 
     @unary_errors

@@ -1,11 +1,13 @@
-"""``tmws.pattern.v1.PatternLearningService``: parse → call the learning store → map the result."""
+"""``tmws.pattern.v1.PatternLearningService``: parse → call the learning store → map the result.
+
+Deadlines are gRPC's: an expired deadline cancels the handler task, and with it
+the store call it awaits (see :mod:`pattern_service.api.execution`).
+"""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 
@@ -27,19 +29,6 @@ from tmws.pattern.v1 import pattern_learning_service_pb2 as pl
 from tmws.pattern.v1 import pattern_learning_service_pb2_grpc as pl_grpc
 
 ServicerContext = grpc.aio.ServicerContext[Any, Any]
-
-
-T = TypeVar("T")
-
-
-async def _within_deadline(context: ServicerContext, work: Awaitable[T]) -> T:
-    """Await ``work`` within the call's remaining time; an expired deadline cancels it.
-
-    Raises:
-        TimeoutError: The deadline passed first (mapped to ``DEADLINE_EXCEEDED``).
-    """
-    async with asyncio.timeout(context.time_remaining()):
-        return await work
 
 
 def _pattern_id(value: str) -> str:
@@ -69,8 +58,7 @@ class PatternLearningServicer(pl_grpc.PatternLearningServiceServicer):
         tenant = tenant_of(context)
         query = match_query(request)
         started = time.perf_counter()
-        async with asyncio.timeout(context.time_remaining()):
-            result = await self._store.match(tenant, query)
+        result = await self._store.match(tenant, query)
         self.metrics.match_latency.observe(time.perf_counter() - started)
         return pl.MatchPatternsResponse(
             matched_patterns=[convert.match_to_proto(m) for m in result.matches],
@@ -84,7 +72,7 @@ class PatternLearningServicer(pl_grpc.PatternLearningServiceServicer):
     ) -> pl.CreateSuccessPatternResponse:
         """Create a success pattern (see the proto)."""
         tenant = tenant_of(context)
-        created = await _within_deadline(context, self._store.create(tenant, success_patterns.create_input(request)))
+        created = await self._store.create(tenant, success_patterns.create_input(request))
         return pl.CreateSuccessPatternResponse(success_pattern=convert.success_pattern_to_proto(created))
 
     @unary_errors
@@ -93,7 +81,7 @@ class PatternLearningServicer(pl_grpc.PatternLearningServiceServicer):
     ) -> pl.GetSuccessPatternResponse:
         """Return one success pattern (see the proto)."""
         tenant = tenant_of(context)
-        found = await _within_deadline(context, self._store.get(tenant, _pattern_id(request.pattern_id)))
+        found = await self._store.get(tenant, _pattern_id(request.pattern_id))
         return pl.GetSuccessPatternResponse(success_pattern=convert.success_pattern_to_proto(found))
 
     @unary_errors
@@ -107,15 +95,12 @@ class PatternLearningServicer(pl_grpc.PatternLearningServiceServicer):
         pattern_type = check_text(v, "pattern_type", request.pattern_type, MAX_PATTERN_TYPE_LEN)
         statuses = check_statuses(v, "statuses", request.statuses)
         v.raise_if_any()
-        page = await _within_deadline(
-            context,
-            self._store.list(
-                tenant,
-                page_size=size,
-                page_token=request.page_token,
-                pattern_type=pattern_type or None,
-                statuses=statuses,
-            ),
+        page = await self._store.list(
+            tenant,
+            page_size=size,
+            page_token=request.page_token,
+            pattern_type=pattern_type or None,
+            statuses=statuses,
         )
         return pl.ListSuccessPatternsResponse(
             success_patterns=[convert.success_pattern_to_proto(p) for p in page.items],
@@ -130,7 +115,7 @@ class PatternLearningServicer(pl_grpc.PatternLearningServiceServicer):
         """Update the fields named in the mask (see the proto)."""
         tenant = tenant_of(context)
         pattern_id, changes = success_patterns.update_changes(request)
-        updated = await _within_deadline(context, self._store.update(tenant, pattern_id, changes))
+        updated = await self._store.update(tenant, pattern_id, changes)
         return pl.UpdateSuccessPatternResponse(success_pattern=convert.success_pattern_to_proto(updated))
 
     @unary_errors
@@ -139,7 +124,7 @@ class PatternLearningServicer(pl_grpc.PatternLearningServiceServicer):
     ) -> pl.DeleteSuccessPatternResponse:
         """Delete one success pattern (see the proto)."""
         tenant = tenant_of(context)
-        await _within_deadline(context, self._store.delete(tenant, _pattern_id(request.pattern_id)))
+        await self._store.delete(tenant, _pattern_id(request.pattern_id))
         return pl.DeleteSuccessPatternResponse()
 
     @unary_errors
@@ -149,5 +134,5 @@ class PatternLearningServicer(pl_grpc.PatternLearningServiceServicer):
         """Record one use and its outcome (see the proto)."""
         tenant = tenant_of(context)
         pattern_id = _pattern_id(request.pattern_id)
-        updated = await _within_deadline(context, self._store.record_outcome(tenant, pattern_id, request.success))
+        updated = await self._store.record_outcome(tenant, pattern_id, request.success)
         return pl.RecordPatternOutcomeResponse(success_pattern=convert.success_pattern_to_proto(updated))
