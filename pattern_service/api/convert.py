@@ -269,23 +269,27 @@ def _cached_structs(r: domain.ExecutionResult) -> tuple[struct_pb2.Struct, struc
     return _CACHED_STRUCTS.get(r.cache_entry, lambda: (dict_to_struct(r.result), dict_to_struct(r.metadata)))
 
 
-def result_to_proto(r: domain.ExecutionResult) -> pe.ExecutionResult:
-    """An execution result as its message.
+def result_to_proto(r: domain.ExecutionResult, msg: pe.ExecutionResult | None = None) -> pe.ExecutionResult:
+    """An execution result as its message, written into ``msg`` when given.
 
-    Every hit of one cache entry carries the same ``cache_entry``: the Structs
-    of its ``result`` and ``metadata`` are built once and copied (a C-level
-    copy) into each response.
+    Pass the ``result`` field of a new response as ``msg`` to build it in
+    place: a message passed to a constructor is copied. Every hit of one cache
+    entry carries the same ``cache_entry``: the Structs of its ``result`` and
+    ``metadata`` are built once and copied (a C-level copy) into each response.
+
+    Raises:
+        ValueError: ``result`` or ``metadata`` is not JSON-compatible.
     """
-    msg = pe.ExecutionResult(
-        pattern_name=r.pattern_name,
-        pattern_type=PATTERN_TYPE_TO_PROTO[r.pattern_type],  # type: ignore[arg-type]
-        success=r.success,
-        execution_time_ms=r.execution_time_ms,
-        tokens_used=r.tokens_used,
-        cache_hit=r.cache_hit,
-        error=r.error or "",
-        routing=routing_to_proto(r.routing),
-    )
+    if msg is None:
+        msg = pe.ExecutionResult()
+    msg.pattern_name = r.pattern_name
+    msg.pattern_type = PATTERN_TYPE_TO_PROTO[r.pattern_type]  # type: ignore[assignment]
+    msg.success = r.success
+    msg.execution_time_ms = r.execution_time_ms
+    msg.tokens_used = r.tokens_used
+    msg.cache_hit = r.cache_hit
+    msg.error = r.error or ""
+    msg.routing.CopyFrom(routing_to_proto(r.routing))
     if r.cache_entry is not None:
         result, metadata = _cached_structs(r)
         msg.result.CopyFrom(result)

@@ -134,7 +134,10 @@ class PatternExecutionServicer(pe_grpc.PatternExecutionServiceServicer):
         use_cache = request.use_cache if request.HasField("use_cache") else True
         call = self._parse(v, request.query, request.execution_mode, request.context, use_cache)
         v.raise_if_any()
-        return pe.ExecuteResponse(result=convert.result_to_proto(await self._execute(call, tenant)))
+        result = await self._execute(call, tenant)
+        response = pe.ExecuteResponse()
+        convert.result_to_proto(result, response.result)
+        return response
 
     @stream_errors
     async def ExecuteMany(
@@ -159,7 +162,9 @@ class PatternExecutionServicer(pe_grpc.PatternExecutionServiceServicer):
                 call = self._parse(v, request.query, request.execution_mode, request.context, use_cache)
                 v.raise_if_any()
                 result = await self._execute(call, tenant)
-                return pe.ExecuteManyResponse(request_id=rid, result=convert.result_to_proto(result))
+                response = pe.ExecuteManyResponse(request_id=rid)
+                convert.result_to_proto(result, response.result)
+                return response
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -19,11 +19,11 @@ from pattern_service.domain import (
 from pattern_service.engine.builtin_tools import register_builtin_tools
 from pattern_service.engine.cache import (
     DEFAULT_MAX_SIZE,
+    CacheKeys,
     GenerationStore,
     LocalGenerationStore,
     LocalResultCache,
     ResultCache,
-    cache_key,
 )
 from pattern_service.engine.executors import (
     HybridExecutor,
@@ -34,7 +34,7 @@ from pattern_service.engine.executors import (
 )
 from pattern_service.engine.memory_context import parse_memory_context
 from pattern_service.engine.registry import PatternRegistry
-from pattern_service.engine.router import ExecutionPlan, HybridDecisionRouter, plan_path
+from pattern_service.engine.router import ExecutionPlan, HybridDecisionRouter
 from pattern_service.engine.stats import EngineStats, TenantStats
 from pattern_service.engine.tools import HealthProbe, ToolRegistry, ToolServices
 from pattern_service.errors import FieldViolation, InvalidArgumentError, PermissionDeniedError
@@ -86,6 +86,7 @@ class PatternExecutionEngine:
         self.tools = tools
         self.cache: ResultCache = cache if cache is not None else LocalResultCache()
         self.generations: GenerationStore = generations if generations is not None else LocalGenerationStore()
+        self._keys = CacheKeys()
         self.stats = stats if stats is not None else EngineStats()
         self.tenant_stats = TenantStats(self.stats)
         self._memory_store = memory_store
@@ -147,12 +148,12 @@ class PatternExecutionEngine:
             )
         call = self._prepare_memory(plan, text, ctx)
         self.tenant_stats.record_route(tenant_id, plan.path.pattern_type)
-        baseline = (plan_path(plan.definition, ExecutionMode.COMPREHENSIVE) or plan.path).cost
+        baseline = plan.baseline_cost
         key = None
         if use_cache and not plan.is_write and plan.definition.cache_ttl > 0:
             generation = await self.generations.get(tenant_id) if plan.reads_memory else None
             try:
-                key = cache_key(tenant_id, text, execution_mode, ctx, self.registry.version, generation)
+                key = self._keys.key(tenant_id, text, execution_mode, ctx, self.registry.version, generation)
             except (TypeError, ValueError):
                 key = None
         if key is not None:

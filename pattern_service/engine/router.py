@@ -100,12 +100,16 @@ class ExecutionPlan:
         definition: The chosen pattern.
         path: The parts that run.
         subject: The query without the matched trigger text.
+        baseline_cost: Tokens of the definition's ``COMPREHENSIVE`` path (its own
+            path when that mode excludes it): what the statistics count a cheaper
+            path or a cache hit as saving against.
     """
 
     decision: RoutingDecision
     definition: PatternDefinition
     path: PathPlan
     subject: str
+    baseline_cost: int
 
     @property
     def is_write(self) -> bool:
@@ -266,7 +270,8 @@ class HybridDecisionRouter:
         )
         self._total += 1
         self._by_type[path.pattern_type.value] += 1
-        plan = ExecutionPlan(decision, chosen, path, subject_of(query, span))
+        baseline = (plan_path(chosen, ExecutionMode.COMPREHENSIVE) or path).cost
+        plan = ExecutionPlan(decision, chosen, path, subject_of(query, span), baseline)
         if source in (MatchSource.TRIGGER, MatchSource.EXACT_NAME):
             self._plans[(query, mode)] = (outcome, plan)
         return plan

@@ -6,7 +6,7 @@ from eng_helpers import EngClock
 
 from pattern_service.api.convert import dict_to_struct, result_to_proto
 from pattern_service.domain import ExecutionMode, ExecutionResult, MatchSource, PatternType, RoutingDecision
-from pattern_service.engine.cache import LocalGenerationStore, LocalResultCache, cache_key
+from pattern_service.engine.cache import CacheKeys, LocalGenerationStore, LocalResultCache, cache_key
 
 _DECISION = RoutingDecision(PatternType.MEMORY, "p", 0.9, "why", 100, (), MatchSource.TRIGGER)
 
@@ -83,3 +83,26 @@ async def test_generations_are_per_tenant() -> None:
     assert await gens.get("a") == 0
     assert await gens.bump("a") == 1 and await gens.bump("a") == 2
     assert await gens.get("b") == 0
+
+
+def test_cache_keys_memo_equals_cache_key() -> None:
+    keys = CacheKeys(max_size=2)
+    for tenant, query, ctx, version, generation in [
+        ("t1", "calculate 1 + 1", {}, 1, None),
+        ("t1", "calculate 1 + 1", {}, 2, None),  # another registry version: another key
+        ("t2", "calculate 1 + 1", {}, 1, 7),
+        ("t1", "calculate 1 + 1", {"agent": "a"}, 1, None),  # a context is never memoized
+        ("t1", "calculate 1 + 1", {}, 1, None),  # again, after the memo was emptied
+    ]:
+        expected = cache_key(tenant, query, ExecutionMode.BALANCED, ctx, version, generation)
+        assert keys.key(tenant, query, ExecutionMode.BALANCED, ctx, version, generation) == expected
+        assert keys.key(tenant, query, ExecutionMode.BALANCED, ctx, version, generation) == expected
+    assert (
+        len(
+            {
+                keys.key("t1", "q", ExecutionMode.FAST, {}, 1, None),
+                keys.key("t1", "q", ExecutionMode.BALANCED, {}, 1, None),
+            }
+        )
+        == 2
+    )
