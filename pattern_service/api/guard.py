@@ -119,8 +119,14 @@ class CallGuard:
         self.limit = limit
         self._on_auth_reject = on_auth_reject
 
-    async def _admit(self, name: str, scope: Scope | None, context: ServicerContext) -> Any:
-        """Authenticate and admit one call; returns the principal token (or ``None``), or aborts the call."""
+    def _admit(self, name: str, scope: Scope | None, context: ServicerContext) -> Any:
+        """Authenticate and admit one call; returns the principal token (or ``None``).
+
+        Plain (not a coroutine): every call pays it, and nothing in it waits.
+
+        Raises:
+            PatternServiceError: The call is refused (no slot is held and no principal bound).
+        """
         token = None
         try:
             if scope is not None and self._ring.enabled:
@@ -134,11 +140,18 @@ class CallGuard:
             refused = self.limit.refusal(name)
             if refused is not None:
                 raise refused
-        except PatternServiceError as exc:
+        except PatternServiceError:
             if token is not None:
                 reset_principal(token)
-            await abort(context, exc)
+            raise
         return token
+
+    async def _admitted(self, name: str, scope: Scope | None, context: ServicerContext) -> Any:
+        """:meth:`_admit`, aborting the call with the refusal's status."""
+        try:
+            return self._admit(name, scope, context)
+        except PatternServiceError as exc:
+            await abort(context, exc)
 
     def _release(self, token: Any) -> None:
         self.limit.release()
@@ -156,12 +169,12 @@ class CallGuard:
         name = method.rpartition("/")[2]
         deserializer = safe_deserializer(handler.request_deserializer)
         serializer = handler.response_serializer
-        admit, release = self._admit, self._release
+        admit, admitted, release = self._admit, self._admitted, self._release
 
         if handler.request_streaming and handler.response_streaming:
 
             async def stream_stream(requests: AsyncIterator[Any], context: ServicerContext) -> AsyncIterator[Any]:
-                token = await admit(name, scope, context)
+                token = await admitted(name, scope, context)
                 try:
                     async for item in behavior(checked_requests(requests), context):
                         yield item
@@ -173,7 +186,7 @@ class CallGuard:
         if handler.request_streaming:
 
             async def stream_unary(requests: AsyncIterator[Any], context: ServicerContext) -> Any:
-                token = await admit(name, scope, context)
+                token = await admitted(name, scope, context)
                 try:
                     return await behavior(checked_requests(requests), context)
                 finally:
@@ -184,7 +197,7 @@ class CallGuard:
         if handler.response_streaming:
 
             async def unary_stream(request: Any, context: ServicerContext) -> AsyncIterator[Any]:
-                token = await admit(name, scope, context)
+                token = await admitted(name, scope, context)
                 try:
                     if isinstance(request, Undecodable):
                         await abort(context, malformed(request))
@@ -196,7 +209,10 @@ class CallGuard:
             return grpc.unary_stream_rpc_method_handler(unary_stream, deserializer, serializer)
 
         async def unary_unary(request: Any, context: ServicerContext) -> Any:
-            token = await admit(name, scope, context)
+            try:
+                token = admit(name, scope, context)
+            except PatternServiceError as exc:
+                await abort(context, exc)
             try:
                 if request.__class__ is Undecodable:
                     await abort(context, malformed(request))
