@@ -60,6 +60,7 @@ async def probe(names: list[str], levels: list[int], env: dict[str, str]) -> Non
                 )
                 res = await loop.run_in_executor(pool, run_job, job)
                 e, v = res["echo"], res["service"]
+                assert e.p50_ms is not None and v.p50_ms is not None, "a window without latencies"
                 print(
                     f"{s.name:<24} c={c:<3} service {v.throughput:7.0f}/s p50 {v.p50_ms:6.3f} ms | "
                     f"echo {e.throughput:7.0f}/s p50 {e.p50_ms:6.3f} ms | ratio {v.throughput / e.throughput:.2f} "
