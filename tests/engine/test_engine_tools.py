@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import importlib
 import importlib.metadata
+import json
 import logging
 import pathlib
 import sys
@@ -16,6 +18,7 @@ from eng_helpers import EngBuilder, eng_definition
 from pattern_service.domain import ExecutionMode
 from pattern_service.engine import PatternExecutionEngine, ToolRegistry
 from pattern_service.engine.calculator import CalculationError, evaluate
+from pattern_service.engine.tools import json_copy
 
 
 async def _tool(engine: PatternExecutionEngine, query: str, **ctx: object) -> dict[str, Any]:
@@ -169,3 +172,47 @@ async def test_entry_point_tools_load_and_run(
     r = await engine.execute("wordy alpha beta gamma")
     assert r.success and r.result["infrastructure"]["output"] == {"words": 3, "longest": "alpha"}
     sys.modules.pop("eng_plugin_tools", None)
+
+
+def _round_trip(value: Any) -> Any:
+    return json.loads(json.dumps(value, allow_nan=False))
+
+
+def _deep(levels: int) -> dict[str, Any]:
+    top: dict[str, Any] = {}
+    node = top
+    for _ in range(levels):
+        node["x"] = {}
+        node = node["x"]
+    return top
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"operation": "arithmetic", "expression": "3 * 7 + 3", "result": 24},
+        {"a": [1, 2.5, None, True, "x", {"b": []}], "big": 1e308},
+        {"tuple": (1, 2), "ordered": collections.OrderedDict(a=1)},
+        {1: "int key", None: 1, 2.5: 2},
+        _deep(100),
+    ],
+)
+def test_json_copy_equals_the_json_round_trip(value: dict[Any, Any]) -> None:
+    copied = json_copy(value)
+    assert copied == _round_trip(value)
+    assert copied is not value
+
+
+@pytest.mark.parametrize("bad", [{"n": float("nan")}, {"i": float("-inf")}, {"o": object()}, {"b": b"x"}])
+def test_json_copy_refuses_what_json_refuses(bad: dict[str, Any]) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        json_copy(bad)
+    with pytest.raises((TypeError, ValueError)):
+        _round_trip(bad)
+
+
+def test_json_copy_detaches_nested_values() -> None:
+    inner = {"k": [1, 2]}
+    copied = json_copy({"inner": inner})
+    inner["k"].append(3)
+    assert copied == {"inner": {"k": [1, 2]}}
