@@ -15,6 +15,7 @@ import math
 import operator
 import re
 from collections.abc import Callable
+from typing import cast
 
 MAX_EXPRESSION_CHARS = 200
 MAX_EXPONENT = 1000
@@ -39,6 +40,7 @@ _BINARY: dict[type[ast.operator], Callable[[Number, Number], Number]] = {
     ast.Pow: operator.pow,
 }
 _UNARY: dict[type[ast.unaryop], Callable[[Number], Number]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+_DIVISIONS = (ast.Div, ast.FloorDiv, ast.Mod)
 
 
 def _check(value: Number) -> Number:
@@ -50,29 +52,40 @@ def _check(value: Number) -> Number:
 
 
 def _eval(node: ast.AST, depth: int) -> Number:
+    """Evaluate one node, dispatching on its exact class (``ast.parse`` makes no subclasses)."""
     if depth > MAX_DEPTH:
         raise CalculationError(f"expression nests deeper than {MAX_DEPTH} levels")
-    if isinstance(node, ast.Expression):
-        return _eval(node.body, depth + 1)
-    if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool):
-        return _check(node.value)
-    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-        return _check(_UNARY[type(node.op)](_eval(node.operand, depth + 1)))
-    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        left = _eval(node.left, depth + 1)
-        right = _eval(node.right, depth + 1)
-        if isinstance(node.op, ast.Pow) and abs(right) > MAX_EXPONENT:
-            raise CalculationError(f"exponent {right} exceeds the limit of {MAX_EXPONENT}")
-        big_power = isinstance(left, int) and isinstance(right, int) and abs(left).bit_length() * right > _MAX_BITS
-        if isinstance(node.op, ast.Pow) and big_power:
-            raise CalculationError(f"result has more than {MAX_RESULT_DIGITS} digits")
-        if isinstance(node.op, ast.Div | ast.FloorDiv | ast.Mod) and right == 0:
-            raise CalculationError("division by zero")
-        try:
-            return _check(_BINARY[type(node.op)](left, right))
-        except (OverflowError, ZeroDivisionError) as exc:
-            raise CalculationError(str(exc)) from None
-    raise CalculationError(f"unsupported element {type(node).__name__!r}: only numbers, + - * / // % ** and ()")
+    kind = node.__class__
+    if kind is ast.BinOp:
+        bin_op = cast(ast.BinOp, node)
+        op = bin_op.op.__class__
+        binary = _BINARY.get(op)
+        if binary is not None:
+            left = _eval(bin_op.left, depth + 1)
+            right = _eval(bin_op.right, depth + 1)
+            if op is ast.Pow:
+                if abs(right) > MAX_EXPONENT:
+                    raise CalculationError(f"exponent {right} exceeds the limit of {MAX_EXPONENT}")
+                if isinstance(left, int) and isinstance(right, int) and abs(left).bit_length() * right > _MAX_BITS:
+                    raise CalculationError(f"result has more than {MAX_RESULT_DIGITS} digits")
+            elif op in _DIVISIONS and right == 0:
+                raise CalculationError("division by zero")
+            try:
+                return _check(binary(left, right))
+            except (OverflowError, ZeroDivisionError) as exc:
+                raise CalculationError(str(exc)) from None
+    elif kind is ast.Constant:
+        value = cast(ast.Constant, node).value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return _check(value)
+    elif kind is ast.UnaryOp:
+        unary_op = cast(ast.UnaryOp, node)
+        unary = _UNARY.get(unary_op.op.__class__)
+        if unary is not None:
+            return _check(unary(_eval(unary_op.operand, depth + 1)))
+    elif kind is ast.Expression:
+        return _eval(cast(ast.Expression, node).body, depth + 1)
+    raise CalculationError(f"unsupported element {kind.__name__!r}: only numbers, + - * / // % ** and ()")
 
 
 def evaluate(expression: str) -> Number:
