@@ -18,6 +18,7 @@ layer plugs in later behind the same two protocols.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -128,6 +129,10 @@ def cache_key(
 ) -> str:
     """The SHA-256 hex cache key of one request.
 
+    A key costs a canonical JSON dump and a SHA-256 (about 10 µs); the keys of
+    requests without context, the common case and every repeated cache hit,
+    are memoized (``functools.lru_cache`` of 4,096, keyed by every input).
+
     Args:
         tenant_id: Caller tenant.
         query: The query (normalized here).
@@ -139,47 +144,20 @@ def cache_key(
     Raises:
         TypeError, ValueError: ``context`` is not JSON-compatible (the caller then does not cache).
     """
-    material = canonical_json(
-        [tenant_id, normalize_query(query), mode.value, dict(context), registry_version, generation]
-    )
-    return hashlib.sha256(material.encode()).hexdigest()
+    if not context:
+        return _context_free_key(tenant_id, query, mode, registry_version, generation)
+    return _digest([tenant_id, normalize_query(query), mode.value, dict(context), registry_version, generation])
 
 
-class CacheKeys:
-    """:func:`cache_key` with a memo for requests without context, the common case.
+@functools.lru_cache(maxsize=4096)
+def _context_free_key(
+    tenant_id: str, query: str, mode: ExecutionMode, registry_version: int, generation: int | None
+) -> str:
+    return _digest([tenant_id, normalize_query(query), mode.value, {}, registry_version, generation])
 
-    A key costs a canonical JSON dump and a SHA-256 (about 10 µs); repeated
-    queries, such as every cache hit, then cost one dict lookup. The memo is
-    keyed by every input of the key, so it is never stale, and it is emptied
-    when it reaches ``max_size`` entries.
 
-    Args:
-        max_size: Entries kept before the memo is emptied (>= 1).
-    """
-
-    def __init__(self, max_size: int = 4096) -> None:
-        self._max_size = max(1, max_size)
-        self._memo: dict[tuple[str, str, ExecutionMode, int, int | None], str] = {}
-
-    def key(
-        self,
-        tenant_id: str,
-        query: str,
-        mode: ExecutionMode,
-        context: Mapping[str, Any],
-        registry_version: int,
-        generation: int | None,
-    ) -> str:
-        """Same as :func:`cache_key` (same arguments and errors)."""
-        if context:
-            return cache_key(tenant_id, query, mode, context, registry_version, generation)
-        memo_key = (tenant_id, query, mode, registry_version, generation)
-        key = self._memo.get(memo_key)
-        if key is None:
-            if len(self._memo) >= self._max_size:
-                self._memo.clear()
-            key = self._memo[memo_key] = cache_key(tenant_id, query, mode, {}, registry_version, generation)
-        return key
+def _digest(material: list[Any]) -> str:
+    return hashlib.sha256(canonical_json(material).encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

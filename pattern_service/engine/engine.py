@@ -19,11 +19,11 @@ from pattern_service.domain import (
 from pattern_service.engine.builtin_tools import register_builtin_tools
 from pattern_service.engine.cache import (
     DEFAULT_MAX_SIZE,
-    CacheKeys,
     GenerationStore,
     LocalGenerationStore,
     LocalResultCache,
     ResultCache,
+    cache_key,
 )
 from pattern_service.engine.executors import (
     HybridExecutor,
@@ -86,7 +86,6 @@ class PatternExecutionEngine:
         self.tools = tools
         self.cache: ResultCache = cache if cache is not None else LocalResultCache()
         self.generations: GenerationStore = generations if generations is not None else LocalGenerationStore()
-        self._keys = CacheKeys()
         self.stats = stats if stats is not None else EngineStats()
         self.tenant_stats = TenantStats(self.stats)
         self._memory_store = memory_store
@@ -153,7 +152,7 @@ class PatternExecutionEngine:
         if use_cache and not plan.is_write and plan.definition.cache_ttl > 0:
             generation = await self.generations.get(tenant_id) if plan.reads_memory else None
             try:
-                key = self._keys.key(tenant_id, text, execution_mode, ctx, self.registry.version, generation)
+                key = cache_key(tenant_id, text, execution_mode, ctx, self.registry.version, generation)
             except (TypeError, ValueError):
                 key = None
         if key is not None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from eng_helpers import EngClock
 
 from pattern_service.api.convert import dict_to_struct, result_to_proto
 from pattern_service.domain import ExecutionMode, ExecutionResult, MatchSource, PatternType, RoutingDecision
-from pattern_service.engine.cache import CacheKeys, LocalGenerationStore, LocalResultCache, cache_key
+from pattern_service.engine.cache import LocalGenerationStore, LocalResultCache, cache_key, canonical_json
+from pattern_service.engine.text import normalize_query
 
 _DECISION = RoutingDecision(PatternType.MEMORY, "p", 0.9, "why", 100, (), MatchSource.TRIGGER)
 
@@ -85,24 +88,20 @@ async def test_generations_are_per_tenant() -> None:
     assert await gens.get("b") == 0
 
 
-def test_cache_keys_memo_equals_cache_key() -> None:
-    keys = CacheKeys(max_size=2)
+def test_memoized_context_free_keys_equal_the_digest_of_their_material() -> None:
+    def digest(tenant: str, query: str, ctx: dict[str, str], version: int, generation: int | None) -> str:
+        material = canonical_json([tenant, normalize_query(query), "balanced", ctx, version, generation])
+        return hashlib.sha256(material.encode()).hexdigest()
+
     for tenant, query, ctx, version, generation in [
         ("t1", "calculate 1 + 1", {}, 1, None),
         ("t1", "calculate 1 + 1", {}, 2, None),  # another registry version: another key
         ("t2", "calculate 1 + 1", {}, 1, 7),
         ("t1", "calculate 1 + 1", {"agent": "a"}, 1, None),  # a context is never memoized
-        ("t1", "calculate 1 + 1", {}, 1, None),  # again, after the memo was emptied
+        ("t1", "calculate 1 + 1", {}, 1, None),  # again, from the memo
     ]:
-        expected = cache_key(tenant, query, ExecutionMode.BALANCED, ctx, version, generation)
-        assert keys.key(tenant, query, ExecutionMode.BALANCED, ctx, version, generation) == expected
-        assert keys.key(tenant, query, ExecutionMode.BALANCED, ctx, version, generation) == expected
-    assert (
-        len(
-            {
-                keys.key("t1", "q", ExecutionMode.FAST, {}, 1, None),
-                keys.key("t1", "q", ExecutionMode.BALANCED, {}, 1, None),
-            }
-        )
-        == 2
-    )
+        expected = digest(tenant, query, ctx, version, generation)
+        assert cache_key(tenant, query, ExecutionMode.BALANCED, ctx, version, generation) == expected
+        assert cache_key(tenant, query, ExecutionMode.BALANCED, ctx, version, generation) == expected
+    fast = cache_key("t1", "q", ExecutionMode.FAST, {}, 1, None)
+    assert fast != cache_key("t1", "q", ExecutionMode.BALANCED, {}, 1, None)
