@@ -126,6 +126,8 @@ class Application:
             embedder=embedder,
             health_probe=health_probe,
             semantic_threshold=settings.semantic_match_threshold,
+            trigger_threshold=settings.resolved_trigger_min_similarity,
+            keyword_fallback=settings.keyword_fallback,
             cache_max_size=settings.cache_max_size,
             default_cache_ttl=settings.cache_ttl,
             load_defaults=settings.load_default_patterns,

@@ -48,8 +48,16 @@ class Settings(BaseSettings):
             the shipped one (≈ 6 s); empty = ``$XDG_CACHE_HOME/pattern-service``.
         cache_ttl: Default result TTL in seconds for patterns that give none.
         cache_max_size: Entries of the in-process result cache.
-        semantic_match_threshold: Minimum cosine similarity for a semantic
-            pattern match (ONNX model scale).
+        semantic_match_threshold: Global minimum hybrid similarity (dense cosine blended
+            with BM25, ONNX model scale) at which a pattern is chosen by meaning; a
+            pattern's own ``similarity_threshold`` (set by ``FitRouting``) wins.
+        trigger_min_similarity: Minimum hybrid similarity that confirms a trigger match
+            of a pattern that has examples (a regex firing on an unrelated request is
+            not enough). Unset: 0.2 with the MiniLM embedders (chosen on the routing
+            evaluation data), 0 with ``hashing`` (its cosines are lexical overlaps).
+        keyword_fallback: Let the seed router's keyword guess choose a (read) pattern
+            when nothing matched; off = such queries get ``NOT_FOUND``
+            ``NO_PATTERN_MATCHED``. Requests can override it (``keyword_fallback``).
         stream_window: Results in flight per ``ExecuteMany`` stream.
         grace_period: Seconds in-flight calls get to finish on shutdown.
         shutdown_drain: Seconds the server keeps serving after health turns
@@ -93,7 +101,9 @@ class Settings(BaseSettings):
     model_cache_dir: Path | None = None
     cache_ttl: int = Field(default=300, ge=0, le=86_400)
     cache_max_size: int = Field(default=10_000, ge=0)
-    semantic_match_threshold: float = Field(default=0.55, ge=0.0, le=1.0)
+    semantic_match_threshold: float = Field(default=0.3, ge=0.0, le=1.0)
+    trigger_min_similarity: float | None = Field(default=None, ge=0.0, le=1.0)
+    keyword_fallback: bool = False
     stream_window: int = Field(default=64, ge=1, le=10_000)
     grace_period: float = Field(default=10.0, ge=0.0)
     shutdown_drain: float = Field(default=2.0, ge=0.0)
@@ -110,6 +120,13 @@ class Settings(BaseSettings):
     max_concurrent_rpcs: int = Field(default=256, ge=1, le=100_000)
     stream_max_items: int = Field(default=100_000, ge=1)
     workers: int = Field(default=1, ge=1, le=64)
+
+    @property
+    def resolved_trigger_min_similarity(self) -> float:
+        """``trigger_min_similarity``, or its default for the embedder (see the class docstring)."""
+        if self.trigger_min_similarity is not None:
+            return self.trigger_min_similarity
+        return 0.0 if self.embedder == "hashing" else 0.2
 
     @property
     def resolved_database_url(self) -> str:

@@ -77,6 +77,9 @@ class PatternDefinition:
         examples: Example utterances for semantic matching.
         create_time: When first registered (set by the store).
         update_time: When last registered or replaced (set by the store).
+        similarity_threshold: Minimum hybrid similarity at which the pattern is
+            chosen by meaning (and a trigger match of it confirmed), in [0, 1];
+            ``None`` = the registry's global threshold. Set by ``FitRouting``.
     """
 
     name: str
@@ -90,6 +93,7 @@ class PatternDefinition:
     examples: tuple[str, ...] = ()
     create_time: datetime | None = None
     update_time: datetime | None = None
+    similarity_threshold: float | None = None
 
     @property
     def tool(self) -> str | None:
@@ -337,6 +341,13 @@ class MatchFilters:
     min_success_rate: float | None = None
 
 
+class MatchRanking(enum.StrEnum):
+    """How ``MatchPatterns`` orders its matches."""
+
+    RELEVANCE = "relevance"
+    LEARNED = "learned"
+
+
 @dataclass(frozen=True, slots=True)
 class MatchQuery:
     """A ``MatchPatterns`` query.
@@ -347,7 +358,8 @@ class MatchQuery:
         requirements: Embedded with the intent.
         filters: Index filters.
         limit: 1-100.
-        min_confidence: Cosine-similarity threshold in [0, 1].
+        min_confidence: Threshold on the calibrated relevance, in [0, 1].
+        ranking: How matches are ordered.
     """
 
     intent: str
@@ -356,15 +368,27 @@ class MatchQuery:
     filters: MatchFilters = MatchFilters()
     limit: int = 10
     min_confidence: float = 0.3
+    ranking: MatchRanking = MatchRanking.RELEVANCE
 
 
 @dataclass(frozen=True, slots=True)
 class PatternMatch:
-    """One match: the stored pattern, its score and recommendations."""
+    """One match.
+
+    Attributes:
+        pattern: The stored pattern.
+        confidence_score: Calibrated relevance in [0, 1] (Platt scaling of ``similarity``).
+        recommendations: Steps from its execution trace.
+        similarity: Raw cosine of query and pattern, in [-1, 1].
+        ranking_score: What the matches are ordered by (``confidence_score`` for
+            relevance ranking, the outcome-aware blend for learned ranking).
+    """
 
     pattern: SuccessPattern
     confidence_score: float
     recommendations: tuple[str, ...]
+    similarity: float = 0.0
+    ranking_score: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,12 +447,14 @@ class RouteAlternative:
         pattern_name: Its pattern.
         score: In [0, 1], same scale as ``RoutingDecision.confidence``.
         estimated_cost: Tokens had it been chosen.
+        raw_score: Uncalibrated hybrid similarity, as ``RoutingDecision.raw_score``.
     """
 
     pattern_type: PatternType
     pattern_name: str
     score: float
     estimated_cost: int
+    raw_score: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -438,11 +464,14 @@ class RoutingDecision:
     Attributes:
         pattern_type: The path that executes (after the mode was applied).
         pattern_name: The pattern that executes.
-        confidence: A real score in [0, 1] (not a constant).
+        confidence: Calibrated probability in [0, 1] that the decision is right
+            (Platt scaling of ``raw_score`` per match source; 1 for an exact name).
         reasoning: Human-readable explanation.
         estimated_cost: Tokens of the chosen path.
         alternative_routes: Other candidates, best first.
         match_source: How the pattern was found.
+        raw_score: Uncalibrated hybrid similarity of query and pattern, in [0, 1]
+            (:mod:`pattern_service.engine.scoring`; 1 for an exact name).
     """
 
     pattern_type: PatternType
@@ -452,6 +481,7 @@ class RoutingDecision:
     estimated_cost: int
     alternative_routes: tuple[RouteAlternative, ...]
     match_source: MatchSource
+    raw_score: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,11 +76,17 @@ class NotFoundError(PatternServiceError):
     default_reason = "NOT_FOUND"
 
     def __init__(
-        self, resource_type: str, resource_name: str, message: str | None = None, *, reason: str | None = None
+        self,
+        resource_type: str,
+        resource_name: str,
+        message: str | None = None,
+        *,
+        reason: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ):
         self.resource_type = resource_type
         self.resource_name = resource_name
-        super().__init__(message or f"{resource_type} {resource_name!r} not found", reason=reason)
+        super().__init__(message or f"{resource_type} {resource_name!r} not found", reason=reason, metadata=metadata)
 
 
 class AlreadyExistsError(PatternServiceError):

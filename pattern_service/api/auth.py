@@ -10,13 +10,13 @@ digests (:mod:`pattern_service.api.keys`) and checks the scope the method needs
 ========================================================  ==========
 RPC                                                       scope
 ========================================================  ==========
-Execute, ExecuteMany, Route                               execute
+Execute, ExecuteMany, Route, EvaluateRouting              execute
   … and an Execute/ExecuteMany item that routes to a write  + write
 GetStats, ListPatternDefinitions, MatchPatterns,          read
 GetSuccessPattern, ListSuccessPatterns
 CreateSuccessPattern, UpdateSuccessPattern,               write
 DeleteSuccessPattern, RecordPatternOutcome
-RegisterBatch, DeletePatternDefinition                    admin
+RegisterBatch, DeletePatternDefinition, FitRouting        admin
 grpc.health.v1.Health, server reflection                  none (open)
 any other method of ``tmws.pattern.v1``                    admin (fail closed)
 ========================================================  ==========
@@ -57,6 +57,8 @@ METHOD_SCOPES: dict[str, Scope] = {
     _EXEC + "Execute": Scope.EXECUTE,
     _EXEC + "ExecuteMany": Scope.EXECUTE,
     _EXEC + "Route": Scope.EXECUTE,
+    _EXEC + "EvaluateRouting": Scope.EXECUTE,
+    _EXEC + "FitRouting": Scope.ADMIN,
     _EXEC + "GetStats": Scope.READ,
     _EXEC + "ListPatternDefinitions": Scope.READ,
     _EXEC + "RegisterBatch": Scope.ADMIN,

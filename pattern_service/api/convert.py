@@ -182,6 +182,8 @@ def definition_to_proto(d: domain.PatternDefinition) -> pe.PatternDefinition:
         description=d.description,
         examples=list(d.examples),
     )
+    if d.similarity_threshold is not None:
+        msg.similarity_threshold = d.similarity_threshold
     if (ct := to_timestamp(d.create_time)) is not None:
         msg.create_time.CopyFrom(ct)
     if (ut := to_timestamp(d.update_time)) is not None:
@@ -201,6 +203,7 @@ def definition_from_proto(msg: pe.PatternDefinition, pattern_type: domain.Patter
         metadata=struct_to_dict(msg.metadata),
         description=msg.description,
         examples=tuple(msg.examples),
+        similarity_threshold=msg.similarity_threshold if msg.HasField("similarity_threshold") else None,
     )
 
 
@@ -253,10 +256,12 @@ def _routing_message(r: domain.RoutingDecision) -> pe.RoutingDecision:
                 pattern_name=a.pattern_name,
                 score=a.score,
                 estimated_cost=a.estimated_cost,
+                raw_score=a.raw_score,
             )
             for a in r.alternative_routes
         ],
         match_source=str(r.match_source),
+        raw_score=r.raw_score,
     )
 
 
@@ -356,6 +361,8 @@ def match_to_proto(m: domain.PatternMatch) -> pl.PatternMatch:
         confidence_score=m.confidence_score,
         metadata=dict_to_struct(metadata),
         recommendations=list(m.recommendations),
+        similarity=m.similarity,
+        ranking_score=m.ranking_score,
     )
 
 

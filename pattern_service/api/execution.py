@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import grpc
 
 from pattern_service import domain
-from pattern_service.api import convert, paging
+from pattern_service.api import convert, convert_routing, paging
 from pattern_service.api.identity import Scope, has_scope, tenant_of
 from pattern_service.api.limits import StreamLength
 from pattern_service.api.status import status_code_of, stream_errors, to_rpc_status, unary_errors
@@ -35,6 +35,7 @@ from pattern_service.api.validation import (
     check_query,
 )
 from pattern_service.config import Settings
+from pattern_service.engine.evaluation import Evaluation, Fit, LabelledUtterance
 from pattern_service.errors import FieldViolation
 from pattern_service.health import ComponentStatus
 from pattern_service.metrics import Metrics
@@ -43,6 +44,8 @@ from tmws.pattern.v1 import pattern_execution_service_pb2_grpc as pe_grpc
 
 ServicerContext = grpc.aio.ServicerContext[Any, Any]
 _INDEX = re.compile(r"^pattern_definitions\[(\d+)\]")
+#: Most labelled utterances in one ``EvaluateRouting`` / ``FitRouting`` call.
+MAX_UTTERANCES = 10_000
 
 
 class Engine(Protocol):
@@ -57,13 +60,26 @@ class Engine(Protocol):
         use_cache: bool,
         tenant_id: str,
         allow_write: bool,
+        keyword_fallback: bool | None,
     ) -> domain.ExecutionResult: ...
 
     async def route(
-        self, query: str, *, execution_mode: domain.ExecutionMode, context: dict[str, Any], tenant_id: str
+        self,
+        query: str,
+        *,
+        execution_mode: domain.ExecutionMode,
+        context: dict[str, Any],
+        tenant_id: str,
+        keyword_fallback: bool | None,
     ) -> domain.RoutingDecision: ...
 
     def validate_definitions(self, definitions: list[domain.PatternDefinition]) -> list[FieldViolation]: ...
+
+    async def evaluate_routing(
+        self, utterances: Sequence[LabelledUtterance], *, execution_mode: domain.ExecutionMode
+    ) -> Evaluation: ...
+
+    async def fit_routing(self, utterances: Sequence[LabelledUtterance], *, validate_only: bool) -> Fit: ...
 
     async def register_batch(
         self, definitions: list[domain.PatternDefinition], *, validate_only: bool
@@ -82,6 +98,7 @@ class _Call:
     mode: domain.ExecutionMode
     context: dict[str, Any]
     use_cache: bool
+    keyword_fallback: bool | None
 
 
 class PatternExecutionServicer(pe_grpc.PatternExecutionServiceServicer):
@@ -106,12 +123,13 @@ class PatternExecutionServicer(pe_grpc.PatternExecutionServiceServicer):
         self.metrics = metrics
         self._components = components
 
-    def _parse(self, v: Violations, query: str, mode: int, context: Any, use_cache: bool) -> _Call:
+    def _parse(self, v: Violations, request: Any, use_cache: bool) -> _Call:
         return _Call(
-            query=check_query(v, "query", query, self._settings.max_query_length),
-            mode=check_mode(v, "execution_mode", mode),
-            context=check_context(v, "context", context, self._settings.max_context_bytes),
+            query=check_query(v, "query", request.query, self._settings.max_query_length),
+            mode=check_mode(v, "execution_mode", request.execution_mode),
+            context=check_context(v, "context", request.context, self._settings.max_context_bytes),
             use_cache=use_cache,
+            keyword_fallback=request.keyword_fallback if request.HasField("keyword_fallback") else None,
         )
 
     async def _execute(self, call: _Call, tenant: str) -> domain.ExecutionResult:
@@ -122,6 +140,7 @@ class PatternExecutionServicer(pe_grpc.PatternExecutionServiceServicer):
             use_cache=call.use_cache,
             tenant_id=tenant,
             allow_write=has_scope(Scope.WRITE),  # a write is known only once routed (see api/auth.py)
+            keyword_fallback=call.keyword_fallback,
         )
         self.metrics.observe_execution(result)
         return result
@@ -132,7 +151,7 @@ class PatternExecutionServicer(pe_grpc.PatternExecutionServiceServicer):
         tenant = tenant_of(context)
         v = Violations()
         use_cache = request.use_cache if request.HasField("use_cache") else True
-        call = self._parse(v, request.query, request.execution_mode, request.context, use_cache)
+        call = self._parse(v, request, use_cache)
         v.raise_if_any()
         result = await self._execute(call, tenant)
         response = pe.ExecuteResponse()
@@ -159,7 +178,7 @@ class PatternExecutionServicer(pe_grpc.PatternExecutionServiceServicer):
                 else:
                     in_flight.add(rid)
                 use_cache = request.use_cache if request.HasField("use_cache") else True
-                call = self._parse(v, request.query, request.execution_mode, request.context, use_cache)
+                call = self._parse(v, request, use_cache)
                 v.raise_if_any()
                 result = await self._execute(call, tenant)
                 response = pe.ExecuteManyResponse(request_id=rid)
@@ -186,12 +205,50 @@ class PatternExecutionServicer(pe_grpc.PatternExecutionServiceServicer):
         """Return the routing decision without executing (see the proto)."""
         tenant = tenant_of(context)
         v = Violations()
-        call = self._parse(v, request.query, request.execution_mode, request.context, True)
+        call = self._parse(v, request, True)
         v.raise_if_any()
         decision = await self._engine.route(
-            call.query, execution_mode=call.mode, context=call.context, tenant_id=tenant
+            call.query,
+            execution_mode=call.mode,
+            context=call.context,
+            tenant_id=tenant,
+            keyword_fallback=call.keyword_fallback,
         )
         return pe.RouteResponse(decision=convert.routing_to_proto(decision))
+
+    def _utterances(self, v: Violations, messages: Sequence[pe.LabelledUtterance]) -> list[LabelledUtterance]:
+        count = len(messages)
+        if not 1 <= count <= MAX_UTTERANCES:
+            v.add("utterances", f"must have 1-{MAX_UTTERANCES} entries (got {count})")
+            return []
+        for i, m in enumerate(messages):
+            check_query(v, f"utterances[{i}].query", m.query, self._settings.max_query_length)
+            if m.expected_pattern_name:
+                check_name(v, f"utterances[{i}].expected_pattern_name", m.expected_pattern_name)
+        return convert_routing.utterances_from_proto(messages)
+
+    @unary_errors
+    async def EvaluateRouting(
+        self, request: pe.EvaluateRoutingRequest, context: ServicerContext
+    ) -> pe.EvaluateRoutingResponse:
+        """Route labelled utterances without executing them and report the quality (see the proto)."""
+        v = Violations()
+        utterances = self._utterances(v, request.utterances)
+        mode = check_mode(v, "execution_mode", request.execution_mode)
+        v.raise_if_any()
+        evaluation = await self._engine.evaluate_routing(utterances, execution_mode=mode)
+        response = pe.EvaluateRoutingResponse()
+        convert_routing.evaluation_to_proto(evaluation, response.evaluation)
+        return response
+
+    @unary_errors
+    async def FitRouting(self, request: pe.FitRoutingRequest, context: ServicerContext) -> pe.FitRoutingResponse:
+        """Fit per-pattern thresholds and the calibration and apply them atomically (see the proto)."""
+        v = Violations()
+        utterances = self._utterances(v, request.utterances)
+        v.raise_if_any()
+        fitted = await self._engine.fit_routing(utterances, validate_only=request.validate_only)
+        return convert_routing.fit_to_proto(fitted)
 
     @unary_errors
     async def RegisterBatch(

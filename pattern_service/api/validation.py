@@ -259,6 +259,9 @@ def match_query(req: pl.MatchPatternsRequest) -> domain.MatchQuery:
             else None
         ),
     )
+    ranking = _RANKINGS.get(req.ranking)
+    if ranking is None:
+        v.add("ranking", "must be MATCH_RANKING_RELEVANCE or MATCH_RANKING_LEARNED")
     v.raise_if_any()
     return domain.MatchQuery(
         intent=intent,
@@ -267,4 +270,12 @@ def match_query(req: pl.MatchPatternsRequest) -> domain.MatchQuery:
         filters=filters,
         limit=req.limit or 10,
         min_confidence=min_conf,
+        ranking=ranking or domain.MatchRanking.RELEVANCE,
     )
+
+
+_RANKINGS = {
+    pl.MATCH_RANKING_UNSPECIFIED: domain.MatchRanking.RELEVANCE,
+    pl.MATCH_RANKING_RELEVANCE: domain.MatchRanking.RELEVANCE,
+    pl.MATCH_RANKING_LEARNED: domain.MatchRanking.LEARNED,
+}

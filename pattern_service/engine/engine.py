@@ -25,6 +25,7 @@ from pattern_service.engine.cache import (
     ResultCache,
     cache_key,
 )
+from pattern_service.engine.evaluation import Evaluation, Fit, LabelledUtterance, evaluate, fit
 from pattern_service.engine.executors import (
     HybridExecutor,
     InfrastructureExecutor,
@@ -110,6 +111,7 @@ class PatternExecutionEngine:
         use_cache: bool = True,
         tenant_id: str = DEFAULT_TENANT,
         allow_write: bool = True,
+        keyword_fallback: bool | None = None,
     ) -> ExecutionResult:
         """Execute a query.
 
@@ -122,6 +124,8 @@ class PatternExecutionEngine:
             tenant_id: Caller tenant (scopes memories, cache keys and statistics).
             allow_write: False refuses a query that routes to a write (the
                 caller lacks the ``write`` scope); only the router knows a write.
+            keyword_fallback: Allow the seed's keyword guess when nothing
+                matched (``None`` = the router's setting).
 
         Returns:
             The result; ``metadata`` has ``execution_mode``, ``tenant``,
@@ -131,14 +135,14 @@ class PatternExecutionEngine:
         Raises:
             InvalidArgumentError: Bad query or context (nothing ran).
             FailedPreconditionError: ``MODE_EXCLUDES_PATH`` (FAST and a memory read).
-            NotFoundError: ``NO_MATCHING_PATTERN``.
+            NotFoundError: ``NO_PATTERN_MATCHED``: nothing matched (details name the closest candidates).
             PermissionDeniedError: ``MISSING_SCOPE``: a write and not ``allow_write`` (nothing ran).
             PatternServiceError: A backend of a memory-only path failed (counted as a failed execution).
         """
         start = time.perf_counter()
         text, ctx = self._check_request(query, context)
         await self._maybe_refresh()
-        plan = await self.router.plan(text, execution_mode, ctx, tenant_id)
+        plan = await self.router.plan(text, execution_mode, ctx, tenant_id, keyword_fallback=keyword_fallback)
         if plan.is_write and not allow_write:
             raise PermissionDeniedError(
                 f"the query routes to a write (pattern {plan.definition.name!r}), which needs the 'write' scope",
@@ -234,6 +238,7 @@ class PatternExecutionEngine:
         execution_mode: ExecutionMode = ExecutionMode.BALANCED,
         context: Mapping[str, Any] | None = None,
         tenant_id: str = DEFAULT_TENANT,
+        keyword_fallback: bool | None = None,
     ) -> RoutingDecision:
         """The routing decision :meth:`execute` would take, without executing.
 
@@ -242,7 +247,7 @@ class PatternExecutionEngine:
         """
         text, ctx = self._check_request(query, context)
         await self._maybe_refresh()
-        decision = await self.router.route(text, execution_mode, ctx, tenant_id)
+        decision = await self.router.route(text, execution_mode, ctx, tenant_id, keyword_fallback=keyword_fallback)
         self.tenant_stats.record_route(tenant_id, decision.pattern_type)
         return decision
 
@@ -333,6 +338,26 @@ class PatternExecutionEngine:
         """
         return await self.registry.delete(name)
 
+    async def evaluate_routing(
+        self, utterances: Sequence[LabelledUtterance], *, execution_mode: ExecutionMode = ExecutionMode.BALANCED
+    ) -> Evaluation:
+        """Route labelled utterances without executing them and report the quality (:mod:`.evaluation`).
+
+        Raises:
+            InvalidArgumentError: An utterance names an unregistered pattern.
+        """
+        await self._maybe_refresh()
+        return (await evaluate(self.router, self.registry, utterances, execution_mode))[0]
+
+    async def fit_routing(self, utterances: Sequence[LabelledUtterance], *, validate_only: bool = False) -> Fit:
+        """Fit per-pattern thresholds and the calibration on labelled utterances and apply them atomically.
+
+        Raises:
+            InvalidArgumentError: An utterance names an unregistered pattern.
+        """
+        await self._maybe_refresh()
+        return await fit(self.router, self.registry, utterances, validate_only=validate_only)
+
     def validate_definitions(self, definitions: Sequence[PatternDefinition]) -> list[FieldViolation]:
         """Every problem of a batch as field violations ``pattern_definitions[i].<field>`` (changes nothing)."""
         return self.registry.validate(definitions)
@@ -422,7 +447,9 @@ async def build_engine(
     memory_store: MemoryStore,
     embedder: Embedder,
     health_probe: HealthProbe | None = None,
-    semantic_threshold: float = 0.55,
+    semantic_threshold: float = 0.3,
+    trigger_threshold: float = 0.2,
+    keyword_fallback: bool = False,
     cache_max_size: int = DEFAULT_MAX_SIZE,
     match_cache_size: int = 4096,
     load_defaults: bool = True,
@@ -444,8 +471,12 @@ async def build_engine(
         embedder: Embeds examples, queries and compared texts.
         health_probe: ``async () -> {component: {"healthy": bool, ...}}`` for the
             ``health_check`` tool; default: the engine's own probe.
-        semantic_threshold: Minimum cosine for a semantic match (settings
-            ``semantic_match_threshold``; 0.55 for all-MiniLM-L6-v2).
+        semantic_threshold: Global minimum hybrid similarity of a match by meaning
+            (settings ``semantic_match_threshold``; a pattern's own threshold wins).
+        trigger_threshold: Minimum hybrid similarity that confirms a trigger match
+            (settings ``trigger_min_similarity``).
+        keyword_fallback: Whether the seed's keyword guess runs when nothing
+            matched and the request does not say (settings ``keyword_fallback``).
         cache_max_size: Entries of the local result cache (``TMWS_CACHE_MAX_SIZE``).
         match_cache_size: Entries of the registry's match cache.
         load_defaults: Seed the bundled default set into a never-seeded store
@@ -482,7 +513,9 @@ async def build_engine(
         defaults_path=default_patterns_path,
     )
     await registry.load()
-    router = HybridDecisionRouter(registry, memory_store)
+    router = HybridDecisionRouter(
+        registry, memory_store, trigger_threshold=trigger_threshold, keyword_fallback=keyword_fallback
+    )
     return PatternExecutionEngine(
         registry,
         router,

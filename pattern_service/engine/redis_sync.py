@@ -28,7 +28,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from pattern_service.domain import PatternDefinition
@@ -65,15 +65,23 @@ class PublishingDefinitionStore:
         """See :meth:`PatternDefinitionStore.load`."""
         return await self._inner.load()
 
+    async def load_state(self) -> tuple[list[PatternDefinition], int, dict[str, Any] | None]:
+        """See :meth:`PatternDefinitionStore.load_state`."""
+        return await self._inner.load_state()
+
     async def is_seeded(self) -> bool:
         """See :meth:`PatternDefinitionStore.is_seeded`."""
         return await self._inner.is_seeded()
 
     async def apply_batch(
-        self, definitions: Sequence[PatternDefinition], *, mark_seeded: bool = False
+        self,
+        definitions: Sequence[PatternDefinition],
+        *,
+        mark_seeded: bool = False,
+        calibration: Mapping[str, Any] | None = None,
     ) -> tuple[list[PatternDefinition], int, int, int]:
         """See :meth:`PatternDefinitionStore.apply_batch`; publishes the new version after the commit."""
-        result = await self._inner.apply_batch(definitions, mark_seeded=mark_seeded)
+        result = await self._inner.apply_batch(definitions, mark_seeded=mark_seeded, calibration=calibration)
         await self._publish(result[3])
         return result
 

@@ -1,11 +1,16 @@
 """The pattern registry: validated, persisted, compiled pattern definitions and query matching.
 
-Matching order (DESIGN.md §1): a query equal to a pattern name (exact); then
-the RE2 triggers, all evaluated in one pass by an ``re2.Set`` and ordered by
-priority (higher first, then name; seed ``PatternRegistry``: "higher =
-checked first"); then, only when no trigger matched, meaning: the cosine
-similarity between the query and each pattern's example utterances (a numpy
-matrix embedded once per registry change; a pattern scores its best example).
+What a query matches: a pattern whose name equals the query (exact); the RE2
+triggers, all evaluated in one pass by an ``re2.Set`` and ordered by priority
+(higher first, then name; seed ``PatternRegistry``: "higher = checked first");
+and, unless a name matched, every pattern's hybrid similarity to the query
+(dense MiniLM cosine over its examples blended with BM25, :mod:`.scoring`),
+embedded once per registry change. The router decides what to do with them.
+
+The registry also holds what routing was fitted to: per-pattern similarity
+thresholds (in the definitions) and the confidence calibration
+(:class:`~pattern_service.calibration.RoutingCalibration`), both
+persisted with the registry version.
 
 Match outcomes are kept in an LRU cache keyed by the normalized query and
 cleared once per registry change (seed ``register_batch``: "Single cache
@@ -17,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,29 +31,30 @@ import numpy.typing as npt
 import re2
 from cachetools import LRUCache
 
+from pattern_service.calibration import UNCALIBRATED, RoutingCalibration
 from pattern_service.domain import PatternDefinition, PatternType
+from pattern_service.engine.scoring import Candidate, ScoringModel
 from pattern_service.engine.text import normalize_query
 from pattern_service.engine.tools import SemanticHit
 from pattern_service.engine.validation import (
     compile_trigger,
+    load_default_calibration,
     load_default_definitions,
     normalize_definition,
     re2_options,
     validate_definitions,
 )
-from pattern_service.errors import FieldViolation, InvalidArgumentError
+from pattern_service.errors import FieldViolation, InvalidArgumentError, NotFoundError
 from pattern_service.store.base import PatternDefinitionStore
 from pattern_service.store.embeddings import Embedder
 
 logger = logging.getLogger(__name__)
 
 SET_MAX_MEM = 64 << 20
+#: Candidates kept per match outcome (best hybrid scores).
 SEMANTIC_KEEP = 100
 #: Largest batch validated on the event loop; larger ones are validated in a worker thread.
 _INLINE_BATCH = 64
-
-#: Small integer code of each pattern type (for the vectorized type filter of the semantic scan).
-_TYPE_CODES: Mapping[PatternType, int] = {t: i for i, t in enumerate(PatternType)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,15 +78,18 @@ class MatchOutcome:
         normalized: The normalized query.
         exact: The pattern whose name equals the query, if any.
         triggers: Trigger matches, priority descending then name.
-        semantic: Patterns by best example cosine, best first (top 100); computed
-            only when neither ``exact`` nor ``triggers`` found anything.
+        candidates: Patterns by hybrid similarity, best first (top 100);
+            empty when ``exact`` matched or no pattern has examples.
+        trigger_scores: The hybrid candidate of each trigger match that has
+            examples, by name (whatever its rank).
         registry_version: Version of the registry that produced this outcome.
     """
 
     normalized: str
     exact: PatternDefinition | None
     triggers: tuple[TriggerHit, ...]
-    semantic: tuple[SemanticHit, ...]
+    candidates: tuple[Candidate, ...]
+    trigger_scores: Mapping[str, Candidate]
     registry_version: int
 
 
@@ -102,12 +111,8 @@ class _State:
     regexes: Mapping[str, Any]
     trigger_set: Any
     set_names: tuple[str, ...]
-    matrix: npt.NDArray[np.float32]
-    starts: npt.NDArray[np.intp]
-    ends: npt.NDArray[np.intp]
-    owners: tuple[PatternDefinition, ...]
-    owner_types: npt.NDArray[np.int8]
-    examples: tuple[str, ...]
+    model: ScoringModel
+    calibration: RoutingCalibration
 
 
 def _order_key(d: PatternDefinition) -> tuple[int, str]:
@@ -121,7 +126,8 @@ class PatternRegistry:
         store: Persistence of definitions and the registry version.
         embedder: Embeds example utterances and queries.
         tool_names: Returns the names of the registered tools (``metadata.tool`` must be one).
-        semantic_threshold: Minimum cosine for a semantic match (0.55 suits all-MiniLM-L6-v2).
+        semantic_threshold: Global minimum hybrid similarity for a match by meaning
+            (a pattern's ``similarity_threshold`` wins).
         match_cache_size: Entries of the match LRU cache.
         load_defaults: Seed an empty, never-seeded store with the default set.
         defaults_path: Default set to seed (the bundled ``patterns.yaml`` when ``None``).
@@ -134,7 +140,7 @@ class PatternRegistry:
         embedder: Embedder,
         tool_names: Collection[str],
         *,
-        semantic_threshold: float = 0.55,
+        semantic_threshold: float = 0.3,
         match_cache_size: int = 4096,
         load_defaults: bool = True,
         defaults_path: Path | None = None,
@@ -154,7 +160,7 @@ class PatternRegistry:
         self._misses = 0
         self.invalidation_count = 0
         self._swap_listeners: list[Callable[[int], None]] = []
-        self._state = self._build([], 0)
+        self._state = self._build([], 0, None, UNCALIBRATED)
 
     def add_swap_listener(self, listener: Callable[[int], None]) -> None:
         """Call ``listener(version)`` after each swap of the compiled state (a new registry version).
@@ -183,6 +189,16 @@ class PatternRegistry:
         """The definition of that name, or ``None``."""
         return self._state.by_name.get(name)
 
+    @property
+    def calibration(self) -> RoutingCalibration:
+        """The confidence calibration of the current registry version."""
+        return self._state.calibration
+
+    def threshold(self, definition: PatternDefinition) -> float:
+        """The minimum hybrid similarity of ``definition``: its own, else the global one."""
+        own = definition.similarity_threshold
+        return self.semantic_threshold if own is None else own
+
     def trigger_span(self, name: str, query: str) -> tuple[int, int] | None:
         """Character span of ``query`` that the trigger of ``name`` matches (first match), or ``None``."""
         regex = self._state.regexes.get(name)
@@ -210,7 +226,7 @@ class PatternRegistry:
     # --------------------------------------------------------------- matching
 
     async def match(self, query: str) -> MatchOutcome:
-        """Find the patterns a query matches (exact name, triggers, then meaning).
+        """Find what a query matches: exact name, triggers and hybrid similarity candidates.
 
         Args:
             query: Natural-language query (any case and spacing).
@@ -228,13 +244,29 @@ class PatternRegistry:
         self._misses += 1
         exact = state.by_name.get(norm) or state.by_name.get(norm.replace(" ", "_"))
         triggers = self._triggers(state, norm)
-        semantic: tuple[SemanticHit, ...] = ()
-        if exact is None and not triggers and norm:
-            semantic = tuple(await self._semantic(state, norm, SEMANTIC_KEEP))
-        outcome = MatchOutcome(norm, exact, triggers, semantic, state.version)
+        ranked: list[Candidate] = []
+        extra: dict[str, Candidate] = {}
+        if exact is None and norm and state.model.owners:
+            vector = (await self._embedder.embed([norm]))[0]
+            ranked, extra = state.model.top(vector, norm, SEMANTIC_KEEP, also=[h.definition.name for h in triggers])
+        outcome = MatchOutcome(norm, exact, triggers, tuple(ranked), extra, state.version)
         if self._state is state:
             self._match_cache[norm] = outcome
         return outcome
+
+    async def score(self, query: str, limit: int = SEMANTIC_KEEP) -> list[Candidate]:
+        """Every pattern's hybrid similarity to ``query``, best first (no threshold, no cache).
+
+        Args:
+            query: Any text.
+            limit: Most candidates.
+        """
+        state = self._state
+        norm = normalize_query(query)
+        if not state.model.owners or not norm or limit <= 0:
+            return []
+        vector = (await self._embedder.embed([norm]))[0]
+        return state.model.top(vector, norm, limit)[0]
 
     def _triggers(self, state: _State, norm: str) -> tuple[TriggerHit, ...]:
         if state.trigger_set is not None:
@@ -250,14 +282,6 @@ class PatternRegistry:
         hits.sort(key=lambda h: _order_key(h.definition))
         return tuple(hits)
 
-    async def _semantic(
-        self, state: _State, text: str, limit: int, pattern_types: Collection[PatternType] = ()
-    ) -> list[SemanticHit]:
-        if not state.owners or not text or limit <= 0:
-            return []
-        vector = (await self._embedder.embed([text]))[0]
-        return _top_hits(state, state.matrix @ vector, limit, pattern_types)
-
     async def semantic_neighbours(
         self, text: str, *, limit: int = 5, pattern_types: Sequence[PatternType] = ()
     ) -> list[SemanticHit]:
@@ -269,9 +293,15 @@ class PatternRegistry:
             pattern_types: Only these types (empty = all).
 
         Returns:
-            Up to ``limit`` hits (score = best example cosine), no threshold applied.
+            Up to ``limit`` hits (score = hybrid similarity), no threshold applied.
         """
-        return await self._semantic(self._state, normalize_query(text), limit, pattern_types)
+        state = self._state
+        norm = normalize_query(text)
+        if not state.model.owners or not norm or limit <= 0:
+            return []
+        vector = (await self._embedder.embed([norm]))[0]
+        ranked, _ = state.model.top(vector, norm, limit, pattern_types)
+        return [SemanticHit(c.definition, c.score, c.example) for c in ranked]
 
     # ---------------------------------------------------------------- changes
 
@@ -318,10 +348,42 @@ class PatternRegistry:
             if version == state.version + 1:
                 merged = dict(state.by_name)
                 merged.update((d.name, d) for d in stored)
-                self._swap(await self._build_off_loop(merged.values(), version))
+                self._swap(await self._build_off_loop(merged.values(), version, state.calibration))
             else:
                 await self._reload_locked()
         return BatchResult(list(stored), created, replaced, version)
+
+    async def apply_fit(self, thresholds: Mapping[str, float], calibration: RoutingCalibration) -> int:
+        """Set per-pattern similarity thresholds and the calibration in one registry change.
+
+        One store transaction (one version bump) replaces the named definitions
+        with their new thresholds and stores the calibration; then the compiled
+        state is swapped once, as for :meth:`register_batch`.
+
+        Args:
+            thresholds: New threshold by pattern name (names must be registered).
+            calibration: The new calibration.
+
+        Returns:
+            The new registry version.
+
+        Raises:
+            NotFoundError: A name is not registered.
+        """
+        async with self._lock:
+            state = self._state
+            missing = sorted(n for n in thresholds if n not in state.by_name)
+            if missing:
+                raise NotFoundError("PatternDefinition", missing[0])
+            changed = [replace(state.by_name[n], similarity_threshold=float(t)) for n, t in sorted(thresholds.items())]
+            stored, _, _, version = await self._store.apply_batch(changed, calibration=calibration.to_dict())
+            if version == state.version + 1:
+                merged = dict(state.by_name)
+                merged.update((d.name, d) for d in stored)
+                self._swap(await self._build_off_loop(merged.values(), version, calibration))
+            else:
+                await self._reload_locked()
+        return version
 
     async def delete(self, name: str) -> int:
         """Delete a definition; returns the new registry version.
@@ -333,7 +395,8 @@ class PatternRegistry:
             state = self._state
             version = await self._store.delete(name)
             if version == state.version + 1:
-                self._swap(await self._build_off_loop([d for d in state.ordered if d.name != name], version))
+                remaining = [d for d in state.ordered if d.name != name]
+                self._swap(await self._build_off_loop(remaining, version, state.calibration))
             else:
                 await self._reload_locked()
         return version
@@ -357,7 +420,17 @@ class PatternRegistry:
                 stored, _ = await self._store.load()
                 present = {d.name for d in stored}
                 fresh = [normalize_definition(d) for d in defaults if d.name not in present]
-                await self._store.apply_batch(fresh, mark_seeded=True)
+                calibration, fitted_for = load_default_calibration(self._defaults_path)
+                if fitted_for is not None and fitted_for != self._embedder.model_id:
+                    # Thresholds and calibration are on the scale of the embedder they were fitted with.
+                    logger.info(
+                        "default thresholds and calibration were fitted for %s, not %s: not used (run FitRouting)",
+                        fitted_for,
+                        self._embedder.model_id,
+                    )
+                    fresh = [replace(d, similarity_threshold=None) for d in fresh]
+                    calibration = UNCALIBRATED
+                await self._store.apply_batch(fresh, mark_seeded=True, calibration=calibration.to_dict())
                 logger.info("seeded %d default pattern definition(s)", len(fresh))
             await self._reload_locked()
 
@@ -376,9 +449,14 @@ class PatternRegistry:
         return True
 
     async def _reload_locked(self) -> None:
-        definitions, version = await self._store.load()
+        definitions, version, stored_calibration = await self._store.load_state()
+        try:
+            calibration = RoutingCalibration.from_dict(stored_calibration)
+        except ValueError as exc:
+            logger.error("stored routing calibration ignored (confidence = raw score): %s", exc)
+            calibration = UNCALIBRATED
         await self._embed_examples(definitions)
-        self._swap(await self._build_off_loop(definitions, version))
+        self._swap(await self._build_off_loop(definitions, version, calibration))
 
     async def _embed_examples(self, definitions: Iterable[PatternDefinition]) -> None:
         missing = sorted({e for d in definitions for e in d.examples if e not in self._vectors})
@@ -397,7 +475,9 @@ class PatternRegistry:
         for text in [t for t in self._vectors if t not in live]:
             del self._vectors[text]
 
-    async def _build_off_loop(self, definitions: Iterable[PatternDefinition], version: int) -> _State:
+    async def _build_off_loop(
+        self, definitions: Iterable[PatternDefinition], version: int, calibration: RoutingCalibration
+    ) -> _State:
         """:meth:`_build` in a worker thread (caller holds ``self._lock``).
 
         Compiling thousands of triggers and stacking the example matrix takes
@@ -406,9 +486,15 @@ class PatternRegistry:
         every few milliseconds). ``self._vectors`` is only changed under the
         lock, so the thread reads it safely.
         """
-        return await asyncio.to_thread(self._build, list(definitions), version, self._state)
+        return await asyncio.to_thread(self._build, list(definitions), version, self._state, calibration)
 
-    def _build(self, definitions: Iterable[PatternDefinition], version: int, previous: _State | None = None) -> _State:
+    def _build(
+        self,
+        definitions: Iterable[PatternDefinition],
+        version: int,
+        previous: _State | None,
+        calibration: RoutingCalibration,
+    ) -> _State:
         ordered = tuple(sorted(definitions, key=_order_key))
         regexes: dict[str, Any] = {}
         old_definitions = previous.by_name if previous is not None else {}
@@ -426,19 +512,6 @@ class PatternRegistry:
                 except ValueError as exc:
                     logger.error("pattern %s: trigger skipped: %s", d.name, exc)
         trigger_set, set_names = _compile_set(ordered, regexes)
-        owners = tuple(d for d in ordered if any(e in self._vectors for e in d.examples))
-        rows: list[npt.NDArray[np.float32]] = []
-        texts: list[str] = []
-        starts: list[int] = []
-        for d in owners:
-            starts.append(len(rows))
-            for e in d.examples:
-                if e in self._vectors:
-                    rows.append(self._vectors[e])
-                    texts.append(e)
-        dim = self._embedder.dimension
-        matrix = np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), dtype=np.float32)
-        starts_array = np.asarray(starts, dtype=np.intp)
         return _State(
             version=version,
             by_name={d.name: d for d in ordered},
@@ -446,53 +519,9 @@ class PatternRegistry:
             regexes=regexes,
             trigger_set=trigger_set,
             set_names=set_names,
-            matrix=matrix,
-            starts=starts_array,
-            ends=np.append(starts_array[1:], len(texts)).astype(np.intp),
-            owners=owners,
-            owner_types=np.asarray([_TYPE_CODES[d.pattern_type] for d in owners], dtype=np.int8),
-            examples=tuple(texts),
+            model=ScoringModel.build(ordered, self._vectors, self._embedder.dimension),
+            calibration=calibration,
         )
-
-
-def _top_hits(
-    state: _State, sims: npt.NDArray[np.float32], limit: int, pattern_types: Collection[PatternType]
-) -> list[SemanticHit]:
-    """The ``limit`` best patterns by best example cosine, best first (ties: priority descending, then name).
-
-    Vectorized: the best score of every pattern is one ``np.maximum.reduceat``
-    over its rows of the example matrix, the top ``limit`` one
-    ``np.argpartition``; hits (and their best example) are built for those only.
-    ``owners`` is in ``_order_key`` order, so the owner index breaks score ties
-    exactly as sorting every hit by ``(-score, -priority, name)`` would.
-
-    Args:
-        state: The compiled registry.
-        sims: Cosine of the query against each row of ``state.matrix``.
-        limit: Most hits (> 0).
-        pattern_types: Only these types (empty = all).
-    """
-    best = sims if len(sims) == len(state.starts) else np.maximum.reduceat(sims, state.starts)
-    candidates: npt.NDArray[np.intp] = np.arange(len(best), dtype=np.intp)
-    if pattern_types:
-        codes = np.asarray([_TYPE_CODES[t] for t in set(pattern_types)], dtype=np.int8)
-        candidates = np.flatnonzero(np.isin(state.owner_types, codes))
-    scores = best[candidates]
-    if limit < len(candidates):
-        # The limit-th best score; every candidate reaching it is kept so that ties resolve by owner order.
-        kth = np.partition(scores, len(scores) - limit)[len(scores) - limit]
-        keep = np.flatnonzero(scores >= kth)
-        candidates, scores = candidates[keep], scores[keep]
-    top = candidates[np.lexsort((candidates, -scores))[:limit]]
-    if len(sims) == len(state.starts):  # one example per pattern: its row is its best
-        rows = state.starts[top].tolist()
-    else:
-        rows = [int(state.starts[k]) + int(np.argmax(sims[state.starts[k] : state.ends[k]])) for k in top.tolist()]
-    owners, examples = state.owners, state.examples
-    return [
-        SemanticHit(owners[k], score, examples[row])
-        for k, score, row in zip(top.tolist(), best[top].tolist(), rows, strict=True)
-    ]
 
 
 def _compile_set(ordered: Sequence[PatternDefinition], regexes: Mapping[str, Any]) -> tuple[Any, tuple[str, ...]]:

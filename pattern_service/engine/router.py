@@ -1,22 +1,28 @@
-"""The hybrid decision router: which pattern runs, on which path, with what confidence and cost.
+r"""The hybrid decision router: which pattern runs, on which path, with what confidence and cost.
 
-Selection (first that applies):
+Selection (first that applies; ``raw`` is the hybrid similarity of
+:mod:`.scoring`, ``confidence`` its calibration, :mod:`.calibration`):
 
-1. **Exact name** — the normalized query equals a pattern name: confidence 1.0.
-2. **Trigger** — the highest-priority matching trigger (then name):
-   ``confidence = 0.75 + 0.25 × min(1, matched characters / query characters)``
-   (both on the normalized query), so in [0.75, 1.0].
-3. **Semantic** — the pattern whose best example has the highest cosine with
-   the query, if it reaches the threshold: ``confidence = cosine``.
-4. **Keyword** — the original router's decision (REFERENCE.md: keyword sets,
-   word-bounded; "memories exist" = ``MemoryStore.count(tenant) > 0``) picks a
-   type, except that memory keywords alone always choose memory (the original
-   also required existing memories, which turned "recall …" on an empty store
-   into a tool call); the pattern of that type with the best example cosine runs (ties:
-   priority, then name). ``confidence = 0.2 + 0.5 × supporting hits / all
-   keyword hits`` (0.2 with no keyword), at most 0.7: always below a trigger.
+1. **Exact name**: the normalized query equals a pattern name. Confidence 1.
+2. **Trigger**: the highest-priority matching trigger (then name), confirmed
+   when the query is in the registry's domain at all: the best hybrid
+   similarity of any pattern reaches the trigger floor (``trigger_threshold``).
+   The floor stops a regex that fires on an unrelated request ("what time
+   does the hardware store close" matches ``store\s+``). A pattern without
+   examples is confirmed by its trigger alone (raw = the share of the query
+   its trigger covered); otherwise raw = its own hybrid similarity.
+3. **Similarity**: the best runnable pattern by hybrid similarity, if it
+   reaches its threshold (its ``similarity_threshold``, else the global one).
+   **A guess never writes**: when that best candidate is a write, nothing runs
+   (a write runs only when its trigger or its exact name matched).
+4. **Keyword** (opt-in only: ``keyword_fallback`` per request or
+   ``TMWS_KEYWORD_FALLBACK``): the seed router's keyword decision picks a
+   type and the closest non-write pattern of it runs.
+5. Otherwise **no match**: ``NotFoundError`` with reason
+   ``NO_PATTERN_MATCHED`` whose metadata names the closest candidates, their
+   scores and the threshold (the seed API's ``NotFoundError``).
 
-Modes (DESIGN.md §1; REFERENCE.md: the original ignored the mode) decide the path:
+Modes decide the path:
 
 - infrastructure: FAST its tool (``cost``); BALANCED the same; COMPREHENSIVE
   tool + memory ``recall`` of the subject (``cost + 100``).
@@ -29,18 +35,19 @@ Modes (DESIGN.md §1; REFERENCE.md: the original ignored the mode) decide the pa
   read paths.
 
 The added 100 / 50 are the seed's base costs of a memory / infrastructure path
-(``PATTERN_SERVICE_README.md`` quick reference). In FAST mode the semantic and
-keyword fallbacks only consider infrastructure and hybrid patterns.
+(``PATTERN_SERVICE_README.md`` quick reference). In FAST mode similarity and
+keyword choices only consider infrastructure and hybrid patterns.
 
-Alternatives: the other trigger matches (their trigger score), the top semantic
-neighbours (their cosine), and the chosen pattern under the paths the other
-modes would take (``0.9 × confidence``), best first, at most 5.
+Alternatives: the other trigger matches and the top similarity candidates
+(calibrated), and the chosen pattern under the paths the other modes would
+take (``0.9 × confidence``), best first, at most 5.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +64,7 @@ from pattern_service.domain import (
 )
 from pattern_service.engine.executors import tags_in
 from pattern_service.engine.registry import MatchOutcome, PatternRegistry
+from pattern_service.engine.scoring import Candidate
 from pattern_service.engine.text import subject_of
 from pattern_service.errors import FailedPreconditionError, NotFoundError
 from pattern_service.store.base import MemoryStore
@@ -66,6 +74,8 @@ MEMORY_BASE_COST = 100
 UPGRADE_TOOL = "match_patterns"
 MAX_ALTERNATIVES = 5
 OTHER_PATH_FACTOR = 0.9
+#: Candidates named in a ``NO_PATTERN_MATCHED`` error.
+NO_MATCH_CANDIDATES = 3
 
 KEYWORDS: dict[PatternType, re.Pattern[str]] = {
     PatternType.INFRASTRUCTURE: re.compile(r"\b(tool|function|command|execute|run|install|setup)\b"),
@@ -177,21 +187,45 @@ def keyword_decision(normalized: str, memories_exist: bool) -> tuple[PatternType
     return chosen, min(0.7, confidence), f"keyword decision ({counts}): {why}"
 
 
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """A pattern the router chose, how, and with what raw score (see the module docstring)."""
+
+    definition: PatternDefinition
+    source: MatchSource
+    raw: float
+    why: str
+
+
 class HybridDecisionRouter:
     """Routes queries to a pattern and a path (seed ``HybridDecisionRouter``).
 
     Args:
-        registry: The pattern registry.
-        memory_store: Used for "memories exist" in the keyword fallback.
+        registry: The pattern registry (patterns, thresholds, calibration).
+        memory_store: Used for "memories exist" in the opt-in keyword guess.
+        trigger_threshold: Minimum best hybrid similarity (of any pattern) that
+            confirms a trigger match (``TMWS_TRIGGER_MIN_SIMILARITY``).
+        keyword_fallback: Whether the keyword guess runs when nothing matched
+            and the request does not say (``TMWS_KEYWORD_FALLBACK``).
     """
 
     #: Plans of trigger and exact-name matches kept (see :meth:`plan`).
     PLAN_CACHE_SIZE = 4096
 
-    def __init__(self, registry: PatternRegistry, memory_store: MemoryStore) -> None:
+    def __init__(
+        self,
+        registry: PatternRegistry,
+        memory_store: MemoryStore,
+        *,
+        trigger_threshold: float = 0.2,
+        keyword_fallback: bool = False,
+    ) -> None:
         self._registry = registry
         self._memories = memory_store
+        self.trigger_threshold = trigger_threshold
+        self.keyword_fallback = keyword_fallback
         self._total = 0
+        self._no_match = 0
         self._by_type = {t.value: 0 for t in PatternType}
         self._plans: LRUCache[tuple[str, ExecutionMode], tuple[MatchOutcome, ExecutionPlan]] = LRUCache(
             self.PLAN_CACHE_SIZE
@@ -199,32 +233,48 @@ class HybridDecisionRouter:
         registry.add_swap_listener(lambda _version: self._plans.clear())
 
     async def route(
-        self, query: str, mode: ExecutionMode, context: Mapping[str, Any], tenant_id: str
+        self,
+        query: str,
+        mode: ExecutionMode,
+        context: Mapping[str, Any],
+        tenant_id: str,
+        *,
+        keyword_fallback: bool | None = None,
     ) -> RoutingDecision:
         """The routing decision for ``query`` (see :meth:`plan`)."""
-        return (await self.plan(query, mode, context, tenant_id)).decision
+        return (await self.plan(query, mode, context, tenant_id, keyword_fallback=keyword_fallback)).decision
 
-    async def plan(self, query: str, mode: ExecutionMode, context: Mapping[str, Any], tenant_id: str) -> ExecutionPlan:
+    async def plan(
+        self,
+        query: str,
+        mode: ExecutionMode,
+        context: Mapping[str, Any],
+        tenant_id: str,
+        *,
+        keyword_fallback: bool | None = None,
+    ) -> ExecutionPlan:
         """Choose the pattern and the path for ``query`` under ``mode``.
 
         Args:
             query: Trimmed, non-empty query.
             mode: Execution mode.
-            context: Caller context (not used for the choice; kept for the seed's signature).
-            tenant_id: Caller tenant (for "memories exist").
+            context: Caller context (a ``search_by_tag`` pattern needs a tag in it or the query).
+            tenant_id: Caller tenant (for "memories exist" in the keyword guess).
+            keyword_fallback: Allow the keyword guess; ``None`` = the router's setting.
 
         Raises:
             FailedPreconditionError: ``MODE_EXCLUDES_PATH``: FAST mode and the
                 query names a memory read.
-            NotFoundError: ``NO_MATCHING_PATTERN``: the registry is empty (or, in
-                FAST mode, holds no infrastructure or hybrid pattern).
+            NotFoundError: ``NO_PATTERN_MATCHED``: no exact name, confirmed
+                trigger or similarity candidate over its threshold (or the best
+                candidate is a write); the metadata names the closest candidates.
 
         A plan chosen by a trigger or an exact name depends only on the query,
         the mode and the registry's match outcome, so it is kept per
         ``(query, mode)`` with the outcome it came from, and reused while the
         registry returns that same outcome object (its match cache is cleared
-        on every registry change). Semantic and keyword choices also depend on
-        the context and on the tenant's memories and are planned every time.
+        on every registry change). Other choices also depend on the context and
+        are planned every time.
         """
         outcome = await self._registry.match(query)
         memo = self._plans.get((query, mode))
@@ -233,23 +283,14 @@ class HybridDecisionRouter:
             self._total += 1
             self._by_type[plan.path.pattern_type.value] += 1
             return plan
-        norm_len = len(outcome.normalized)
-        span: tuple[int, int] | None = None
-        if outcome.exact is not None:
-            chosen, source, confidence = outcome.exact, MatchSource.EXACT_NAME, 1.0
-            span = (0, len(query))
-            why = f"the query names pattern {chosen.name!r}"
-        elif outcome.triggers:
-            hit = outcome.triggers[0]
-            chosen, source = hit.definition, MatchSource.TRIGGER
-            confidence = trigger_confidence(hit.span_length, norm_len)
-            span = self._registry.trigger_span(chosen.name, query)
-            why = (
-                f"trigger of {chosen.name!r} (priority {chosen.priority}) matched "
-                f"{hit.span_length} of {norm_len} characters"
-            )
-        else:
-            chosen, source, confidence, why = await self._fallback(outcome, mode, query, context, tenant_id)
+        choice = self.choose(outcome, mode, query, context)
+        guess = self.keyword_fallback if keyword_fallback is None else keyword_fallback
+        if choice is None and guess:
+            choice = await self._keyword_guess(outcome, mode, query, context, tenant_id)
+        if choice is None:
+            self._no_match += 1
+            raise self._no_match_error(outcome, mode, query, context)
+        chosen, source = choice.definition, choice.source
         path = plan_path(chosen, mode)
         if path is None:
             raise FailedPreconditionError(
@@ -258,7 +299,9 @@ class HybridDecisionRouter:
                 reason="MODE_EXCLUDES_PATH",
                 metadata={"execution_mode": mode.name, "pattern_name": chosen.name},
             )
-        why += f"; {mode.name} runs {self._describe(chosen, path)}"
+        calibration = self._registry.calibration
+        confidence = calibration.confidence(source.value, choice.raw)
+        why = f"{choice.why}; {mode.name} runs {self._describe(chosen, path)}"
         decision = RoutingDecision(
             pattern_type=path.pattern_type,
             pattern_name=chosen.name,
@@ -267,67 +310,167 @@ class HybridDecisionRouter:
             estimated_cost=path.cost,
             alternative_routes=self._alternatives(outcome, chosen, path, confidence, mode),
             match_source=source,
+            raw_score=round(choice.raw, 6),
         )
         self._total += 1
         self._by_type[path.pattern_type.value] += 1
         baseline = (plan_path(chosen, ExecutionMode.COMPREHENSIVE) or path).cost
+        span: tuple[int, int] | None = None
+        if source is MatchSource.EXACT_NAME:
+            span = (0, len(query))
+        elif source is MatchSource.TRIGGER:
+            span = self._registry.trigger_span(chosen.name, query)
         plan = ExecutionPlan(decision, chosen, path, subject_of(query, span), baseline)
         if source in (MatchSource.TRIGGER, MatchSource.EXACT_NAME):
             self._plans[(query, mode)] = (outcome, plan)
         return plan
 
-    async def _fallback(
-        self, outcome: MatchOutcome, mode: ExecutionMode, query: str, context: Mapping[str, Any], tenant_id: str
-    ) -> tuple[PatternDefinition, MatchSource, float, str]:
-        """Semantic, then keyword choice among the patterns that can run on this query.
+    def choose(
+        self,
+        outcome: MatchOutcome,
+        mode: ExecutionMode,
+        query: str,
+        context: Mapping[str, Any],
+        threshold: Callable[[PatternDefinition], float] | None = None,
+    ) -> Choice | None:
+        """The exact-name, confirmed-trigger or similarity choice for a match outcome; ``None`` = no match.
 
-        A ``search_by_tag`` pattern needs a tag in the query or the context; the
-        keyword guess never picks a write (only a trigger, a name or a semantic
-        match can).
+        Pure: counts nothing (``EvaluateRouting`` and ``FitRouting`` use it too).
+
+        Args:
+            outcome: The registry's match outcome of the query.
+            mode: Execution mode (FAST considers no memory read by similarity).
+            query: The query as sent (for tags in it).
+            context: Caller context (for tags in it).
+            threshold: Per-pattern similarity threshold; default the registry's
+                (a fit evaluates candidate thresholds through this).
         """
-        fast = mode is ExecutionMode.FAST
-        allowed = {PatternType.INFRASTRUCTURE, PatternType.HYBRID} if fast else set(PatternType)
+        threshold_of = threshold or self._registry.threshold
+        if outcome.exact is not None:
+            return Choice(outcome.exact, MatchSource.EXACT_NAME, 1.0, f"the query names pattern {outcome.exact.name!r}")
+        norm_len = len(outcome.normalized)
+        # A trigger is confirmed when the query is about something the registry handles at all:
+        # some pattern's hybrid similarity reaches the trigger floor (on the routing evaluation data
+        # this refuses as many out-of-scope trigger hits as the triggered pattern's own score does,
+        # without refusing "store <content unlike the examples>").
+        in_domain = not outcome.candidates or outcome.candidates[0].score >= self.trigger_threshold
+        for hit in outcome.triggers:
+            d = hit.definition
+            scored = outcome.trigger_scores.get(d.name)
+            why = f"trigger of {d.name!r} (priority {d.priority}) matched {hit.span_length} of {norm_len} characters"
+            if scored is None:  # no examples to score it with: the trigger decides
+                return Choice(d, MatchSource.TRIGGER, trigger_confidence(hit.span_length, norm_len), why)
+            if in_domain:
+                return Choice(d, MatchSource.TRIGGER, scored.score, f"{why}, similarity {scored.score:.3f}")
+        best = self.best_candidate(outcome, mode, query, context)
+        if best is None or best.definition.is_write:
+            return None
+        limit = threshold_of(best.definition)
+        if best.score < limit:
+            return None
+        why = (
+            f"hybrid similarity of {best.definition.name!r} {best.score:.3f} >= {limit:.3f} "
+            f"(closest example {best.example!r})"
+        )
+        return Choice(best.definition, MatchSource.SEMANTIC, best.score, why)
 
-        def runnable(d: PatternDefinition) -> bool:
-            return d.pattern_type in allowed and (
-                d.operation is not MemoryOperation.SEARCH_BY_TAG or bool(tags_in(query, context))
+    def best_candidate(
+        self, outcome: MatchOutcome, mode: ExecutionMode, query: str, context: Mapping[str, Any]
+    ) -> Candidate | None:
+        """The best similarity candidate that could run on this query under this mode."""
+        for c in outcome.candidates:
+            if self._runnable(c.definition, mode, query, context):
+                return c
+        return None
+
+    @staticmethod
+    def _runnable(d: PatternDefinition, mode: ExecutionMode, query: str, context: Mapping[str, Any]) -> bool:
+        if mode is ExecutionMode.FAST and d.pattern_type is PatternType.MEMORY and not d.is_write:
+            return False
+        return d.operation is not MemoryOperation.SEARCH_BY_TAG or bool(tags_in(query, context))
+
+    def _no_match_error(
+        self, outcome: MatchOutcome, mode: ExecutionMode, query: str, context: Mapping[str, Any]
+    ) -> NotFoundError:
+        """``NO_PATTERN_MATCHED`` with the closest candidates (calibrated and raw) in the metadata."""
+        calibration = self._registry.calibration
+        listed: list[dict[str, Any]] = []
+        for hit in outcome.triggers:
+            scored = outcome.trigger_scores.get(hit.definition.name)
+            if scored is not None:
+                listed.append(self._describe_candidate(scored, MatchSource.TRIGGER, self.trigger_threshold))
+        for c in outcome.candidates[: NO_MATCH_CANDIDATES + len(listed)]:
+            if len(listed) >= NO_MATCH_CANDIDATES:
+                break
+            if all(item["pattern_name"] != c.definition.name for item in listed):
+                listed.append(self._describe_candidate(c, MatchSource.SEMANTIC, self._registry.threshold(c.definition)))
+        listed = listed[:NO_MATCH_CANDIDATES]
+        best = self.best_candidate(outcome, mode, query, context)
+        metadata = {"execution_mode": mode.name, "candidates": json.dumps(listed, separators=(",", ":"))}
+        if best is None:
+            message = "no pattern matches this query"
+        else:
+            threshold = self._registry.threshold(best.definition)
+            confidence = calibration.confidence(MatchSource.SEMANTIC.value, best.score)
+            metadata.update(
+                best_pattern_name=best.definition.name,
+                best_score=f"{confidence:.6f}",
+                best_raw_score=f"{best.score:.6f}",
+                threshold=f"{threshold:.6f}",
+                best_is_write=str(best.definition.is_write).lower(),
             )
+            if best.definition.is_write and best.score >= threshold:
+                message = (
+                    f"no pattern matches this query: the closest, {best.definition.name!r} "
+                    f"(similarity {best.score:.3f}), is a write, which runs only when its trigger or its name matches"
+                )
+            else:
+                message = (
+                    f"no pattern matches this query: the closest, {best.definition.name!r}, scored "
+                    f"{best.score:.3f}, below its threshold {threshold:.3f}"
+                )
+        return NotFoundError(
+            "PatternDefinition", outcome.normalized, message, reason="NO_PATTERN_MATCHED", metadata=metadata
+        )
 
-        semantic = [h for h in outcome.semantic if runnable(h.definition)]
-        threshold = self._registry.semantic_threshold
-        if semantic and semantic[0].score >= threshold:
-            best = semantic[0]
-            why = f"closest example of {best.definition.name!r} ({best.example!r}) scored {best.score:.3f}"
-            return best.definition, MatchSource.SEMANTIC, max(0.0, best.score), why + f" >= {threshold}"
-        if fast:
-            wanted, confidence, why = keyword_decision(outcome.normalized, False)
+    def _describe_candidate(self, c: Candidate, source: MatchSource, threshold: float) -> dict[str, Any]:
+        return {
+            "pattern_name": c.definition.name,
+            "match_source": source.value,
+            "confidence": round(self._registry.calibration.confidence(source.value, c.score), 4),
+            "raw_score": round(c.score, 4),
+            "threshold": round(threshold, 4),
+            "write": c.definition.is_write,
+        }
+
+    async def _keyword_guess(
+        self, outcome: MatchOutcome, mode: ExecutionMode, query: str, context: Mapping[str, Any], tenant_id: str
+    ) -> Choice | None:
+        """The seed router's keyword decision (opt-in), never a write; ``None`` when no pattern can run."""
+        if mode is ExecutionMode.FAST:
+            wanted, raw, why = keyword_decision(outcome.normalized, False)
             wanted = PatternType.INFRASTRUCTURE if wanted is PatternType.MEMORY else wanted
         else:
-            wanted, confidence, why = await self._keyword(outcome.normalized, tenant_id)
+            wanted, raw, why = await self._keyword(outcome.normalized, tenant_id)
 
         def guessable() -> Iterator[PatternDefinition]:
-            """Semantic hits, then every other runnable pattern (priority order), never a write; lazily."""
-            seen: set[str] = set()  # names are unique in a registry state: O(1), not dataclass equality
-            for h in semantic:
-                if not h.definition.is_write:
-                    seen.add(h.definition.name)
-                    yield h.definition
+            """Similarity candidates, then every other runnable pattern (priority order), never a write; lazily."""
+            seen: set[str] = set()
+            for c in outcome.candidates:
+                d = c.definition
+                if not d.is_write and self._runnable(d, mode, query, context):
+                    seen.add(d.name)
+                    yield d
             for d in self._registry.iter_definitions():
-                if d.name not in seen and not d.is_write and runnable(d):
+                if d.name not in seen and not d.is_write and self._runnable(d, mode, query, context):
                     yield d
 
-        # The first guessable pattern of the wanted type, else the first guessable one; stops early.
         chosen = next((d for d in guessable() if d.pattern_type is wanted), None)
         if chosen is None:
             chosen = next(guessable(), None)
         if chosen is None:
-            raise NotFoundError(
-                "PatternDefinition",
-                outcome.normalized,
-                "no registered pattern can answer this query",
-                reason="NO_MATCHING_PATTERN",
-            )
-        return chosen, MatchSource.KEYWORD, confidence, f"{why}; best {wanted.value} pattern {chosen.name!r}"
+            return None
+        return Choice(chosen, MatchSource.KEYWORD, raw, f"{why}; best {wanted.value} pattern {chosen.name!r}")
 
     async def _keyword(self, normalized: str, tenant_id: str) -> tuple[PatternType, float, str]:
         kinds = {t for t, rx in KEYWORDS.items() if rx.search(normalized)}
@@ -339,23 +482,27 @@ class HybridDecisionRouter:
         self, outcome: MatchOutcome, chosen: PatternDefinition, path: PathPlan, confidence: float, mode: ExecutionMode
     ) -> tuple[RouteAlternative, ...]:
         found: dict[tuple[PatternType, str], RouteAlternative] = {}
+        calibration = self._registry.calibration
 
-        def add(d: PatternDefinition, p: PathPlan | None, score: float) -> None:
+        def add(d: PatternDefinition, p: PathPlan | None, score: float, raw: float) -> None:
             if p is None or (p.pattern_type, d.name) == (path.pattern_type, chosen.name):
                 return
             key = (p.pattern_type, d.name)
             if key not in found or found[key].score < score:
-                found[key] = RouteAlternative(p.pattern_type, d.name, round(max(0.0, score), 6), p.cost)
+                found[key] = RouteAlternative(p.pattern_type, d.name, round(max(0.0, score), 6), p.cost, round(raw, 6))
 
         for hit in outcome.triggers:
             if hit.definition.name != chosen.name:
-                score = trigger_confidence(hit.span_length, len(outcome.normalized))
-                add(hit.definition, plan_path(hit.definition, mode), score)
-        for sem in outcome.semantic[:MAX_ALTERNATIVES]:
-            add(sem.definition, plan_path(sem.definition, mode), sem.score)
+                scored = outcome.trigger_scores.get(hit.definition.name)
+                raw = (
+                    scored.score if scored is not None else trigger_confidence(hit.span_length, len(outcome.normalized))
+                )
+                add(hit.definition, plan_path(hit.definition, mode), calibration.confidence("trigger", raw), raw)
+        for c in outcome.candidates[:MAX_ALTERNATIVES]:
+            add(c.definition, plan_path(c.definition, mode), calibration.confidence("semantic", c.score), c.score)
         for other in ExecutionMode:
             if other is not mode:
-                add(chosen, plan_path(chosen, other), OTHER_PATH_FACTOR * confidence)
+                add(chosen, plan_path(chosen, other), OTHER_PATH_FACTOR * confidence, 0.0)
         ranked = sorted(found.values(), key=lambda a: (-a.score, a.estimated_cost, a.pattern_name))
         return tuple(ranked[:MAX_ALTERNATIVES])
 
@@ -370,10 +517,23 @@ class HybridDecisionRouter:
         return f"the {kind} {path.pattern_type.value} path: {' + '.join(parts)} ({path.cost} tokens)"
 
     def stats(self) -> dict[str, Any]:
-        """Router statistics: ``total_routes``, ``routes_by_type`` (counts), ``route_distribution`` (fractions 0-1)."""
+        """Router statistics: ``total_routes``, ``routes_by_type`` (counts), ``route_distribution`` (fractions 0-1),
+        ``no_match_count`` (queries refused with ``NO_PATTERN_MATCHED``)."""
         total = self._total
         return {
             "total_routes": total,
             "routes_by_type": dict(self._by_type),
             "route_distribution": {t: (n / total if total else 0.0) for t, n in self._by_type.items()},
+            "no_match_count": self._no_match,
         }
+
+
+__all__: Sequence[str] = (
+    "Choice",
+    "ExecutionPlan",
+    "HybridDecisionRouter",
+    "PathPlan",
+    "keyword_decision",
+    "plan_path",
+    "trigger_confidence",
+)

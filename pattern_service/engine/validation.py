@@ -21,6 +21,7 @@ from typing import Any
 import re2
 import yaml
 
+from pattern_service.calibration import RoutingCalibration
 from pattern_service.domain import MemoryOperation, PatternDefinition, PatternType
 from pattern_service.errors import FieldViolation
 
@@ -123,6 +124,13 @@ def validate_definitions(definitions: Sequence[PatternDefinition], tool_names: C
         _check_range(out, f"{p}.cost_tokens", d.cost_tokens, 0, MAX_COST)
         _check_range(out, f"{p}.priority", d.priority, 0, MAX_PRIORITY)
         _check_range(out, f"{p}.cache_ttl", d.cache_ttl, 0, MAX_CACHE_TTL)
+        threshold = d.similarity_threshold
+        if threshold is not None and (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, int | float)
+            or not 0.0 <= float(threshold) <= 1.0  # NaN fails this too
+        ):
+            out.append(FieldViolation(f"{p}.similarity_threshold", "must be a number in [0, 1]"))
         if len(examples) > MAX_EXAMPLES:
             out.append(FieldViolation(f"{p}.examples", f"at most {MAX_EXAMPLES} examples"))
         for j, ex in enumerate(examples):
@@ -185,16 +193,37 @@ def definition_from_config(raw: Mapping[str, Any], *, default_cache_ttl: int = 3
             metadata=dict(raw.get("metadata") or {}),
             description=raw.get("description", ""),
             examples=tuple(raw.get("examples") or ()),
+            similarity_threshold=raw.get("similarity_threshold"),
         )
     except (KeyError, ValueError) as exc:
         raise ValueError(f"bad pattern definition {raw.get('name')!r}: {exc}") from exc
 
 
-def load_default_definitions(path: Path | None = None, *, default_cache_ttl: int = 300) -> list[PatternDefinition]:
-    """Read the default pattern set (the bundled ``patterns.yaml`` unless ``path`` is given)."""
+def _read_default_set(path: Path | None) -> Mapping[str, Any]:
     if path is None:
         text = resources.files("pattern_service.engine").joinpath("patterns.yaml").read_text(encoding="utf-8")
     else:
         text = path.read_text(encoding="utf-8")
     data = yaml.safe_load(text) or {}
+    return data if isinstance(data, Mapping) else {}
+
+
+def load_default_definitions(path: Path | None = None, *, default_cache_ttl: int = 300) -> list[PatternDefinition]:
+    """Read the default pattern set (the bundled ``patterns.yaml`` unless ``path`` is given)."""
+    data = _read_default_set(path)
     return [definition_from_config(item, default_cache_ttl=default_cache_ttl) for item in data.get("patterns", [])]
+
+
+def load_default_calibration(path: Path | None = None) -> tuple[RoutingCalibration, str | None]:
+    """The confidence calibration shipped with a default pattern set and the embedder it was fitted for.
+
+    Reads the set's ``calibration:`` key (absent = uncalibrated: confidence =
+    raw score) and ``fitted_for:`` (the embedder ``model_id`` the calibration
+    and the patterns' ``similarity_threshold`` values were fitted with).
+
+    Raises:
+        ValueError: The ``calibration`` entry is malformed.
+    """
+    data = _read_default_set(path)
+    fitted_for = data.get("fitted_for")
+    return RoutingCalibration.from_dict(data.get("calibration")), fitted_for if isinstance(fitted_for, str) else None

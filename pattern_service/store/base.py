@@ -39,18 +39,27 @@ class PatternDefinitionStore(Protocol):
         """All stored definitions and the current registry version."""
         ...
 
+    async def load_state(self) -> tuple[list[PatternDefinition], int, dict[str, Any] | None]:
+        """All stored definitions, the registry version and the stored confidence calibration (one read)."""
+        ...
+
     async def is_seeded(self) -> bool:
         """Whether the default set was ever loaded (so a deleted default stays deleted)."""
         ...
 
     async def apply_batch(
-        self, definitions: Sequence[PatternDefinition], *, mark_seeded: bool = False
+        self,
+        definitions: Sequence[PatternDefinition],
+        *,
+        mark_seeded: bool = False,
+        calibration: Mapping[str, Any] | None = None,
     ) -> tuple[list[PatternDefinition], int, int, int]:
         """Insert or replace definitions by name in one transaction.
 
         Args:
             definitions: Already validated, unique names.
             mark_seeded: Also record that the default set has been loaded.
+            calibration: Also replace the stored confidence calibration (same transaction).
 
         Returns:
             (stored definitions with timestamps, created count, replaced count,

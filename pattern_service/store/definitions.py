@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -30,11 +31,19 @@ def _to_domain(row: PatternDefinitionRow) -> PatternDefinition:
         examples=tuple(row.examples or ()),
         create_time=row.create_time,
         update_time=row.update_time,
+        similarity_threshold=row.similarity_threshold,
     )
 
 
-async def _bump_version(session: AsyncSession, *, mark_seeded: bool = False) -> int:
+async def _bump_version(
+    session: AsyncSession, *, mark_seeded: bool = False, calibration: Mapping[str, Any] | None = None
+) -> int:
     """Increment the registry version by one (first statement of a write: it takes the write lock).
+
+    Args:
+        session: The write transaction.
+        mark_seeded: Also record that the default set has been loaded.
+        calibration: Also replace the stored confidence calibration.
 
     Returns:
         The new version.
@@ -42,9 +51,18 @@ async def _bump_version(session: AsyncSession, *, mark_seeded: bool = False) -> 
     values: dict[str, object] = {"version": RegistryStateRow.version + 1}
     if mark_seeded:
         values["seeded"] = True
+    if calibration is not None:
+        values["calibration"] = dict(calibration)
     result = await session.execute(update(RegistryStateRow).where(RegistryStateRow.id == _STATE_ID).values(**values))
     if getattr(result, "rowcount", 0) == 0:  # the migration seeds the row; recreate it if it was removed
-        session.add(RegistryStateRow(id=_STATE_ID, version=1, seeded=mark_seeded))
+        session.add(
+            RegistryStateRow(
+                id=_STATE_ID,
+                version=1,
+                seeded=mark_seeded,
+                calibration=None if calibration is None else dict(calibration),
+            )
+        )
         await session.flush()
         return 1
     version = await session.scalar(select(RegistryStateRow.version).where(RegistryStateRow.id == _STATE_ID))
@@ -77,6 +95,27 @@ class SqlPatternDefinitionStore:
             version = await session.scalar(select(RegistryStateRow.version).where(RegistryStateRow.id == _STATE_ID))
         return definitions, int(version or 0)
 
+    async def load_state(self) -> tuple[list[PatternDefinition], int, dict[str, Any] | None]:
+        """All stored definitions (by name), the registry version and the stored calibration, in one read.
+
+        Raises:
+            UnavailableError: The database cannot be reached.
+        """
+        async with self.db.session() as session:
+            rows = await session.scalars(select(PatternDefinitionRow).order_by(PatternDefinitionRow.name))
+            definitions = [_to_domain(r) for r in rows]
+            state = (
+                await session.execute(
+                    select(RegistryStateRow.version, RegistryStateRow.calibration).where(
+                        RegistryStateRow.id == _STATE_ID
+                    )
+                )
+            ).first()
+        if state is None:
+            return definitions, 0, None
+        calibration = dict(state.calibration) if isinstance(state.calibration, Mapping) else None
+        return definitions, int(state.version or 0), calibration
+
     async def is_seeded(self) -> bool:
         """Whether the default set was ever loaded.
 
@@ -98,7 +137,11 @@ class SqlPatternDefinitionStore:
         return int(version or 0)
 
     async def apply_batch(
-        self, definitions: Sequence[PatternDefinition], *, mark_seeded: bool = False
+        self,
+        definitions: Sequence[PatternDefinition],
+        *,
+        mark_seeded: bool = False,
+        calibration: Mapping[str, Any] | None = None,
     ) -> tuple[list[PatternDefinition], int, int, int]:
         """Insert or replace definitions by name in one transaction.
 
@@ -107,6 +150,7 @@ class SqlPatternDefinitionStore:
         Args:
             definitions: Already validated, unique names.
             mark_seeded: Also record that the default set has been loaded.
+            calibration: Also replace the stored confidence calibration (same transaction).
 
         Returns:
             (stored definitions with timestamps, created count, replaced count, new registry version).
@@ -116,20 +160,20 @@ class SqlPatternDefinitionStore:
         """
         for attempt in range(_MAX_ATTEMPTS):
             try:
-                return await self._apply_once(definitions, mark_seeded)
+                return await self._apply_once(definitions, mark_seeded, calibration)
             except IntegrityError as exc:  # a concurrent batch inserted the same name first: retry
                 if attempt == _MAX_ATTEMPTS - 1:
                     raise UnavailableError(f"pattern definitions kept conflicting: {exc.orig}") from exc
         raise AssertionError("unreachable")
 
     async def _apply_once(
-        self, definitions: Sequence[PatternDefinition], mark_seeded: bool
+        self, definitions: Sequence[PatternDefinition], mark_seeded: bool, calibration: Mapping[str, Any] | None
     ) -> tuple[list[PatternDefinition], int, int, int]:
         now = utcnow()
         created = replaced = 0
         rows: list[PatternDefinitionRow] = []
         async with self.db.session(write=True) as session:
-            version = await _bump_version(session, mark_seeded=mark_seeded)
+            version = await _bump_version(session, mark_seeded=mark_seeded, calibration=calibration)
             names = [d.name for d in definitions]
             existing = {
                 r.name: r
@@ -151,6 +195,7 @@ class SqlPatternDefinitionStore:
                 row.description = d.description
                 row.examples = list(d.examples)
                 row.metadata_ = dict(d.metadata)
+                row.similarity_threshold = d.similarity_threshold
                 row.update_time = now
                 rows.append(row)
             await session.flush()

@@ -32,7 +32,8 @@ from pattern_service.errors import AlreadyExistsError, InvalidArgumentError, Not
 from pattern_service.store.db import Database
 from pattern_service.store.embeddings import Embedder
 from pattern_service.store.orm import SuccessPatternRow, utcnow
-from pattern_service.store.outbox import PATTERN_COLLECTION, VectorSync, enqueue
+from pattern_service.store.outbox import PATTERN_COLLECTION, VectorSync, enqueue, recommendation_texts
+from pattern_service.store.relevance import MATCH_CANDIDATES, dense_floor, rank_matches
 from pattern_service.store.vectors.base import Condition, MatchAny, Range, VectorFilter, VectorIndex
 
 RESOURCE = "SuccessPattern"
@@ -41,7 +42,18 @@ MAX_PAGE_SIZE = 1000
 
 #: Fields whose change alters the embedding text or the index payload (so the vector is rewritten).
 _VECTOR_FIELDS = frozenset(
-    {"pattern_type", "name", "description", "version", "tags", "status", "quality_metrics", "success_rate"}
+    {
+        "pattern_type",
+        "name",
+        "description",
+        "version",
+        "tags",
+        "status",
+        "quality_metrics",
+        "success_rate",
+        "context",
+        "execution_trace",
+    }
 )
 
 
@@ -52,18 +64,7 @@ def context_hash(context: Mapping[str, Any]) -> str:
 
 def recommendations(execution_trace: Mapping[str, Any]) -> tuple[str, ...]:
     """The steps of ``execution_trace["steps"]``: strings, or dicts' ``description`` / ``action``."""
-    steps = execution_trace.get("steps")
-    if not isinstance(steps, list):
-        return ()
-    out: list[str] = []
-    for step in steps:
-        if isinstance(step, str) and step.strip():
-            out.append(step)
-        elif isinstance(step, Mapping):
-            text = step.get("description") or step.get("action")
-            if isinstance(text, str) and text.strip():
-                out.append(text)
-    return tuple(out)
+    return recommendation_texts(execution_trace)
 
 
 def _to_domain(row: SuccessPatternRow) -> SuccessPattern:
@@ -402,11 +403,16 @@ class SqlLearningStore:
         return pattern
 
     async def match(self, tenant_id: str, query: MatchQuery) -> MatchResult:
-        """Semantic match: embed ``intent + context + requirements``, search with the filters pushed down.
+        """Match by meaning: dense search with the filters pushed down, lexical re-scoring, calibration.
 
-        Hits below ``min_confidence`` are dropped by the index; hits whose SQL
-        row is gone, belongs to another tenant or no longer passes the filters
-        are dropped after the primary-key lookup.
+        The query text (``intent + context + requirements``) is embedded and
+        the index returns the ``max(limit, 20)`` closest patterns (exact cosine
+        below the HNSW threshold). Each is re-scored with the hybrid similarity
+        of :mod:`.relevance` and calibrated; matches under ``min_confidence``
+        are dropped, the rest ordered by relevance or, for learned ranking, by
+        relevance blended with the outcome record. Hits whose SQL row is gone,
+        belongs to another tenant or no longer passes the filters are dropped
+        after the primary-key lookup.
 
         Raises:
             UnavailableError: The database or the index cannot be reached.
@@ -417,11 +423,12 @@ class SqlLearningStore:
         hits = await self.index.search(
             PATTERN_COLLECTION,
             vector,
-            limit=max(1, query.limit),
+            limit=max(MATCH_CANDIDATES, query.limit),
             flt=_match_vector_filter(tenant_id, query.filters),
-            score_threshold=query.min_confidence,
+            score_threshold=dense_floor(query.min_confidence),
         )
-        matches: list[PatternMatch] = []
+        candidates: list[SuccessPattern] = []
+        similarities: list[float] = []
         if hits:
             async with self.db.session() as session:
                 # Primary key only, tenant checked in Python: with ``tenant_id = ?`` in the
@@ -432,10 +439,15 @@ class SqlLearningStore:
                 by_id = {r.pattern_id: _to_domain(r) for r in rows if r.tenant_id == tenant_id}
             for hit in hits:
                 pattern = by_id.get(hit.id)
-                if pattern is None or not _passes(pattern, query.filters):
-                    continue
-                score = min(1.0, max(0.0, float(hit.score)))
-                matches.append(PatternMatch(pattern, score, recommendations(pattern.execution_trace)))
+                if pattern is not None and _passes(pattern, query.filters):
+                    candidates.append(pattern)
+                    similarities.append(float(hit.score))
+        scored = rank_matches(text, candidates, similarities, query.ranking)
+        matches = [
+            PatternMatch(m.pattern, m.confidence, recommendations(m.pattern.execution_trace), m.similarity, m.rank)
+            for m in scored
+            if m.confidence >= query.min_confidence
+        ][: query.limit]
         return MatchResult(
             matches=tuple(matches),
             query_time_ms=(time.perf_counter() - started) * 1000.0,

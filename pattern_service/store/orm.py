@@ -172,6 +172,7 @@ class PatternDefinitionRow(Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONDocument)
     create_time: Mapped[datetime] = mapped_column(UTCDateTime())
     update_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    similarity_threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class RegistryStateRow(Base):
@@ -182,6 +183,8 @@ class RegistryStateRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger)
     seeded: Mapped[bool] = mapped_column(Boolean)
+    #: Platt scaling per match source (revision 0003); ``None`` = uncalibrated.
+    calibration: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument, nullable=True)
 
 
 class VectorOutboxRow(Base):

@@ -22,6 +22,7 @@ import numpy.typing as npt
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pattern_service.domain import SuccessPattern
 from pattern_service.store.db import Database
 from pattern_service.store.embeddings import Embedder
 from pattern_service.store.orm import MemoryRow, SuccessPatternRow, VectorOutboxRow, utcnow
@@ -87,12 +88,48 @@ def collection_specs(dimension: int, model_id: str) -> list[CollectionSpec]:
     return [memory_collection_spec(dimension, model_id), pattern_collection_spec(dimension, model_id)]
 
 
-def pattern_embedding_text(row: SuccessPatternRow) -> str:
-    """The text embedded for a success pattern (seed format)."""
-    return (
-        f"Pattern Type: {row.pattern_type}\nName: {row.name}\n"
-        f"Description: {row.description}\nTags: {', '.join(row.tags or [])}"
-    )
+def pattern_embedding_text(row: SuccessPatternRow | SuccessPattern) -> str:
+    """The text embedded for a success pattern: what describes it, most telling first.
+
+    Name, description, the intent (and environment) of its context, its tags,
+    its type and its execution steps (the seed embedded only type, name,
+    description and tags; the intent and the steps are what a caller's need
+    is phrased like). MiniLM reads the first 256 word pieces, so the steps come
+    last. Changing this text re-embeds every stored pattern: migration 0004
+    queues them all in the outbox.
+    """
+    context = row.context or {}
+    description = row.description.strip()
+    if description and description[-1] not in ".!?":
+        description += "."
+    parts = [f"{row.name}.", description]
+    for key in ("intent", "environment"):
+        value = context.get(key)
+        if isinstance(value, str) and value.strip():
+            parts.append(f"{key.capitalize()}: {value.strip()}.")
+    if row.tags:
+        parts.append(f"Tags: {', '.join(row.tags)}.")
+    parts.append(f"Type: {row.pattern_type.replace('_', ' ')}.")
+    steps = recommendation_texts(row.execution_trace or {})
+    if steps:
+        parts.append("Steps: " + "; ".join(steps) + ".")
+    return " ".join(p for p in parts if p)
+
+
+def recommendation_texts(execution_trace: Mapping[str, Any]) -> tuple[str, ...]:
+    """The steps of ``execution_trace["steps"]``: strings, or dicts' ``description`` / ``action``."""
+    steps = execution_trace.get("steps")
+    if not isinstance(steps, list):
+        return ()
+    out: list[str] = []
+    for step in steps:
+        if isinstance(step, str) and step.strip():
+            out.append(step)
+        elif isinstance(step, Mapping):
+            text = step.get("description") or step.get("action")
+            if isinstance(text, str) and text.strip():
+                out.append(text)
+    return tuple(out)
 
 
 def memory_payload(row: MemoryRow, model_id: str) -> dict[str, Any]:

@@ -113,6 +113,7 @@ def eng_build(
             "memory_store": eng_memories,
             "embedder": eng_embedder,
             "semantic_threshold": ENG_THRESHOLD,
+            "trigger_threshold": 0.0,  # the hashing embedder's cosines are lexical: a trigger is enough here
             "load_entry_point_tools": False,
             "tools": tools,
             "cache_timer": eng_clock,

@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 from pattern_service.domain import PatternDefinition, PatternType
 from pattern_service.engine import PatternExecutionEngine, ToolCall, ToolError
 
-#: Semantic threshold for the lexical hashing embedder (0.55 is tuned for MiniLM).
-ENG_THRESHOLD = 0.5
+#: Global similarity threshold for the lexical hashing embedder (the shipped per-pattern ones are for MiniLM).
+ENG_THRESHOLD = 0.3
 
 
 class EngClock:

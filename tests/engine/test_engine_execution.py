@@ -7,8 +7,7 @@ from eng_helpers import EngBuilder, EngClock, eng_definition
 
 from pattern_service.domain import ExecutionMode, MatchSource, PatternType
 from pattern_service.engine import PatternExecutionEngine
-from pattern_service.engine.router import trigger_confidence
-from pattern_service.errors import FailedPreconditionError, InvalidArgumentError
+from pattern_service.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
 
 FAST, BALANCED, COMPREHENSIVE = ExecutionMode.FAST, ExecutionMode.BALANCED, ExecutionMode.COMPREHENSIVE
 
@@ -199,7 +198,8 @@ async def test_confidence_and_alternatives_are_scores(eng_engine: PatternExecuti
     q = "run tool calculate 2+2"
     decision = await eng_engine.route(q)
     assert decision.match_source is MatchSource.TRIGGER and decision.pattern_name == "execute_mcp_tool"
-    assert decision.confidence == pytest.approx(trigger_confidence(len("run tool"), len(q)), abs=1e-6)
+    # The shipped calibration is for MiniLM: with the hashing embedder confidence is the raw similarity.
+    assert 0.0 < decision.raw_score <= 1.0 and decision.confidence == pytest.approx(decision.raw_score, abs=1e-6)
     alternatives = {(a.pattern_type, a.pattern_name): a for a in decision.alternative_routes}
     assert (PatternType.INFRASTRUCTURE, "quick_calculation") in alternatives
     assert alternatives[(PatternType.HYBRID, "execute_mcp_tool")].estimated_cost == 150
@@ -207,8 +207,13 @@ async def test_confidence_and_alternatives_are_scores(eng_engine: PatternExecuti
     assert scores == sorted(scores, reverse=True)
 
 
-async def test_keyword_fallback_depends_on_memories(eng_build: EngBuilder) -> None:
-    engine = await eng_build(semantic_threshold=0.99)
+async def test_keyword_fallback_is_opt_in_and_depends_on_memories(eng_build: EngBuilder) -> None:
+    refusing = await eng_build(semantic_threshold=0.99)
+    with pytest.raises(NotFoundError) as refused:
+        await refusing.route("zebra quokka")
+    assert refused.value.reason == "NO_PATTERN_MATCHED"
+    assert (await refusing.route("zebra quokka", keyword_fallback=True)).match_source is MatchSource.KEYWORD
+    engine = await eng_build(semantic_threshold=0.99, keyword_fallback=True)
     empty = await engine.route("zebra quokka")
     assert empty.match_source is MatchSource.KEYWORD and empty.pattern_type is PatternType.INFRASTRUCTURE
     assert empty.confidence == pytest.approx(0.2)
@@ -220,7 +225,7 @@ async def test_keyword_fallback_depends_on_memories(eng_build: EngBuilder) -> No
     assert (await engine.route("zebra quokka", execution_mode=FAST)).pattern_type is PatternType.INFRASTRUCTURE
 
 
-async def test_semantic_route_uses_cosine_confidence(eng_engine: PatternExecutionEngine) -> None:
+async def test_semantic_route_reports_its_hybrid_similarity(eng_engine: PatternExecutionEngine) -> None:
     decision = await eng_engine.route("what do we know about security audits today")
     assert decision.match_source is MatchSource.SEMANTIC and decision.pattern_name == "recall_memory"
-    assert 0.5 <= decision.confidence <= 1.0
+    assert 0.3 <= decision.raw_score <= 1.0 and decision.confidence == pytest.approx(decision.raw_score)

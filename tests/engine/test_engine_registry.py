@@ -40,7 +40,7 @@ def test_default_set_matches_the_seed_table() -> None:
     for name, (ptype, cost, priority, ttl) in seed.items():
         d = defaults[name]
         assert (d.pattern_type.value, d.cost_tokens, d.priority, d.cache_ttl) == (ptype, cost, priority, ttl)
-        assert d.description and 3 <= len(d.examples) <= 5
+        assert d.description and 10 <= len(d.examples) <= 50
         assert d.tool or d.operation
 
 
@@ -210,8 +210,9 @@ async def test_semantic_match_by_examples(eng_build: EngBuilder) -> None:
         ]
     )
     outcome = await engine.registry.match("weather forecast for tomorrow")
-    assert outcome.triggers == () and outcome.semantic[0].definition.name == "weather"
-    assert outcome.semantic[0].score > outcome.semantic[1].score
+    assert outcome.triggers == () and outcome.candidates[0].definition.name == "weather"
+    assert outcome.candidates[0].score > outcome.candidates[1].score
+    assert outcome.candidates[0].lexical > 0 and outcome.candidates[1].lexical == 0  # BM25: "weather", "forecast"
     neighbours = await engine.registry.semantic_neighbours("my invoice please", limit=1)
     assert [h.definition.name for h in neighbours] == ["billing"]
 
@@ -239,9 +240,10 @@ async def test_trigger_plans_are_reused_until_the_registry_changes(eng_engine: P
     assert await router.plan("calculate 1 + 1", mode, {}, "t") is first  # kept
     other_mode = await router.plan("calculate 1 + 1", ExecutionMode.COMPREHENSIVE, {}, "t")
     assert other_mode is not first and other_mode.path != first.path
-    keyword = await router.plan("zzz qqq", mode, {}, "t")  # keyword choices depend on the tenant's memories
+    # keyword choices (opt-in) depend on the tenant's memories: never kept
+    keyword = await router.plan("zzz qqq", mode, {}, "t", keyword_fallback=True)
     assert keyword.decision.match_source is MatchSource.KEYWORD
-    assert await router.plan("zzz qqq", mode, {}, "t") is not keyword
+    assert await router.plan("zzz qqq", mode, {}, "t", keyword_fallback=True) is not keyword
     await eng_engine.register_batch([eng_definition("calculon", priority=100, trigger_pattern=r"\bcalculate\b")])
     after = await router.plan("calculate 1 + 1", mode, {}, "t")
     assert after is not first and after.decision.pattern_name == "calculon"

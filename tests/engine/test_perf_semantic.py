@@ -1,14 +1,14 @@
-"""The vectorized semantic scan of the registry and the router's fallback give the same answers as before.
+"""The vectorized hybrid scan of the registry gives the same answers as a plain per-pattern loop.
 
-The reference is the former implementation: every pattern scored by its best
-example, every hit built, all sorted by (score descending, priority
-descending, name), then cut.
+The reference scores every pattern one by one with the documented formula
+(:mod:`pattern_service.engine.scoring`), builds every candidate, sorts all of
+them by (score descending, registry order) and cuts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -16,70 +16,77 @@ import pytest
 from eng_helpers import eng_definition
 
 from pattern_service.domain import PatternDefinition, PatternType
-from pattern_service.engine.registry import PatternRegistry, _State, _top_hits
-from pattern_service.engine.tools import SemanticHit
-from pattern_service.store.base import PatternDefinitionStore
+from pattern_service.engine import scoring
+from pattern_service.engine.registry import PatternRegistry
+from pattern_service.engine.scoring import Candidate, ScoringModel
 
 DIM = 4
 
 
-class _NoEmbedder:
-    model_id = "none"
-    dimension = DIM
-
-    async def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        raise AssertionError("not used")
+def _model(defs: list[PatternDefinition], vectors: dict[str, npt.NDArray[np.float32]]) -> ScoringModel:
+    ordered = sorted(defs, key=lambda d: (-d.priority, d.name))
+    return ScoringModel.build(ordered, vectors, DIM)
 
 
-def _state(defs: list[PatternDefinition], vectors: dict[str, npt.NDArray[np.float32]]) -> _State:
-    registry = PatternRegistry(cast(PatternDefinitionStore, None), _NoEmbedder(), (), load_defaults=False)
-    registry._vectors = dict(vectors)
-    return registry._build(defs, 1)
-
-
-def _reference(state: _State, sims: npt.NDArray[np.float32], limit: int, types: Sequence[Any]) -> list[SemanticHit]:
-    hits = []
-    for k, owner in enumerate(state.owners):
-        start = int(state.starts[k])
-        end = int(state.starts[k + 1]) if k + 1 < len(state.starts) else len(state.examples)
-        arg = start + int(np.argmax(sims[start:end]))
-        hits.append(SemanticHit(owner, float(sims[start:end].max()), state.examples[arg]))
-    hits.sort(key=lambda h: (-h.score, -h.definition.priority, h.definition.name))
-    return [h for h in hits if not types or h.definition.pattern_type in types][:limit]
+def _reference(
+    model: ScoringModel, vectors: dict[str, npt.NDArray[np.float32]], q: npt.NDArray[np.float32], text: str,
+    limit: int, types: Sequence[Any],
+) -> list[Candidate]:  # fmt: skip
+    lexical = model.lexical.scores(text)
+    out = []
+    for k, owner in enumerate(model.owners):
+        own = [e for e in owner.examples if e in vectors]
+        sims = [float(vectors[e] @ q) for e in own]
+        mean = np.mean([vectors[e] for e in own], axis=0)
+        centroid = mean / np.linalg.norm(mean) if np.linalg.norm(mean) > 0 else mean
+        dense = (1 - scoring.CENTROID_WEIGHT) * max(sims) + scoring.CENTROID_WEIGHT * float(centroid @ q)
+        hybrid = min(1.0, max(0.0, (1 - scoring.LEXICAL_WEIGHT) * dense + scoring.LEXICAL_WEIGHT * float(lexical[k])))
+        best = own[int(np.argmax(sims))]
+        out.append((k, Candidate(owner, hybrid, dense, float(lexical[k]), best)))
+    out.sort(key=lambda kc: (-round(kc[1].score, 5), kc[0]))
+    return [c for _, c in out if not types or c.definition.pattern_type in types][:limit]
 
 
 @pytest.mark.parametrize("examples_per_pattern", [1, 3])
-def test_top_hits_equal_the_full_sort_including_ties_and_type_filters(examples_per_pattern: int) -> None:
+def test_top_candidates_equal_the_full_sort_including_type_filters(examples_per_pattern: int) -> None:
     rng = np.random.default_rng(7)
     types = [PatternType.INFRASTRUCTURE, PatternType.MEMORY, PatternType.HYBRID]
+    words = ["deploy", "cache", "redis", "health", "notes", "latency"]
     defs, vectors = [], {}
     for i in range(60):
-        examples = tuple(f"example {i} {j}" for j in range(examples_per_pattern if i % 7 else 1))
-        for e in examples:  # few distinct values: many exact score ties across patterns and examples
-            vectors[e] = rng.integers(-2, 3, DIM).astype(np.float32)
+        examples = tuple(f"{words[(i + j) % 6]} example {i} {j}" for j in range(examples_per_pattern if i % 7 else 1))
+        for e in examples:
+            v = rng.normal(size=DIM).astype(np.float32)
+            vectors[e] = v / np.linalg.norm(v)
         meta = {"operation": "recall"} if types[i % 3] is PatternType.MEMORY else {"tool": "calculate"}
         defs.append(
             eng_definition(
-                f"p{i:02d}",
-                pattern_type=types[i % 3],
-                priority=int(rng.integers(0, 3)),
-                examples=examples,
+                f"p{i:02d}", pattern_type=types[i % 3], priority=int(rng.integers(0, 3)), examples=examples,
                 metadata=meta,
             )
-        )
-    defs.append(eng_definition("no_examples"))  # never a semantic hit
-    state = _state(defs, vectors)
-    assert len(state.owners) == 60
-    for q in range(20):
-        sims = state.matrix @ rng.integers(-2, 3, DIM).astype(np.float32)
-        for limit in (1, 5, 10, 59, 60, 100):
+        )  # fmt: skip
+    defs.append(eng_definition("no_examples"))  # never a candidate
+    model = _model(defs, vectors)
+    assert len(model.owners) == 60
+    for q in range(10):
+        v = rng.normal(size=DIM).astype(np.float32)
+        v /= np.linalg.norm(v)
+        text = f"{words[q % 6]} {words[(q + 2) % 6]}"
+        for limit in (1, 5, 59, 60, 100):
             for wanted in ((), (PatternType.MEMORY,), (PatternType.HYBRID, PatternType.INFRASTRUCTURE)):
-                assert _top_hits(state, sims, limit, wanted) == _reference(state, sims, limit, wanted), (q, limit)
+                got = model.top(v, text, limit, wanted)[0]
+                want = _reference(model, vectors, v, text, limit, wanted)
+                assert [c.definition.name for c in got] == [c.definition.name for c in want], (q, limit)
+                for g, w in zip(got, want, strict=True):
+                    assert g.score == pytest.approx(w.score, abs=1e-5)
+                    assert g.example == w.example
 
 
-def test_top_hits_of_an_empty_selection() -> None:
-    state = _state([eng_definition("a", examples=("x",))], {"x": np.ones(DIM, dtype=np.float32)})
-    assert _top_hits(state, state.matrix @ np.ones(DIM, dtype=np.float32), 5, (PatternType.MEMORY,)) == []
+def test_top_of_an_empty_selection_and_the_candidates_asked_for() -> None:
+    model = _model([eng_definition("a", examples=("x",))], {"x": np.ones(DIM, dtype=np.float32) / 2})
+    ranked, extra = model.top(np.ones(DIM, dtype=np.float32) / 2, "x", 5, (PatternType.MEMORY,), also=("a", "b"))
+    assert ranked == []
+    assert set(extra) == {"a"}  # "b" has no examples
 
 
 async def test_semantic_neighbours_filters_types_before_the_limit(eng_build: Any) -> None:

@@ -31,7 +31,10 @@ JSON_COLUMNS = {
     ("memories", "metadata"),
     ("pattern_definitions", "examples"),
     ("pattern_definitions", "metadata"),
+    ("registry_state", "calibration"),
 }
+#: The JSON columns revision 0001 has (0003 added the calibration).
+JSON_COLUMNS_0001 = JSON_COLUMNS - {("registry_state", "calibration")}
 GIN_INDEXES = {
     "ix_success_patterns_tags_gin": "jsonb_ops",
     "ix_success_patterns_execution_trace_gin": "jsonb_path_ops",
@@ -127,7 +130,7 @@ async def test_upgrade_and_downgrade_on_an_empty_database(pg_empty_url: str) -> 
     url = pg_empty_url
     await aupgrade_to_head(url)
     assert await _tables(url) >= TABLES
-    assert await _rows(url, "SELECT version_num FROM alembic_version") == [("0002",)]
+    assert await _rows(url, "SELECT version_num FROM alembic_version") == [("0004",)]
     assert await _json_types(url) == dict.fromkeys(JSON_COLUMNS, "jsonb")
     indexes = await _indexes(url)
     for name, opclass in GIN_INDEXES.items():
@@ -145,7 +148,7 @@ async def test_upgrade_and_downgrade_on_an_empty_database(pg_empty_url: str) -> 
 
     await aupgrade_to_head(url)  # idempotent
     await _downgrade(url, "0001")
-    assert await _json_types(url) == dict.fromkeys(JSON_COLUMNS, "json")
+    assert await _json_types(url) == dict.fromkeys(JSON_COLUMNS_0001, "json")
     assert not set(GIN_INDEXES) & set(await _indexes(url))
     assert "ck_memories_importance" not in await _checks(url)
     await _downgrade(url, "base")
@@ -202,7 +205,14 @@ async def _assert_data(url: str) -> None:
         async with db.session() as session:
             pattern = await session.get(SuccessPatternRow, "p1")
             memory = await session.get(MemoryRow, "m1")
-            definition = await session.get(PatternDefinitionRow, "d1")
+            # Columns, not the entity: the row's columns added by revision 0003 do not exist at 0001.
+            definition = (
+                await session.execute(
+                    select(PatternDefinitionRow.examples, PatternDefinitionRow.metadata_).where(
+                        PatternDefinitionRow.name == "d1"
+                    )
+                )
+            ).first()
             assert pattern is not None and memory is not None and definition is not None
             assert (pattern.execution_trace, pattern.context, pattern.tags) == (
                 TRACE,
@@ -213,6 +223,7 @@ async def _assert_data(url: str) -> None:
             assert (pattern.match_count, pattern.success_rate) == (3, 0.5)
             assert (memory.tags, memory.metadata_, memory.importance) == (["db", "perf"], METADATA, 0.7)
             assert (definition.examples, definition.metadata_) == (["tune the database"], {"operation": "recall"})
+            # Revision 0004 queued the stored success pattern for re-embedding with the new text.
             assert await session.scalar(select(MemoryRow.memory_id).where(MemoryRow.tenant_id == "t")) == "m1"
     finally:
         await db.dispose()
@@ -227,6 +238,8 @@ async def test_migrations_keep_data_both_ways(pg_empty_url: str) -> None:
     await aupgrade_to_head(url)
     assert await _json_types(url) == dict.fromkeys(JSON_COLUMNS, "jsonb")
     await _assert_data(url)
+    queued = "SELECT collection, point_id, op FROM vector_outbox"
+    assert await _rows(url, queued) == [("pattern_embeddings", "p1", "upsert")]  # 0004: re-embed with the new text
     matched = await _rows(url, "SELECT pattern_id FROM success_patterns WHERE tags ?| array['optimization', 'x']")
     assert matched == [("p1",)]
     assert await _rows(url, 'SELECT memory_id FROM memories WHERE metadata @> \'{"plan": {"steps": [2]}}\'') == [
@@ -234,7 +247,7 @@ async def test_migrations_keep_data_both_ways(pg_empty_url: str) -> None:
     ]
 
     await _downgrade(url, "0001")
-    assert await _json_types(url) == dict.fromkeys(JSON_COLUMNS, "json")
+    assert await _json_types(url) == dict.fromkeys(JSON_COLUMNS_0001, "json")
     await _assert_data(url)
 
     await aupgrade_to_head(url)

@@ -13,6 +13,7 @@ Examples::
     tmws-pattern match "speed up API responses" --requirement "p99 < 50 ms" --limit 5
     tmws-pattern execute-many queries.txt --mode balanced > results.jsonl
     tmws-pattern stats
+    tmws-pattern eval labelled.jsonl --fit --plot report.png
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from tmws.pattern.client._cli_eval import add_eval_parser, run_eval
 from tmws.pattern.client._client import DEFAULT_TARGET, PatternClient
 from tmws.pattern.client._convert import DEFAULT, TimeoutLike, to_struct
 from tmws.pattern.client._enums import parse_execution_mode, parse_success_pattern_status
@@ -193,7 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     match.add_argument("--context", default="", help="free-text context")
     match.add_argument("--requirement", action="append", default=[], help="a requirement (repeatable)")
     match.add_argument("--limit", type=_positive_int, default=0, help="maximum matches (default: 10)")
-    match.add_argument("--min-confidence", type=float, default=None, help="minimum similarity (default: 0.3)")
+    match.add_argument(
+        "--min-confidence", type=float, default=None, help="minimum calibrated confidence (default: 0.3)"
+    )
     match.add_argument("--tag", action="append", default=[], help="only patterns with this tag (repeatable)")
     match.add_argument("--pattern-type", action="append", default=[], help="only this category (repeatable)")
     match.add_argument("--status", action="append", default=[], help="only this status (repeatable)")
@@ -220,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     stats = commands.add_parser("stats", help="show server statistics", description="Show statistics (GetStats).")
     stats.set_defaults(handler=_stats)
+    add_eval_parser(commands, _eval)
     return parser
 
 
@@ -269,6 +274,13 @@ async def _match(client: PatternClient, args: argparse.Namespace, io: _Io, timeo
     )
     _print_json(message_to_dict(response), io.out)
     return EXIT_OK
+
+
+async def _eval(client: PatternClient, args: argparse.Namespace, io: _Io, timeout: TimeoutLike) -> int:
+    try:
+        return await run_eval(client, args, io.out, io.err, timeout)
+    except (ValueError, RuntimeError) as exc:
+        raise _UsageError(str(exc)) from exc
 
 
 async def _stats(client: PatternClient, args: argparse.Namespace, io: _Io, timeout: TimeoutLike) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import grpc
 from google.protobuf import field_mask_pb2
@@ -254,6 +254,7 @@ class PatternClient:
         execution_mode: ExecutionModeLike = None,
         context: ContextLike = None,
         use_cache: bool | None = None,
+        keyword_fallback: bool | None = None,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
     ) -> exec_pb2.ExecutionResult:
@@ -268,6 +269,8 @@ class PatternClient:
                 ``tags``, ``limit``, ...) or a ``Struct``.
             use_cache: Whether a cached result may be returned and a fresh one
                 cached; ``None`` leaves it to the server (true).
+            keyword_fallback: Allow the seed's keyword guess when no pattern
+                matches; ``None`` leaves it to the server (off by default).
             timeout: Deadline in seconds; default: the client's default.
             metadata: Extra call metadata.
 
@@ -276,7 +279,8 @@ class PatternClient:
 
         Raises:
             InvalidArgument: If the query or context is invalid.
-            NotFound: If no pattern matches the query.
+            NotFound: If no pattern matches the query (``ErrorInfo.reason``
+                ``NO_PATTERN_MATCHED``; its metadata names the closest candidates).
             FailedPrecondition: If the mode cannot run the matched pattern.
             PatternServiceError: For any other error status.
             ValueError: If ``execution_mode`` is not an execution mode.
@@ -287,6 +291,7 @@ class PatternClient:
             execution_mode=parse_execution_mode(execution_mode),
             context=to_struct(context),
             use_cache=use_cache,
+            keyword_fallback=keyword_fallback,
         )
         response = await self._unary(self._execution.Execute, request, timeout, metadata)
         return response.result
@@ -353,6 +358,7 @@ class PatternClient:
         *,
         execution_mode: ExecutionModeLike = None,
         context: ContextLike = None,
+        keyword_fallback: bool | None = None,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
     ) -> exec_pb2.RoutingDecision:
@@ -362,6 +368,7 @@ class PatternClient:
             query: The natural-language query.
             execution_mode: As in :meth:`execute`.
             context: As in :meth:`execute`.
+            keyword_fallback: As in :meth:`execute`.
             timeout: Deadline in seconds; default: the client's default.
             metadata: Extra call metadata.
 
@@ -376,10 +383,74 @@ class PatternClient:
             TypeError: If ``context`` is not JSON-like.
         """
         request = exec_pb2.RouteRequest(
-            query=query, execution_mode=parse_execution_mode(execution_mode), context=to_struct(context)
+            query=query,
+            execution_mode=parse_execution_mode(execution_mode),
+            context=to_struct(context),
+            keyword_fallback=keyword_fallback,
         )
         response = await self._unary(self._execution.Route, request, timeout, metadata)
         return response.decision
+
+    async def evaluate_routing(
+        self,
+        utterances: Iterable[tuple[str, str | None]],
+        *,
+        execution_mode: ExecutionModeLike = None,
+        timeout: TimeoutLike = DEFAULT,
+        metadata: MetadataLike | None = None,
+    ) -> exec_pb2.RoutingEvaluation:
+        """Route labelled utterances without executing them and report the quality (``EvaluateRouting``).
+
+        Args:
+            utterances: ``(query, expected pattern name)`` pairs; ``None`` (or
+                ``""``) as the name marks an out-of-scope query that should match
+                no pattern. 1-10,000 pairs.
+            execution_mode: As in :meth:`execute`.
+            timeout: Deadline in seconds; default: the client's default.
+            metadata: Extra call metadata.
+
+        Returns:
+            The ``RoutingEvaluation``: accuracy, out-of-scope precision and
+            recall, per-pattern precision / recall / F1, confusions and the
+            expected calibration error.
+
+        Raises:
+            InvalidArgument: An utterance is invalid or names an unknown pattern.
+            PatternServiceError: For any other error status.
+        """
+        request = exec_pb2.EvaluateRoutingRequest(
+            utterances=_utterances(utterances), execution_mode=parse_execution_mode(execution_mode)
+        )
+        response = await self._unary(self._execution.EvaluateRouting, request, timeout, metadata)
+        return response.evaluation
+
+    async def fit_routing(
+        self,
+        utterances: Iterable[tuple[str, str | None]],
+        *,
+        validate_only: bool = False,
+        timeout: TimeoutLike = DEFAULT,
+        metadata: MetadataLike | None = None,
+    ) -> exec_pb2.FitRoutingResponse:
+        """Fit per-pattern thresholds and the confidence calibration and apply them (``FitRouting``).
+
+        Args:
+            utterances: As in :meth:`evaluate_routing`.
+            validate_only: Report the fit without applying it.
+            timeout: Deadline in seconds; default: the client's default.
+            metadata: Extra call metadata.
+
+        Returns:
+            The response: evaluations before and after, the thresholds set,
+            the calibration and the registry version.
+
+        Raises:
+            InvalidArgument: An utterance is invalid or names an unknown pattern.
+            PermissionDenied: The key lacks the ``admin`` scope.
+            PatternServiceError: For any other error status.
+        """
+        request = exec_pb2.FitRoutingRequest(utterances=_utterances(utterances), validate_only=validate_only)
+        return await self._unary(self._execution.FitRouting, request, timeout, metadata)
 
     async def register_batch(
         self,
@@ -527,6 +598,7 @@ class PatternClient:
         min_success_rate: float | None = None,
         limit: int = 0,
         min_confidence: float | None = None,
+        ranking: Literal["relevance", "learned"] | None = None,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
     ) -> learn_pb2.MatchPatternsResponse:
@@ -542,7 +614,10 @@ class PatternClient:
             min_quality_score: Only patterns with at least this quality score.
             min_success_rate: Only patterns with at least this success rate.
             limit: Maximum matches, 1-100 (0: the server default, 10).
-            min_confidence: Minimum cosine similarity (``None``: 0.3).
+            min_confidence: Minimum calibrated confidence (``None``: 0.3).
+            ranking: ``"relevance"`` (calibrated relevance; the default) or
+                ``"learned"`` (relevance blended with the patterns' recorded
+                outcomes); ``None`` leaves it to the server (relevance).
             timeout: Deadline in seconds; default: the client's default.
             metadata: Extra call metadata.
 
@@ -568,6 +643,7 @@ class PatternClient:
             filters=filters,
             limit=limit,
             min_confidence=min_confidence,
+            ranking=_RANKINGS[ranking],
         )
         return await self._unary(self._learning.MatchPatterns, request, timeout, metadata)
 
@@ -772,3 +848,14 @@ class PatternClient:
         request = learn_pb2.RecordPatternOutcomeRequest(pattern_id=pattern_id, success=success)
         response = await self._unary(self._learning.RecordPatternOutcome, request, timeout, metadata)
         return response.success_pattern
+
+
+def _utterances(pairs: Iterable[tuple[str, str | None]]) -> list[exec_pb2.LabelledUtterance]:
+    return [exec_pb2.LabelledUtterance(query=q, expected_pattern_name=name or "") for q, name in pairs]
+
+
+_RANKINGS: dict[str | None, learn_pb2.MatchRanking.ValueType] = {
+    None: learn_pb2.MATCH_RANKING_UNSPECIFIED,
+    "relevance": learn_pb2.MATCH_RANKING_RELEVANCE,
+    "learned": learn_pb2.MATCH_RANKING_LEARNED,
+}

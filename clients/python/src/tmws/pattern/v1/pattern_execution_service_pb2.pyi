@@ -101,6 +101,7 @@ class PatternDefinition(_message.Message):
     EXAMPLES_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    SIMILARITY_THRESHOLD_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Unique name: 1-100 characters of `[a-z0-9_]`, starting with a letter."""
     pattern_type: Global___PatternType.ValueType
@@ -117,6 +118,12 @@ class PatternDefinition(_message.Message):
     """Seconds a result may be served from cache. 0 = never cached. 0-86,400."""
     description: _builtins.str
     """Human-readable description. At most 1,000 characters."""
+    similarity_threshold: _builtins.float
+    """Minimum raw hybrid similarity (see `RoutingDecision.raw_score`) at which
+    this pattern is chosen by similarity (and a trigger match of it is
+    confirmed), in [0, 1]. Unset means the server's global threshold
+    (`TMWS_SEMANTIC_MATCH_THRESHOLD`). `FitRouting` sets it.
+    """
     @_builtins.property
     def metadata(self) -> _struct_pb2.Struct:
         """Execution parameters. Infrastructure and hybrid patterns need `tool` (the
@@ -154,12 +161,15 @@ class PatternDefinition(_message.Message):
         examples: _abc.Iterable[_builtins.str] | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        similarity_threshold: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "metadata", b"metadata", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_similarity_threshold", b"_similarity_threshold", "create_time", b"create_time", "metadata", b"metadata", "similarity_threshold", b"similarity_threshold", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_ttl", b"cache_ttl", "cost_tokens", b"cost_tokens", "create_time", b"create_time", "description", b"description", "examples", b"examples", "metadata", b"metadata", "name", b"name", "pattern_type", b"pattern_type", "priority", b"priority", "trigger_pattern", b"trigger_pattern", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_similarity_threshold", b"_similarity_threshold", "cache_ttl", b"cache_ttl", "cost_tokens", b"cost_tokens", "create_time", b"create_time", "description", b"description", "examples", b"examples", "metadata", b"metadata", "name", b"name", "pattern_type", b"pattern_type", "priority", b"priority", "similarity_threshold", b"similarity_threshold", "trigger_pattern", b"trigger_pattern", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__similarity_threshold: _TypeAlias = _typing.Literal["similarity_threshold"]  # noqa: Y015
+    _WhichOneofArgType__similarity_threshold: _TypeAlias = _typing.Literal["_similarity_threshold", b"_similarity_threshold"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__similarity_threshold) -> _WhichOneofReturnType__similarity_threshold | None: ...
 
 Global___PatternDefinition: _TypeAlias = PatternDefinition  # noqa: Y015
 
@@ -173,6 +183,7 @@ class ExecuteRequest(_message.Message):
     EXECUTION_MODE_FIELD_NUMBER: _builtins.int
     CONTEXT_FIELD_NUMBER: _builtins.int
     USE_CACHE_FIELD_NUMBER: _builtins.int
+    KEYWORD_FALLBACK_FIELD_NUMBER: _builtins.int
     query: _builtins.str
     """The natural-language query. 1-10,000 characters after trimming."""
     execution_mode: Global___ExecutionMode.ValueType
@@ -180,6 +191,12 @@ class ExecuteRequest(_message.Message):
     use_cache: _builtins.bool
     """Whether a cached result may be returned and a fresh one cached. Unset
     means true. Writes are never cached.
+    """
+    keyword_fallback: _builtins.bool
+    """Whether the seed router's keyword guess may choose a pattern when no exact
+    name, trigger or similarity candidate clears its threshold (it never
+    chooses a write). Unset means the server's setting
+    (`TMWS_KEYWORD_FALLBACK`, default false): no match is `NOT_FOUND`.
     """
     @_builtins.property
     def context(self) -> _struct_pb2.Struct:
@@ -196,13 +213,19 @@ class ExecuteRequest(_message.Message):
         execution_mode: Global___ExecutionMode.ValueType = ...,
         context: _struct_pb2.Struct | None = ...,
         use_cache: _builtins.bool | None = ...,
+        keyword_fallback: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_use_cache", b"_use_cache", "context", b"context", "use_cache", b"use_cache"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_keyword_fallback", b"_keyword_fallback", "_use_cache", b"_use_cache", "context", b"context", "keyword_fallback", b"keyword_fallback", "use_cache", b"use_cache"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_use_cache", b"_use_cache", "context", b"context", "execution_mode", b"execution_mode", "query", b"query", "use_cache", b"use_cache"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_keyword_fallback", b"_keyword_fallback", "_use_cache", b"_use_cache", "context", b"context", "execution_mode", b"execution_mode", "keyword_fallback", b"keyword_fallback", "query", b"query", "use_cache", b"use_cache"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__keyword_fallback: _TypeAlias = _typing.Literal["keyword_fallback"]  # noqa: Y015
+    _WhichOneofArgType__keyword_fallback: _TypeAlias = _typing.Literal["_keyword_fallback", b"_keyword_fallback"]  # noqa: Y015
     _WhichOneofReturnType__use_cache: _TypeAlias = _typing.Literal["use_cache"]  # noqa: Y015
     _WhichOneofArgType__use_cache: _TypeAlias = _typing.Literal["_use_cache", b"_use_cache"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__keyword_fallback) -> _WhichOneofReturnType__keyword_fallback | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__use_cache) -> _WhichOneofReturnType__use_cache | None: ...
 
 Global___ExecuteRequest: _TypeAlias = ExecuteRequest  # noqa: Y015
@@ -308,6 +331,7 @@ class ExecuteManyRequest(_message.Message):
     EXECUTION_MODE_FIELD_NUMBER: _builtins.int
     CONTEXT_FIELD_NUMBER: _builtins.int
     USE_CACHE_FIELD_NUMBER: _builtins.int
+    KEYWORD_FALLBACK_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Client-chosen identifier echoed in the response. 1-200 characters; unique
     among the requests in flight on the stream.
@@ -318,6 +342,8 @@ class ExecuteManyRequest(_message.Message):
     """As `ExecuteRequest.execution_mode`."""
     use_cache: _builtins.bool
     """As `ExecuteRequest.use_cache`."""
+    keyword_fallback: _builtins.bool
+    """As `ExecuteRequest.keyword_fallback`."""
     @_builtins.property
     def context(self) -> _struct_pb2.Struct:
         """As `ExecuteRequest.context`."""
@@ -330,13 +356,19 @@ class ExecuteManyRequest(_message.Message):
         execution_mode: Global___ExecutionMode.ValueType = ...,
         context: _struct_pb2.Struct | None = ...,
         use_cache: _builtins.bool | None = ...,
+        keyword_fallback: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_use_cache", b"_use_cache", "context", b"context", "use_cache", b"use_cache"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_keyword_fallback", b"_keyword_fallback", "_use_cache", b"_use_cache", "context", b"context", "keyword_fallback", b"keyword_fallback", "use_cache", b"use_cache"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_use_cache", b"_use_cache", "context", b"context", "execution_mode", b"execution_mode", "query", b"query", "request_id", b"request_id", "use_cache", b"use_cache"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_keyword_fallback", b"_keyword_fallback", "_use_cache", b"_use_cache", "context", b"context", "execution_mode", b"execution_mode", "keyword_fallback", b"keyword_fallback", "query", b"query", "request_id", b"request_id", "use_cache", b"use_cache"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__keyword_fallback: _TypeAlias = _typing.Literal["keyword_fallback"]  # noqa: Y015
+    _WhichOneofArgType__keyword_fallback: _TypeAlias = _typing.Literal["_keyword_fallback", b"_keyword_fallback"]  # noqa: Y015
     _WhichOneofReturnType__use_cache: _TypeAlias = _typing.Literal["use_cache"]  # noqa: Y015
     _WhichOneofArgType__use_cache: _TypeAlias = _typing.Literal["_use_cache", b"_use_cache"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__keyword_fallback) -> _WhichOneofReturnType__keyword_fallback | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__use_cache) -> _WhichOneofReturnType__use_cache | None: ...
 
 Global___ExecuteManyRequest: _TypeAlias = ExecuteManyRequest  # noqa: Y015
@@ -388,10 +420,13 @@ class RouteRequest(_message.Message):
     QUERY_FIELD_NUMBER: _builtins.int
     EXECUTION_MODE_FIELD_NUMBER: _builtins.int
     CONTEXT_FIELD_NUMBER: _builtins.int
+    KEYWORD_FALLBACK_FIELD_NUMBER: _builtins.int
     query: _builtins.str
     """As `ExecuteRequest.query`."""
     execution_mode: Global___ExecutionMode.ValueType
     """As `ExecuteRequest.execution_mode`."""
+    keyword_fallback: _builtins.bool
+    """As `ExecuteRequest.keyword_fallback`."""
     @_builtins.property
     def context(self) -> _struct_pb2.Struct:
         """As `ExecuteRequest.context`."""
@@ -402,12 +437,15 @@ class RouteRequest(_message.Message):
         query: _builtins.str = ...,
         execution_mode: Global___ExecutionMode.ValueType = ...,
         context: _struct_pb2.Struct | None = ...,
+        keyword_fallback: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_keyword_fallback", b"_keyword_fallback", "context", b"context", "keyword_fallback", b"keyword_fallback"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "execution_mode", b"execution_mode", "query", b"query"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_keyword_fallback", b"_keyword_fallback", "context", b"context", "execution_mode", b"execution_mode", "keyword_fallback", b"keyword_fallback", "query", b"query"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__keyword_fallback: _TypeAlias = _typing.Literal["keyword_fallback"]  # noqa: Y015
+    _WhichOneofArgType__keyword_fallback: _TypeAlias = _typing.Literal["_keyword_fallback", b"_keyword_fallback"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__keyword_fallback) -> _WhichOneofReturnType__keyword_fallback | None: ...
 
 Global___RouteRequest: _TypeAlias = RouteRequest  # noqa: Y015
 
@@ -448,13 +486,16 @@ class RoutingDecision(_message.Message):
     ESTIMATED_COST_FIELD_NUMBER: _builtins.int
     ALTERNATIVE_ROUTES_FIELD_NUMBER: _builtins.int
     MATCH_SOURCE_FIELD_NUMBER: _builtins.int
+    RAW_SCORE_FIELD_NUMBER: _builtins.int
     pattern_type: Global___PatternType.ValueType
     """The path chosen."""
     pattern_name: _builtins.str
     """The pattern that executes."""
     confidence: _builtins.float
-    """Score of the decision in [0, 1]: 1 for an exact-name match, a trigger
-    match score for regex matches, the cosine similarity for semantic matches.
+    """Calibrated probability in [0, 1] that this decision is right: on the
+    labelled evaluation data the calibration was fitted on, decisions with
+    confidence near p were right about p of the time (Platt scaling of
+    `raw_score`, one fit per match source; 1 for an exact-name match).
     """
     reasoning: _builtins.str
     """Human-readable explanation of the decision."""
@@ -463,6 +504,11 @@ class RoutingDecision(_message.Message):
     match_source: _builtins.str
     """How the pattern was found: `exact_name`, `trigger`, `semantic` or
     `keyword`.
+    """
+    raw_score: _builtins.float
+    """The uncalibrated hybrid similarity of the query and the pattern in
+    [0, 1]: a blend of the MiniLM cosine with the pattern's examples and a
+    BM25 lexical score (1 for an exact-name match).
     """
     @_builtins.property
     def alternative_routes(self) -> _containers.RepeatedCompositeFieldContainer[Global___RouteAlternative]:
@@ -478,10 +524,11 @@ class RoutingDecision(_message.Message):
         estimated_cost: _builtins.int = ...,
         alternative_routes: _abc.Iterable[Global___RouteAlternative] | None = ...,
         match_source: _builtins.str = ...,
+        raw_score: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alternative_routes", b"alternative_routes", "confidence", b"confidence", "estimated_cost", b"estimated_cost", "match_source", b"match_source", "pattern_name", b"pattern_name", "pattern_type", b"pattern_type", "reasoning", b"reasoning"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alternative_routes", b"alternative_routes", "confidence", b"confidence", "estimated_cost", b"estimated_cost", "match_source", b"match_source", "pattern_name", b"pattern_name", "pattern_type", b"pattern_type", "raw_score", b"raw_score", "reasoning", b"reasoning"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -497,6 +544,7 @@ class RouteAlternative(_message.Message):
     PATTERN_NAME_FIELD_NUMBER: _builtins.int
     SCORE_FIELD_NUMBER: _builtins.int
     ESTIMATED_COST_FIELD_NUMBER: _builtins.int
+    RAW_SCORE_FIELD_NUMBER: _builtins.int
     pattern_type: Global___PatternType.ValueType
     """Path of the candidate."""
     pattern_name: _builtins.str
@@ -505,6 +553,8 @@ class RouteAlternative(_message.Message):
     """Score in [0, 1] on the same scale as `RoutingDecision.confidence`."""
     estimated_cost: _builtins.int
     """Estimated token cost had it been chosen."""
+    raw_score: _builtins.float
+    """As `RoutingDecision.raw_score`."""
     def __init__(
         self,
         *,
@@ -512,10 +562,11 @@ class RouteAlternative(_message.Message):
         pattern_name: _builtins.str = ...,
         score: _builtins.float = ...,
         estimated_cost: _builtins.int = ...,
+        raw_score: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["estimated_cost", b"estimated_cost", "pattern_name", b"pattern_name", "pattern_type", b"pattern_type", "score", b"score"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["estimated_cost", b"estimated_cost", "pattern_name", b"pattern_name", "pattern_type", b"pattern_type", "raw_score", b"raw_score", "score", b"score"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1061,3 +1112,421 @@ class CacheStats(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CacheStats: _TypeAlias = CacheStats  # noqa: Y015
+
+@_typing.final
+class LabelledUtterance(_message.Message):
+    """One labelled utterance for `EvaluateRouting` and `FitRouting`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUERY_FIELD_NUMBER: _builtins.int
+    EXPECTED_PATTERN_NAME_FIELD_NUMBER: _builtins.int
+    query: _builtins.str
+    """The query. 1-10,000 characters after trimming."""
+    expected_pattern_name: _builtins.str
+    """Name of the pattern the query should route to; empty means the query is
+    out of scope and should match no pattern (`NO_PATTERN_MATCHED`).
+    """
+    def __init__(
+        self,
+        *,
+        query: _builtins.str = ...,
+        expected_pattern_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_pattern_name", b"expected_pattern_name", "query", b"query"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LabelledUtterance: _TypeAlias = LabelledUtterance  # noqa: Y015
+
+@_typing.final
+class EvaluateRoutingRequest(_message.Message):
+    """Request for `EvaluateRouting`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UTTERANCES_FIELD_NUMBER: _builtins.int
+    EXECUTION_MODE_FIELD_NUMBER: _builtins.int
+    execution_mode: Global___ExecutionMode.ValueType
+    """Mode the utterances are routed under. Unset means
+    `EXECUTION_MODE_BALANCED`.
+    """
+    @_builtins.property
+    def utterances(self) -> _containers.RepeatedCompositeFieldContainer[Global___LabelledUtterance]:
+        """The labelled utterances. 1-10,000 entries."""
+
+    def __init__(
+        self,
+        *,
+        utterances: _abc.Iterable[Global___LabelledUtterance] | None = ...,
+        execution_mode: Global___ExecutionMode.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_mode", b"execution_mode", "utterances", b"utterances"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvaluateRoutingRequest: _TypeAlias = EvaluateRoutingRequest  # noqa: Y015
+
+@_typing.final
+class EvaluateRoutingResponse(_message.Message):
+    """Response for `EvaluateRouting`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVALUATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def evaluation(self) -> Global___RoutingEvaluation:
+        """How the router did on the utterances."""
+
+    def __init__(
+        self,
+        *,
+        evaluation: Global___RoutingEvaluation | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["evaluation", b"evaluation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["evaluation", b"evaluation"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvaluateRoutingResponse: _TypeAlias = EvaluateRoutingResponse  # noqa: Y015
+
+@_typing.final
+class RoutingEvaluation(_message.Message):
+    """Routing quality on a labelled set. Rates are fractions in [0, 1]."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UTTERANCE_COUNT_FIELD_NUMBER: _builtins.int
+    ACCURACY_FIELD_NUMBER: _builtins.int
+    IN_SCOPE_ACCURACY_FIELD_NUMBER: _builtins.int
+    OUT_OF_SCOPE_PRECISION_FIELD_NUMBER: _builtins.int
+    OUT_OF_SCOPE_RECALL_FIELD_NUMBER: _builtins.int
+    PATTERNS_FIELD_NUMBER: _builtins.int
+    CONFUSIONS_FIELD_NUMBER: _builtins.int
+    EXPECTED_CALIBRATION_ERROR_FIELD_NUMBER: _builtins.int
+    CALIBRATION_BINS_FIELD_NUMBER: _builtins.int
+    GUESSED_WRITE_COUNT_FIELD_NUMBER: _builtins.int
+    IN_SCOPE_COUNT_FIELD_NUMBER: _builtins.int
+    OUT_OF_SCOPE_COUNT_FIELD_NUMBER: _builtins.int
+    utterance_count: _builtins.int
+    """Utterances evaluated."""
+    accuracy: _builtins.float
+    """Utterances routed as labelled (a refusal is right for an out-of-scope
+    utterance), over all utterances.
+    """
+    in_scope_accuracy: _builtins.float
+    """Accuracy over the utterances that name a pattern."""
+    out_of_scope_precision: _builtins.float
+    """Of the refused utterances, the fraction that were out of scope."""
+    out_of_scope_recall: _builtins.float
+    """Of the out-of-scope utterances, the fraction that were refused."""
+    expected_calibration_error: _builtins.float
+    """Expected calibration error of `RoutingDecision.confidence` (10 equal-width
+    bins, weighted by count) over the decisions taken.
+    """
+    guessed_write_count: _builtins.int
+    """Decisions that chose a write pattern by similarity or keyword guess
+    (always 0: a guess never writes).
+    """
+    in_scope_count: _builtins.int
+    """Utterances that name a pattern."""
+    out_of_scope_count: _builtins.int
+    """Utterances that name no pattern."""
+    @_builtins.property
+    def patterns(self) -> _containers.RepeatedCompositeFieldContainer[Global___PatternEvaluation]:
+        """Per expected or predicted pattern, by name."""
+
+    @_builtins.property
+    def confusions(self) -> _containers.RepeatedCompositeFieldContainer[Global___RoutingConfusion]:
+        """Every kind of error (expected, predicted) with its count, most frequent
+        first.
+        """
+
+    @_builtins.property
+    def calibration_bins(self) -> _containers.RepeatedCompositeFieldContainer[Global___CalibrationBin]:
+        """The reliability diagram behind `expected_calibration_error`."""
+
+    def __init__(
+        self,
+        *,
+        utterance_count: _builtins.int = ...,
+        accuracy: _builtins.float = ...,
+        in_scope_accuracy: _builtins.float = ...,
+        out_of_scope_precision: _builtins.float = ...,
+        out_of_scope_recall: _builtins.float = ...,
+        patterns: _abc.Iterable[Global___PatternEvaluation] | None = ...,
+        confusions: _abc.Iterable[Global___RoutingConfusion] | None = ...,
+        expected_calibration_error: _builtins.float = ...,
+        calibration_bins: _abc.Iterable[Global___CalibrationBin] | None = ...,
+        guessed_write_count: _builtins.int = ...,
+        in_scope_count: _builtins.int = ...,
+        out_of_scope_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accuracy", b"accuracy", "calibration_bins", b"calibration_bins", "confusions", b"confusions", "expected_calibration_error", b"expected_calibration_error", "guessed_write_count", b"guessed_write_count", "in_scope_accuracy", b"in_scope_accuracy", "in_scope_count", b"in_scope_count", "out_of_scope_count", b"out_of_scope_count", "out_of_scope_precision", b"out_of_scope_precision", "out_of_scope_recall", b"out_of_scope_recall", "patterns", b"patterns", "utterance_count", b"utterance_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoutingEvaluation: _TypeAlias = RoutingEvaluation  # noqa: Y015
+
+@_typing.final
+class PatternEvaluation(_message.Message):
+    """Precision, recall and F1 of one pattern."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATTERN_NAME_FIELD_NUMBER: _builtins.int
+    PRECISION_FIELD_NUMBER: _builtins.int
+    RECALL_FIELD_NUMBER: _builtins.int
+    F1_FIELD_NUMBER: _builtins.int
+    SUPPORT_FIELD_NUMBER: _builtins.int
+    pattern_name: _builtins.str
+    """The pattern."""
+    precision: _builtins.float
+    """Of the utterances routed to it, the fraction labelled with it."""
+    recall: _builtins.float
+    """Of the utterances labelled with it, the fraction routed to it."""
+    f1: _builtins.float
+    """Harmonic mean of precision and recall."""
+    support: _builtins.int
+    """Utterances labelled with it."""
+    def __init__(
+        self,
+        *,
+        pattern_name: _builtins.str = ...,
+        precision: _builtins.float = ...,
+        recall: _builtins.float = ...,
+        f1: _builtins.float = ...,
+        support: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["f1", b"f1", "pattern_name", b"pattern_name", "precision", b"precision", "recall", b"recall", "support", b"support"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PatternEvaluation: _TypeAlias = PatternEvaluation  # noqa: Y015
+
+@_typing.final
+class RoutingConfusion(_message.Message):
+    """One kind of routing error."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPECTED_PATTERN_NAME_FIELD_NUMBER: _builtins.int
+    PREDICTED_PATTERN_NAME_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    EXAMPLES_FIELD_NUMBER: _builtins.int
+    expected_pattern_name: _builtins.str
+    """The expected pattern; empty for an out-of-scope utterance."""
+    predicted_pattern_name: _builtins.str
+    """The pattern chosen; empty when the router refused."""
+    count: _builtins.int
+    """How many utterances."""
+    @_builtins.property
+    def examples(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Up to 3 of those utterances."""
+
+    def __init__(
+        self,
+        *,
+        expected_pattern_name: _builtins.str = ...,
+        predicted_pattern_name: _builtins.str = ...,
+        count: _builtins.int = ...,
+        examples: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "examples", b"examples", "expected_pattern_name", b"expected_pattern_name", "predicted_pattern_name", b"predicted_pattern_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoutingConfusion: _TypeAlias = RoutingConfusion  # noqa: Y015
+
+@_typing.final
+class CalibrationBin(_message.Message):
+    """One bin of a reliability diagram."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOWER_FIELD_NUMBER: _builtins.int
+    UPPER_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    MEAN_CONFIDENCE_FIELD_NUMBER: _builtins.int
+    ACCURACY_FIELD_NUMBER: _builtins.int
+    lower: _builtins.float
+    """Lower confidence bound of the bin (inclusive)."""
+    upper: _builtins.float
+    """Upper confidence bound of the bin."""
+    count: _builtins.int
+    """Decisions in the bin."""
+    mean_confidence: _builtins.float
+    """Mean confidence of those decisions."""
+    accuracy: _builtins.float
+    """Fraction of those decisions that were right."""
+    def __init__(
+        self,
+        *,
+        lower: _builtins.float = ...,
+        upper: _builtins.float = ...,
+        count: _builtins.int = ...,
+        mean_confidence: _builtins.float = ...,
+        accuracy: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accuracy", b"accuracy", "count", b"count", "lower", b"lower", "mean_confidence", b"mean_confidence", "upper", b"upper"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CalibrationBin: _TypeAlias = CalibrationBin  # noqa: Y015
+
+@_typing.final
+class SourceCalibration(_message.Message):
+    """Platt scaling of one match source: confidence = 1 / (1 + exp(-(slope *
+    raw_score + intercept))).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MATCH_SOURCE_FIELD_NUMBER: _builtins.int
+    SLOPE_FIELD_NUMBER: _builtins.int
+    INTERCEPT_FIELD_NUMBER: _builtins.int
+    SAMPLE_COUNT_FIELD_NUMBER: _builtins.int
+    match_source: _builtins.str
+    """`trigger`, `semantic` or `keyword`."""
+    slope: _builtins.float
+    """Weight of the raw score."""
+    intercept: _builtins.float
+    """Offset."""
+    sample_count: _builtins.int
+    """Decisions the fit used (0 for shipped or default parameters)."""
+    def __init__(
+        self,
+        *,
+        match_source: _builtins.str = ...,
+        slope: _builtins.float = ...,
+        intercept: _builtins.float = ...,
+        sample_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["intercept", b"intercept", "match_source", b"match_source", "sample_count", b"sample_count", "slope", b"slope"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SourceCalibration: _TypeAlias = SourceCalibration  # noqa: Y015
+
+@_typing.final
+class ThresholdChange(_message.Message):
+    """A per-pattern threshold `FitRouting` sets."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATTERN_NAME_FIELD_NUMBER: _builtins.int
+    PREVIOUS_THRESHOLD_FIELD_NUMBER: _builtins.int
+    THRESHOLD_FIELD_NUMBER: _builtins.int
+    pattern_name: _builtins.str
+    """The pattern."""
+    previous_threshold: _builtins.float
+    """The threshold before the fit; unset when the global threshold applied."""
+    threshold: _builtins.float
+    """The fitted threshold."""
+    def __init__(
+        self,
+        *,
+        pattern_name: _builtins.str = ...,
+        previous_threshold: _builtins.float | None = ...,
+        threshold: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_previous_threshold", b"_previous_threshold", "previous_threshold", b"previous_threshold"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_previous_threshold", b"_previous_threshold", "pattern_name", b"pattern_name", "previous_threshold", b"previous_threshold", "threshold", b"threshold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__previous_threshold: _TypeAlias = _typing.Literal["previous_threshold"]  # noqa: Y015
+    _WhichOneofArgType__previous_threshold: _TypeAlias = _typing.Literal["_previous_threshold", b"_previous_threshold"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__previous_threshold) -> _WhichOneofReturnType__previous_threshold | None: ...
+
+Global___ThresholdChange: _TypeAlias = ThresholdChange  # noqa: Y015
+
+@_typing.final
+class FitRoutingRequest(_message.Message):
+    """Request for `FitRouting`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UTTERANCES_FIELD_NUMBER: _builtins.int
+    VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
+    validate_only: _builtins.bool
+    """Report the fit without applying it."""
+    @_builtins.property
+    def utterances(self) -> _containers.RepeatedCompositeFieldContainer[Global___LabelledUtterance]:
+        """The labelled utterances to fit on (in-scope and out-of-scope). 1-10,000
+        entries; every named pattern must exist.
+        """
+
+    def __init__(
+        self,
+        *,
+        utterances: _abc.Iterable[Global___LabelledUtterance] | None = ...,
+        validate_only: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["utterances", b"utterances", "validate_only", b"validate_only"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FitRoutingRequest: _TypeAlias = FitRoutingRequest  # noqa: Y015
+
+@_typing.final
+class FitRoutingResponse(_message.Message):
+    """Response for `FitRouting`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BEFORE_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
+    THRESHOLD_CHANGES_FIELD_NUMBER: _builtins.int
+    CALIBRATION_FIELD_NUMBER: _builtins.int
+    REGISTRY_VERSION_FIELD_NUMBER: _builtins.int
+    registry_version: _builtins.int
+    """The registry version after the fit (unchanged for `validate_only`)."""
+    @_builtins.property
+    def before(self) -> Global___RoutingEvaluation:
+        """The evaluation on the fitting utterances before the fit."""
+
+    @_builtins.property
+    def after(self) -> Global___RoutingEvaluation:
+        """The evaluation on the fitting utterances with the fitted parameters."""
+
+    @_builtins.property
+    def threshold_changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ThresholdChange]:
+        """The per-pattern thresholds set, by pattern name."""
+
+    @_builtins.property
+    def calibration(self) -> _containers.RepeatedCompositeFieldContainer[Global___SourceCalibration]:
+        """The fitted calibration, one entry per match source."""
+
+    def __init__(
+        self,
+        *,
+        before: Global___RoutingEvaluation | None = ...,
+        after: Global___RoutingEvaluation | None = ...,
+        threshold_changes: _abc.Iterable[Global___ThresholdChange] | None = ...,
+        calibration: _abc.Iterable[Global___SourceCalibration] | None = ...,
+        registry_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "before", b"before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "before", b"before", "calibration", b"calibration", "registry_version", b"registry_version", "threshold_changes", b"threshold_changes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FitRoutingResponse: _TypeAlias = FitRoutingResponse  # noqa: Y015

@@ -77,6 +77,16 @@ class PatternExecutionServiceStub:
                 request_serializer=tmws_dot_pattern_dot_v1_dot_pattern__execution__service__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=tmws_dot_pattern_dot_v1_dot_pattern__execution__service__pb2.GetStatsResponse.FromString,
                 _registered_method=True)
+        self.EvaluateRouting = channel.unary_unary(
+                '/tmws.pattern.v1.PatternExecutionService/EvaluateRouting',
+                request_serializer=tmws_dot_pattern_dot_v1_dot_pattern__execution__service__pb2.EvaluateRoutingRequest.SerializeToString,
+                response_deserializer=tmws_dot_pattern_dot_v1_dot_pattern__execution__service__pb2.EvaluateRoutingResponse.FromString,
+                _registered_method=True)
+        self.FitRouting = channel.unary_unary(
+                '/tmws.pattern.v1.PatternExecutionService/FitRouting',
+                request_serializer=tmws_dot_pattern_dot_v1_dot_pattern__execution__service__pb2.FitRoutingRequest.SerializeToString,
+                response_deserializer=tmws_dot_pattern_dot_v1_dot_pattern__execution__service__pb2.FitRoutingResponse.FromString,
+                _registered_method=True)
 
 
 class PatternExecutionServiceServicer:
@@ -147,6 +157,27 @@ class PatternExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EvaluateRouting(self, request, context):
+        """Routes labelled utterances (without executing them) and reports how the
+        router did: accuracy, out-of-scope precision and recall, per-pattern
+        precision / recall / F1, the most confused pairs and the expected
+        calibration error of `RoutingDecision.confidence` (semantic-router's
+        `evaluate`). Changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FitRouting(self, request, context):
+        """Fits per-pattern similarity thresholds and the confidence calibration on
+        labelled utterances and applies them atomically and persistently, like
+        `RegisterBatch` (semantic-router's `fit`). `validate_only` reports the
+        change and the evaluation it would give without applying it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PatternExecutionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -184,6 +215,16 @@ def add_PatternExecutionServiceServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=tmws_dot_pattern_dot_v1_dot_pattern__execution__service__pb2.GetStatsRequest.FromString,
                     response_serializer=tmws_dot_pattern_dot_v1_dot_pattern__execution__service__pb2.GetStatsResponse.SerializeToString,
+            ),
+            'EvaluateRouting': grpc.unary_unary_rpc_method_handler(
+                    servicer.EvaluateRouting,
+                    request_deserializer=tmws_dot_pattern_dot_v1_dot_pattern__execution__service__pb2.EvaluateRoutingRequest.FromString,
+                    response_serializer=tmws_dot_pattern_dot_v1_dot_pattern__execution__service__pb2.EvaluateRoutingResponse.SerializeToString,
+            ),
+            'FitRouting': grpc.unary_unary_rpc_method_handler(
+                    servicer.FitRouting,
+                    request_deserializer=tmws_dot_pattern_dot_v1_dot_pattern__execution__service__pb2.FitRoutingRequest.FromString,
+                    response_serializer=tmws_dot_pattern_dot_v1_dot_pattern__execution__service__pb2.FitRoutingResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -383,6 +424,60 @@ class PatternExecutionService:
             '/tmws.pattern.v1.PatternExecutionService/GetStats',
             tmws_dot_pattern_dot_v1_dot_pattern__execution__service__pb2.GetStatsRequest.SerializeToString,
             tmws_dot_pattern_dot_v1_dot_pattern__execution__service__pb2.GetStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EvaluateRouting(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tmws.pattern.v1.PatternExecutionService/EvaluateRouting',
+            tmws_dot_pattern_dot_v1_dot_pattern__execution__service__pb2.EvaluateRoutingRequest.SerializeToString,
+            tmws_dot_pattern_dot_v1_dot_pattern__execution__service__pb2.EvaluateRoutingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FitRouting(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tmws.pattern.v1.PatternExecutionService/FitRouting',
+            tmws_dot_pattern_dot_v1_dot_pattern__execution__service__pb2.FitRoutingRequest.SerializeToString,
+            tmws_dot_pattern_dot_v1_dot_pattern__execution__service__pb2.FitRoutingResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -67,6 +67,19 @@ class PatternExecutionServiceStub:
     """Returns the engine, registry, router and cache statistics of this server
     process. Rates are fractions in [0, 1].
     """
+    EvaluateRouting: _grpc.UnaryUnaryMultiCallable[_pattern_execution_service_pb2.EvaluateRoutingRequest, _pattern_execution_service_pb2.EvaluateRoutingResponse]
+    """Routes labelled utterances (without executing them) and reports how the
+    router did: accuracy, out-of-scope precision and recall, per-pattern
+    precision / recall / F1, the most confused pairs and the expected
+    calibration error of `RoutingDecision.confidence` (semantic-router's
+    `evaluate`). Changes nothing.
+    """
+    FitRouting: _grpc.UnaryUnaryMultiCallable[_pattern_execution_service_pb2.FitRoutingRequest, _pattern_execution_service_pb2.FitRoutingResponse]
+    """Fits per-pattern similarity thresholds and the confidence calibration on
+    labelled utterances and applies them atomically and persistently, like
+    `RegisterBatch` (semantic-router's `fit`). `validate_only` reports the
+    change and the evaluation it would give without applying it.
+    """
 
 @_typing.type_check_only
 class PatternExecutionServiceAsyncStub(PatternExecutionServiceStub):
@@ -106,6 +119,19 @@ class PatternExecutionServiceAsyncStub(PatternExecutionServiceStub):
     GetStats: _aio.UnaryUnaryMultiCallable[_pattern_execution_service_pb2.GetStatsRequest, _pattern_execution_service_pb2.GetStatsResponse]  # type: ignore[assignment]
     """Returns the engine, registry, router and cache statistics of this server
     process. Rates are fractions in [0, 1].
+    """
+    EvaluateRouting: _aio.UnaryUnaryMultiCallable[_pattern_execution_service_pb2.EvaluateRoutingRequest, _pattern_execution_service_pb2.EvaluateRoutingResponse]  # type: ignore[assignment]
+    """Routes labelled utterances (without executing them) and reports how the
+    router did: accuracy, out-of-scope precision and recall, per-pattern
+    precision / recall / F1, the most confused pairs and the expected
+    calibration error of `RoutingDecision.confidence` (semantic-router's
+    `evaluate`). Changes nothing.
+    """
+    FitRouting: _aio.UnaryUnaryMultiCallable[_pattern_execution_service_pb2.FitRoutingRequest, _pattern_execution_service_pb2.FitRoutingResponse]  # type: ignore[assignment]
+    """Fits per-pattern similarity thresholds and the confidence calibration on
+    labelled utterances and applies them atomically and persistently, like
+    `RegisterBatch` (semantic-router's `fit`). `validate_only` reports the
+    change and the evaluation it would give without applying it.
     """
 
 class PatternExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -185,6 +211,31 @@ class PatternExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_pattern_execution_service_pb2.GetStatsResponse, _abc.Awaitable[_pattern_execution_service_pb2.GetStatsResponse]]:
         """Returns the engine, registry, router and cache statistics of this server
         process. Rates are fractions in [0, 1].
+        """
+
+    @_abc_1.abstractmethod
+    def EvaluateRouting(
+        self,
+        request: _pattern_execution_service_pb2.EvaluateRoutingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_pattern_execution_service_pb2.EvaluateRoutingResponse, _abc.Awaitable[_pattern_execution_service_pb2.EvaluateRoutingResponse]]:
+        """Routes labelled utterances (without executing them) and reports how the
+        router did: accuracy, out-of-scope precision and recall, per-pattern
+        precision / recall / F1, the most confused pairs and the expected
+        calibration error of `RoutingDecision.confidence` (semantic-router's
+        `evaluate`). Changes nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def FitRouting(
+        self,
+        request: _pattern_execution_service_pb2.FitRoutingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_pattern_execution_service_pb2.FitRoutingResponse, _abc.Awaitable[_pattern_execution_service_pb2.FitRoutingResponse]]:
+        """Fits per-pattern similarity thresholds and the confidence calibration on
+        labelled utterances and applies them atomically and persistently, like
+        `RegisterBatch` (semantic-router's `fit`). `validate_only` reports the
+        change and the evaluation it would give without applying it.
         """
 
 def add_PatternExecutionServiceServicer_to_server(servicer: PatternExecutionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

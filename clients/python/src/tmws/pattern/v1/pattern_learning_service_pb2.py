@@ -27,51 +27,53 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.tmws/pattern/v1/pattern_learning_service.proto\x12\x0ftmws.pattern.v1\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc5\x05\n\x0eSuccessPattern\x12\x12\n\npattern_id\x18\x01 \x01(\t\x12\x14\n\x0cpattern_type\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\x05\x12\x19\n\x11parent_pattern_id\x18\x06 \x01(\t\x12\x14\n\x0c\x63ontext_hash\x18\x07 \x01(\t\x12\x30\n\x0f\x65xecution_trace\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x31\n\x10success_criteria\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x30\n\x0fquality_metrics\x18\n \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x31\n\x10performance_data\x18\x0b \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0c\n\x04tags\x18\x0c \x03(\t\x12\x35\n\x06status\x18\r \x01(\x0e\x32%.tmws.pattern.v1.SuccessPatternStatus\x12.\n\ncreated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0flast_matched_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bmatch_count\x18\x11 \x01(\x03\x12\x19\n\x0csuccess_rate\x18\x12 \x01(\x01H\x00\x88\x01\x01\x12(\n\x07\x63ontext\x18\x13 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rquality_score\x18\x14 \x01(\x01\x42\x0f\n\r_success_rate\"\xdd\x01\n\x13PatternMatchFilters\x12\x15\n\rpattern_types\x18\x01 \x03(\t\x12\x37\n\x08statuses\x18\x02 \x03(\x0e\x32%.tmws.pattern.v1.SuccessPatternStatus\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\x1e\n\x11min_quality_score\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x1d\n\x10min_success_rate\x18\x05 \x01(\x01H\x01\x88\x01\x01\x42\x14\n\x12_min_quality_scoreB\x13\n\x11_min_success_rate\"\xc3\x01\n\x14MatchPatternsRequest\x12\x0e\n\x06intent\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontext\x18\x02 \x01(\t\x12\x14\n\x0crequirements\x18\x03 \x03(\t\x12\x35\n\x07\x66ilters\x18\x04 \x01(\x0b\x32$.tmws.pattern.v1.PatternMatchFilters\x12\r\n\x05limit\x18\x05 \x01(\x05\x12\x1b\n\x0emin_confidence\x18\x06 \x01(\x01H\x00\x88\x01\x01\x42\x11\n\x0f_min_confidence\"\xb9\x01\n\x0cPatternMatch\x12\x12\n\npattern_id\x18\x01 \x01(\t\x12\x14\n\x0cpattern_type\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x18\n\x10\x63onfidence_score\x18\x05 \x01(\x01\x12)\n\x08metadata\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0frecommendations\x18\x07 \x03(\t\"?\n\rQueryMetadata\x12\x15\n\rquery_time_ms\x18\x01 \x01(\x01\x12\x17\n\x0f\x65mbedding_model\x18\x02 \x01(\t\"\x9f\x01\n\x15MatchPatternsResponse\x12\x37\n\x10matched_patterns\x18\x01 \x03(\x0b\x32\x1d.tmws.pattern.v1.PatternMatch\x12\x15\n\rtotal_matches\x18\x02 \x01(\x05\x12\x36\n\x0equery_metadata\x18\x03 \x01(\x0b\x32\x1e.tmws.pattern.v1.QueryMetadata\"W\n\x1b\x43reateSuccessPatternRequest\x12\x38\n\x0fsuccess_pattern\x18\x01 \x01(\x0b\x32\x1f.tmws.pattern.v1.SuccessPattern\"X\n\x1c\x43reateSuccessPatternResponse\x12\x38\n\x0fsuccess_pattern\x18\x01 \x01(\x0b\x32\x1f.tmws.pattern.v1.SuccessPattern\".\n\x18GetSuccessPatternRequest\x12\x12\n\npattern_id\x18\x01 \x01(\t\"U\n\x19GetSuccessPatternResponse\x12\x38\n\x0fsuccess_pattern\x18\x01 \x01(\x0b\x32\x1f.tmws.pattern.v1.SuccessPattern\"\x92\x01\n\x1aListSuccessPatternsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x14\n\x0cpattern_type\x18\x03 \x01(\t\x12\x37\n\x08statuses\x18\x04 \x03(\x0e\x32%.tmws.pattern.v1.SuccessPatternStatus\"\x85\x01\n\x1bListSuccessPatternsResponse\x12\x39\n\x10success_patterns\x18\x01 \x03(\x0b\x32\x1f.tmws.pattern.v1.SuccessPattern\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"\x88\x01\n\x1bUpdateSuccessPatternRequest\x12\x38\n\x0fsuccess_pattern\x18\x01 \x01(\x0b\x32\x1f.tmws.pattern.v1.SuccessPattern\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"X\n\x1cUpdateSuccessPatternResponse\x12\x38\n\x0fsuccess_pattern\x18\x01 \x01(\x0b\x32\x1f.tmws.pattern.v1.SuccessPattern\"1\n\x1b\x44\x65leteSuccessPatternRequest\x12\x12\n\npattern_id\x18\x01 \x01(\t\"\x1e\n\x1c\x44\x65leteSuccessPatternResponse\"B\n\x1bRecordPatternOutcomeRequest\x12\x12\n\npattern_id\x18\x01 \x01(\t\x12\x0f\n\x07success\x18\x02 \x01(\x08\"X\n\x1cRecordPatternOutcomeResponse\x12\x38\n\x0fsuccess_pattern\x18\x01 \x01(\x0b\x32\x1f.tmws.pattern.v1.SuccessPattern*\xcf\x01\n\x14SuccessPatternStatus\x12&\n\"SUCCESS_PATTERN_STATUS_UNSPECIFIED\x10\x00\x12!\n\x1dSUCCESS_PATTERN_STATUS_ACTIVE\x10\x01\x12%\n!SUCCESS_PATTERN_STATUS_DEPRECATED\x10\x02\x12 \n\x1cSUCCESS_PATTERN_STATUS_DRAFT\x10\x03\x12#\n\x1fSUCCESS_PATTERN_STATUS_ARCHIVED\x10\x04\x32\xaa\x06\n\x16PatternLearningService\x12^\n\rMatchPatterns\x12%.tmws.pattern.v1.MatchPatternsRequest\x1a&.tmws.pattern.v1.MatchPatternsResponse\x12s\n\x14\x43reateSuccessPattern\x12,.tmws.pattern.v1.CreateSuccessPatternRequest\x1a-.tmws.pattern.v1.CreateSuccessPatternResponse\x12j\n\x11GetSuccessPattern\x12).tmws.pattern.v1.GetSuccessPatternRequest\x1a*.tmws.pattern.v1.GetSuccessPatternResponse\x12p\n\x13ListSuccessPatterns\x12+.tmws.pattern.v1.ListSuccessPatternsRequest\x1a,.tmws.pattern.v1.ListSuccessPatternsResponse\x12s\n\x14UpdateSuccessPattern\x12,.tmws.pattern.v1.UpdateSuccessPatternRequest\x1a-.tmws.pattern.v1.UpdateSuccessPatternResponse\x12s\n\x14\x44\x65leteSuccessPattern\x12,.tmws.pattern.v1.DeleteSuccessPatternRequest\x1a-.tmws.pattern.v1.DeleteSuccessPatternResponse\x12s\n\x14RecordPatternOutcome\x12,.tmws.pattern.v1.RecordPatternOutcomeRequest\x1a-.tmws.pattern.v1.RecordPatternOutcomeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.tmws/pattern/v1/pattern_learning_service.proto\x12\x0ftmws.pattern.v1\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc5\x05\n\x0eSuccessPattern\x12\x12\n\npattern_id\x18\x01 \x01(\t\x12\x14\n\x0cpattern_type\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\x05\x12\x19\n\x11parent_pattern_id\x18\x06 \x01(\t\x12\x14\n\x0c\x63ontext_hash\x18\x07 \x01(\t\x12\x30\n\x0f\x65xecution_trace\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x31\n\x10success_criteria\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x30\n\x0fquality_metrics\x18\n \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x31\n\x10performance_data\x18\x0b \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0c\n\x04tags\x18\x0c \x03(\t\x12\x35\n\x06status\x18\r \x01(\x0e\x32%.tmws.pattern.v1.SuccessPatternStatus\x12.\n\ncreated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0flast_matched_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bmatch_count\x18\x11 \x01(\x03\x12\x19\n\x0csuccess_rate\x18\x12 \x01(\x01H\x00\x88\x01\x01\x12(\n\x07\x63ontext\x18\x13 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rquality_score\x18\x14 \x01(\x01\x42\x0f\n\r_success_rate\"\xdd\x01\n\x13PatternMatchFilters\x12\x15\n\rpattern_types\x18\x01 \x03(\t\x12\x37\n\x08statuses\x18\x02 \x03(\x0e\x32%.tmws.pattern.v1.SuccessPatternStatus\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\x1e\n\x11min_quality_score\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x1d\n\x10min_success_rate\x18\x05 \x01(\x01H\x01\x88\x01\x01\x42\x14\n\x12_min_quality_scoreB\x13\n\x11_min_success_rate\"\xf3\x01\n\x14MatchPatternsRequest\x12\x0e\n\x06intent\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontext\x18\x02 \x01(\t\x12\x14\n\x0crequirements\x18\x03 \x03(\t\x12\x35\n\x07\x66ilters\x18\x04 \x01(\x0b\x32$.tmws.pattern.v1.PatternMatchFilters\x12\r\n\x05limit\x18\x05 \x01(\x05\x12\x1b\n\x0emin_confidence\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12.\n\x07ranking\x18\x07 \x01(\x0e\x32\x1d.tmws.pattern.v1.MatchRankingB\x11\n\x0f_min_confidence\"\xe4\x01\n\x0cPatternMatch\x12\x12\n\npattern_id\x18\x01 \x01(\t\x12\x14\n\x0cpattern_type\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x18\n\x10\x63onfidence_score\x18\x05 \x01(\x01\x12)\n\x08metadata\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0frecommendations\x18\x07 \x03(\t\x12\x12\n\nsimilarity\x18\x08 \x01(\x01\x12\x15\n\rranking_score\x18\t \x01(\x01\"?\n\rQueryMetadata\x12\x15\n\rquery_time_ms\x18\x01 \x01(\x01\x12\x17\n\x0f\x65mbedding_model\x18\x02 \x01(\t\"\x9f\x01\n\x15MatchPatternsResponse\x12\x37\n\x10matched_patterns\x18\x01 \x03(\x0b\x32\x1d.tmws.pattern.v1.PatternMatch\x12\x15\n\rtotal_matches\x18\x02 \x01(\x05\x12\x36\n\x0equery_metadata\x18\x03 \x01(\x0b\x32\x1e.tmws.pattern.v1.QueryMetadata\"W\n\x1b\x43reateSuccessPatternRequest\x12\x38\n\x0fsuccess_pattern\x18\x01 \x01(\x0b\x32\x1f.tmws.pattern.v1.SuccessPattern\"X\n\x1c\x43reateSuccessPatternResponse\x12\x38\n\x0fsuccess_pattern\x18\x01 \x01(\x0b\x32\x1f.tmws.pattern.v1.SuccessPattern\".\n\x18GetSuccessPatternRequest\x12\x12\n\npattern_id\x18\x01 \x01(\t\"U\n\x19GetSuccessPatternResponse\x12\x38\n\x0fsuccess_pattern\x18\x01 \x01(\x0b\x32\x1f.tmws.pattern.v1.SuccessPattern\"\x92\x01\n\x1aListSuccessPatternsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x14\n\x0cpattern_type\x18\x03 \x01(\t\x12\x37\n\x08statuses\x18\x04 \x03(\x0e\x32%.tmws.pattern.v1.SuccessPatternStatus\"\x85\x01\n\x1bListSuccessPatternsResponse\x12\x39\n\x10success_patterns\x18\x01 \x03(\x0b\x32\x1f.tmws.pattern.v1.SuccessPattern\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"\x88\x01\n\x1bUpdateSuccessPatternRequest\x12\x38\n\x0fsuccess_pattern\x18\x01 \x01(\x0b\x32\x1f.tmws.pattern.v1.SuccessPattern\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"X\n\x1cUpdateSuccessPatternResponse\x12\x38\n\x0fsuccess_pattern\x18\x01 \x01(\x0b\x32\x1f.tmws.pattern.v1.SuccessPattern\"1\n\x1b\x44\x65leteSuccessPatternRequest\x12\x12\n\npattern_id\x18\x01 \x01(\t\"\x1e\n\x1c\x44\x65leteSuccessPatternResponse\"B\n\x1bRecordPatternOutcomeRequest\x12\x12\n\npattern_id\x18\x01 \x01(\t\x12\x0f\n\x07success\x18\x02 \x01(\x08\"X\n\x1cRecordPatternOutcomeResponse\x12\x38\n\x0fsuccess_pattern\x18\x01 \x01(\x0b\x32\x1f.tmws.pattern.v1.SuccessPattern*\xcf\x01\n\x14SuccessPatternStatus\x12&\n\"SUCCESS_PATTERN_STATUS_UNSPECIFIED\x10\x00\x12!\n\x1dSUCCESS_PATTERN_STATUS_ACTIVE\x10\x01\x12%\n!SUCCESS_PATTERN_STATUS_DEPRECATED\x10\x02\x12 \n\x1cSUCCESS_PATTERN_STATUS_DRAFT\x10\x03\x12#\n\x1fSUCCESS_PATTERN_STATUS_ARCHIVED\x10\x04*e\n\x0cMatchRanking\x12\x1d\n\x19MATCH_RANKING_UNSPECIFIED\x10\x00\x12\x1b\n\x17MATCH_RANKING_RELEVANCE\x10\x01\x12\x19\n\x15MATCH_RANKING_LEARNED\x10\x02\x32\xaa\x06\n\x16PatternLearningService\x12^\n\rMatchPatterns\x12%.tmws.pattern.v1.MatchPatternsRequest\x1a&.tmws.pattern.v1.MatchPatternsResponse\x12s\n\x14\x43reateSuccessPattern\x12,.tmws.pattern.v1.CreateSuccessPatternRequest\x1a-.tmws.pattern.v1.CreateSuccessPatternResponse\x12j\n\x11GetSuccessPattern\x12).tmws.pattern.v1.GetSuccessPatternRequest\x1a*.tmws.pattern.v1.GetSuccessPatternResponse\x12p\n\x13ListSuccessPatterns\x12+.tmws.pattern.v1.ListSuccessPatternsRequest\x1a,.tmws.pattern.v1.ListSuccessPatternsResponse\x12s\n\x14UpdateSuccessPattern\x12,.tmws.pattern.v1.UpdateSuccessPatternRequest\x1a-.tmws.pattern.v1.UpdateSuccessPatternResponse\x12s\n\x14\x44\x65leteSuccessPattern\x12,.tmws.pattern.v1.DeleteSuccessPatternRequest\x1a-.tmws.pattern.v1.DeleteSuccessPatternResponse\x12s\n\x14RecordPatternOutcome\x12,.tmws.pattern.v1.RecordPatternOutcomeRequest\x1a-.tmws.pattern.v1.RecordPatternOutcomeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tmws.pattern.v1.pattern_learning_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SUCCESSPATTERNSTATUS']._serialized_start=2783
-  _globals['_SUCCESSPATTERNSTATUS']._serialized_end=2990
+  _globals['_SUCCESSPATTERNSTATUS']._serialized_start=2874
+  _globals['_SUCCESSPATTERNSTATUS']._serialized_end=3081
+  _globals['_MATCHRANKING']._serialized_start=3083
+  _globals['_MATCHRANKING']._serialized_end=3184
   _globals['_SUCCESSPATTERN']._serialized_start=165
   _globals['_SUCCESSPATTERN']._serialized_end=874
   _globals['_PATTERNMATCHFILTERS']._serialized_start=877
   _globals['_PATTERNMATCHFILTERS']._serialized_end=1098
   _globals['_MATCHPATTERNSREQUEST']._serialized_start=1101
-  _globals['_MATCHPATTERNSREQUEST']._serialized_end=1296
-  _globals['_PATTERNMATCH']._serialized_start=1299
-  _globals['_PATTERNMATCH']._serialized_end=1484
-  _globals['_QUERYMETADATA']._serialized_start=1486
-  _globals['_QUERYMETADATA']._serialized_end=1549
-  _globals['_MATCHPATTERNSRESPONSE']._serialized_start=1552
-  _globals['_MATCHPATTERNSRESPONSE']._serialized_end=1711
-  _globals['_CREATESUCCESSPATTERNREQUEST']._serialized_start=1713
-  _globals['_CREATESUCCESSPATTERNREQUEST']._serialized_end=1800
-  _globals['_CREATESUCCESSPATTERNRESPONSE']._serialized_start=1802
-  _globals['_CREATESUCCESSPATTERNRESPONSE']._serialized_end=1890
-  _globals['_GETSUCCESSPATTERNREQUEST']._serialized_start=1892
-  _globals['_GETSUCCESSPATTERNREQUEST']._serialized_end=1938
-  _globals['_GETSUCCESSPATTERNRESPONSE']._serialized_start=1940
-  _globals['_GETSUCCESSPATTERNRESPONSE']._serialized_end=2025
-  _globals['_LISTSUCCESSPATTERNSREQUEST']._serialized_start=2028
-  _globals['_LISTSUCCESSPATTERNSREQUEST']._serialized_end=2174
-  _globals['_LISTSUCCESSPATTERNSRESPONSE']._serialized_start=2177
-  _globals['_LISTSUCCESSPATTERNSRESPONSE']._serialized_end=2310
-  _globals['_UPDATESUCCESSPATTERNREQUEST']._serialized_start=2313
-  _globals['_UPDATESUCCESSPATTERNREQUEST']._serialized_end=2449
-  _globals['_UPDATESUCCESSPATTERNRESPONSE']._serialized_start=2451
-  _globals['_UPDATESUCCESSPATTERNRESPONSE']._serialized_end=2539
-  _globals['_DELETESUCCESSPATTERNREQUEST']._serialized_start=2541
-  _globals['_DELETESUCCESSPATTERNREQUEST']._serialized_end=2590
-  _globals['_DELETESUCCESSPATTERNRESPONSE']._serialized_start=2592
-  _globals['_DELETESUCCESSPATTERNRESPONSE']._serialized_end=2622
-  _globals['_RECORDPATTERNOUTCOMEREQUEST']._serialized_start=2624
-  _globals['_RECORDPATTERNOUTCOMEREQUEST']._serialized_end=2690
-  _globals['_RECORDPATTERNOUTCOMERESPONSE']._serialized_start=2692
-  _globals['_RECORDPATTERNOUTCOMERESPONSE']._serialized_end=2780
-  _globals['_PATTERNLEARNINGSERVICE']._serialized_start=2993
-  _globals['_PATTERNLEARNINGSERVICE']._serialized_end=3803
+  _globals['_MATCHPATTERNSREQUEST']._serialized_end=1344
+  _globals['_PATTERNMATCH']._serialized_start=1347
+  _globals['_PATTERNMATCH']._serialized_end=1575
+  _globals['_QUERYMETADATA']._serialized_start=1577
+  _globals['_QUERYMETADATA']._serialized_end=1640
+  _globals['_MATCHPATTERNSRESPONSE']._serialized_start=1643
+  _globals['_MATCHPATTERNSRESPONSE']._serialized_end=1802
+  _globals['_CREATESUCCESSPATTERNREQUEST']._serialized_start=1804
+  _globals['_CREATESUCCESSPATTERNREQUEST']._serialized_end=1891
+  _globals['_CREATESUCCESSPATTERNRESPONSE']._serialized_start=1893
+  _globals['_CREATESUCCESSPATTERNRESPONSE']._serialized_end=1981
+  _globals['_GETSUCCESSPATTERNREQUEST']._serialized_start=1983
+  _globals['_GETSUCCESSPATTERNREQUEST']._serialized_end=2029
+  _globals['_GETSUCCESSPATTERNRESPONSE']._serialized_start=2031
+  _globals['_GETSUCCESSPATTERNRESPONSE']._serialized_end=2116
+  _globals['_LISTSUCCESSPATTERNSREQUEST']._serialized_start=2119
+  _globals['_LISTSUCCESSPATTERNSREQUEST']._serialized_end=2265
+  _globals['_LISTSUCCESSPATTERNSRESPONSE']._serialized_start=2268
+  _globals['_LISTSUCCESSPATTERNSRESPONSE']._serialized_end=2401
+  _globals['_UPDATESUCCESSPATTERNREQUEST']._serialized_start=2404
+  _globals['_UPDATESUCCESSPATTERNREQUEST']._serialized_end=2540
+  _globals['_UPDATESUCCESSPATTERNRESPONSE']._serialized_start=2542
+  _globals['_UPDATESUCCESSPATTERNRESPONSE']._serialized_end=2630
+  _globals['_DELETESUCCESSPATTERNREQUEST']._serialized_start=2632
+  _globals['_DELETESUCCESSPATTERNREQUEST']._serialized_end=2681
+  _globals['_DELETESUCCESSPATTERNRESPONSE']._serialized_start=2683
+  _globals['_DELETESUCCESSPATTERNRESPONSE']._serialized_end=2713
+  _globals['_RECORDPATTERNOUTCOMEREQUEST']._serialized_start=2715
+  _globals['_RECORDPATTERNOUTCOMEREQUEST']._serialized_end=2781
+  _globals['_RECORDPATTERNOUTCOMERESPONSE']._serialized_start=2783
+  _globals['_RECORDPATTERNOUTCOMERESPONSE']._serialized_end=2871
+  _globals['_PATTERNLEARNINGSERVICE']._serialized_start=3187
+  _globals['_PATTERNLEARNINGSERVICE']._serialized_end=3997
 # @@protoc_insertion_point(module_scope)

@@ -54,6 +54,40 @@ SUCCESS_PATTERN_STATUS_ARCHIVED: SuccessPatternStatus.ValueType  # 4
 """Kept for the record only."""
 Global___SuccessPatternStatus: _TypeAlias = SuccessPatternStatus  # noqa: Y015
 
+class _MatchRanking:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MatchRankingEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MatchRanking.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MATCH_RANKING_UNSPECIFIED: _MatchRanking.ValueType  # 0
+    """Not set: `MATCH_RANKING_RELEVANCE`."""
+    MATCH_RANKING_RELEVANCE: _MatchRanking.ValueType  # 1
+    """By calibrated relevance (`confidence_score`) alone."""
+    MATCH_RANKING_LEARNED: _MatchRanking.ValueType  # 2
+    """By `ranking_score`: calibrated relevance blended with the pattern's
+    outcome record from `RecordPatternOutcome`, a Beta(1, 1)-smoothed success
+    rate (successes + 1) / (outcomes + 2), so 1 success of 1 (0.67) ranks
+    below 90 of 100 (0.89): ranking_score = relevance x (0.5 + 0.5 x
+    smoothed success rate).
+    """
+
+class MatchRanking(_MatchRanking, metaclass=_MatchRankingEnumTypeWrapper):
+    """How `MatchPatterns` orders its matches."""
+
+MATCH_RANKING_UNSPECIFIED: MatchRanking.ValueType  # 0
+"""Not set: `MATCH_RANKING_RELEVANCE`."""
+MATCH_RANKING_RELEVANCE: MatchRanking.ValueType  # 1
+"""By calibrated relevance (`confidence_score`) alone."""
+MATCH_RANKING_LEARNED: MatchRanking.ValueType  # 2
+"""By `ranking_score`: calibrated relevance blended with the pattern's
+outcome record from `RecordPatternOutcome`, a Beta(1, 1)-smoothed success
+rate (successes + 1) / (outcomes + 2), so 1 success of 1 (0.67) ranks
+below 90 of 100 (0.89): ranking_score = relevance x (0.5 + 0.5 x
+smoothed success rate).
+"""
+Global___MatchRanking: _TypeAlias = MatchRanking  # noqa: Y015
+
 @_typing.final
 class SuccessPattern(_message.Message):
     """A pattern that succeeded, with how and how well (the seed's 18 columns)."""
@@ -243,6 +277,7 @@ class MatchPatternsRequest(_message.Message):
     FILTERS_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     MIN_CONFIDENCE_FIELD_NUMBER: _builtins.int
+    RANKING_FIELD_NUMBER: _builtins.int
     intent: _builtins.str
     """What the caller wants to do. 1-1,000 characters."""
     context: _builtins.str
@@ -250,7 +285,11 @@ class MatchPatternsRequest(_message.Message):
     limit: _builtins.int
     """Maximum matches, 1-100. 0 means 10."""
     min_confidence: _builtins.float
-    """Minimum cosine similarity of a match, in [0, 1]. Unset means 0.3."""
+    """Minimum calibrated confidence of a match (`PatternMatch.confidence_score`),
+    in [0, 1]. Unset means 0.3.
+    """
+    ranking: Global___MatchRanking.ValueType
+    """How matches are ordered. Unset means `MATCH_RANKING_RELEVANCE`."""
     @_builtins.property
     def requirements(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Requirements, each at most 500 characters, at most 20; embedded with the
@@ -270,10 +309,11 @@ class MatchPatternsRequest(_message.Message):
         filters: Global___PatternMatchFilters | None = ...,
         limit: _builtins.int = ...,
         min_confidence: _builtins.float | None = ...,
+        ranking: Global___MatchRanking.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_min_confidence", b"_min_confidence", "filters", b"filters", "min_confidence", b"min_confidence"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_confidence", b"_min_confidence", "context", b"context", "filters", b"filters", "intent", b"intent", "limit", b"limit", "min_confidence", b"min_confidence", "requirements", b"requirements"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_confidence", b"_min_confidence", "context", b"context", "filters", b"filters", "intent", b"intent", "limit", b"limit", "min_confidence", b"min_confidence", "ranking", b"ranking", "requirements", b"requirements"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__min_confidence: _TypeAlias = _typing.Literal["min_confidence"]  # noqa: Y015
     _WhichOneofArgType__min_confidence: _TypeAlias = _typing.Literal["_min_confidence", b"_min_confidence"]  # noqa: Y015
@@ -294,6 +334,8 @@ class PatternMatch(_message.Message):
     CONFIDENCE_SCORE_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     RECOMMENDATIONS_FIELD_NUMBER: _builtins.int
+    SIMILARITY_FIELD_NUMBER: _builtins.int
+    RANKING_SCORE_FIELD_NUMBER: _builtins.int
     pattern_id: _builtins.str
     """The matched pattern's id."""
     pattern_type: _builtins.str
@@ -303,7 +345,17 @@ class PatternMatch(_message.Message):
     description: _builtins.str
     """Its description."""
     confidence_score: _builtins.float
-    """Cosine similarity between the query and the pattern, in [0, 1]."""
+    """Calibrated relevance in [0, 1]: on the labelled retrieval data the
+    calibration was fitted on, matches with a score near p were relevant about
+    p of the time (Platt scaling of `similarity`).
+    """
+    similarity: _builtins.float
+    """Raw cosine similarity between the query and the pattern, in [-1, 1]."""
+    ranking_score: _builtins.float
+    """The score the matches are ordered by: `confidence_score` for
+    `MATCH_RANKING_RELEVANCE`, the blend described at `MATCH_RANKING_LEARNED`
+    otherwise.
+    """
     @_builtins.property
     def metadata(self) -> _struct_pb2.Struct:
         """`version`, `quality_metrics`, `quality_score`, `success_rate`,
@@ -324,10 +376,12 @@ class PatternMatch(_message.Message):
         confidence_score: _builtins.float = ...,
         metadata: _struct_pb2.Struct | None = ...,
         recommendations: _abc.Iterable[_builtins.str] | None = ...,
+        similarity: _builtins.float = ...,
+        ranking_score: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["confidence_score", b"confidence_score", "description", b"description", "metadata", b"metadata", "name", b"name", "pattern_id", b"pattern_id", "pattern_type", b"pattern_type", "recommendations", b"recommendations"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["confidence_score", b"confidence_score", "description", b"description", "metadata", b"metadata", "name", b"name", "pattern_id", b"pattern_id", "pattern_type", b"pattern_type", "ranking_score", b"ranking_score", "recommendations", b"recommendations", "similarity", b"similarity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
