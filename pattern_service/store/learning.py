@@ -442,7 +442,7 @@ class SqlLearningStore:
                 if pattern is not None and _passes(pattern, query.filters):
                     candidates.append(pattern)
                     similarities.append(float(hit.score))
-        scored = rank_matches(text, candidates, similarities, query.ranking)
+        scored = rank_matches(query.intent, candidates, similarities, query.ranking)
         matches = [
             PatternMatch(m.pattern, m.confidence, recommendations(m.pattern.execution_trace), m.similarity, m.rank)
             for m in scored

@@ -3,7 +3,8 @@
 - **Hybrid similarity** ``h = (1 − LEXICAL_WEIGHT) · cosine + LEXICAL_WEIGHT · coverage``:
   ``cosine`` is the index's score of the pattern's embedded text
   (:func:`~pattern_service.store.outbox.pattern_embedding_text`) and
-  ``coverage`` the share of the query's terms that text contains
+  ``coverage`` the share of the intent's terms that text contains (the intent
+  is the need; context and requirements qualify it and are only embedded)
   (:func:`pattern_service.lexical.query_coverage`; stemmed, stop words
   removed). Coverage needs no statistics of the whole collection, so a
   pattern's score does not depend on which other patterns were retrieved with
@@ -68,17 +69,17 @@ def dense_floor(min_confidence: float) -> float:
 
 
 def rank_matches(
-    text: str, patterns: Sequence[SuccessPattern], similarities: Sequence[float], ranking: MatchRanking
+    intent: str, patterns: Sequence[SuccessPattern], similarities: Sequence[float], ranking: MatchRanking
 ) -> list[ScoredMatch]:
     """Score, calibrate and order retrieved patterns, best first.
 
     Args:
-        text: The query text that was embedded.
+        intent: The query's intent (its terms are the ones coverage counts).
         patterns: Retrieved patterns.
         similarities: Their cosine with the query, same order.
         ranking: Relevance only, or relevance blended with outcomes.
     """
-    coverage = query_coverage(text, [pattern_embedding_text(p) for p in patterns])
+    coverage = query_coverage(intent, [pattern_embedding_text(p) for p in patterns])
     out = []
     for p, cos, cov in zip(patterns, similarities, coverage.tolist(), strict=True):
         hybrid = (1 - LEXICAL_WEIGHT) * cos + LEXICAL_WEIGHT * cov
