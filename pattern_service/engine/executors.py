@@ -32,7 +32,21 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MIN_IMPORTANCE = 0.7
 DEFAULT_RECENT_WINDOW = timedelta(days=7)
-_TAG_IN_QUERY = re.compile(r"\btag(?:ged)?\s+(?:with|as)\s+([\w][\w\-]*)", re.IGNORECASE)
+_TAG = r"['\"‘’“”]?([\w][\w.\-]*)['\"‘’“”]?"
+#: How a query names a tag: "tagged with X", "tag as X", "tagged X", "labelled X", "the tag X",
+#: "tag: X", "by tag X", "the 'X' tag", "X-tagged", "under the X tag".
+_TAG_IN_QUERY = (
+    re.compile(rf"\b(?:tag(?:ged)?|label(?:l?ed)?)\s+(?:with|as)\s+{_TAG}", re.IGNORECASE),
+    re.compile(rf"\b(?:tagged|label(?:l)?ed)\s+{_TAG}", re.IGNORECASE),
+    re.compile(rf"\b(?:tag|label)\s*:?\s+{_TAG}", re.IGNORECASE),
+    re.compile(rf"{_TAG}(?:\s+|-)(?:tag|label)(?:ged|l?ed)?\b", re.IGNORECASE),
+)
+#: Words the tag grammar can capture that are never tags.
+_NOT_TAGS = frozenset(
+    "a an the with as by any some this that these those which what same my our your their its each every all no "
+    "and or for of to in on is are was be me us them it memories memory notes note items entries stuff everything "
+    "anything whatever something things".split()
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +97,13 @@ def aggregate_to_json(a: MemoryAggregate) -> dict[str, Any]:
 
 
 def tags_in(query: str, context: Mapping[str, Any]) -> tuple[str, ...]:
-    """Tags ``search_by_tag`` reads: "tagged with X" / "tag as X" in the query, then ``context.tags`` (lower-cased)."""
-    found = [m.group(1).lower() for m in _TAG_IN_QUERY.finditer(query)]
+    """Tags ``search_by_tag`` reads: those the query names (see ``_TAG_IN_QUERY``), then ``context.tags`` (lower-cased)."""
+    found = [
+        m.group(1).lower().strip(".-")
+        for rx in _TAG_IN_QUERY
+        for m in rx.finditer(query)
+        if m.group(1).lower() not in _NOT_TAGS
+    ]
     extra = context.get("tags")
     items = [extra] if isinstance(extra, str) else (extra if isinstance(extra, list | tuple) else [])
     found += [t.strip().lower() for t in items if isinstance(t, str) and t.strip()]

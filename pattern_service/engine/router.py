@@ -356,6 +356,8 @@ class HybridDecisionRouter:
         in_domain = not outcome.candidates or outcome.candidates[0].score >= self.trigger_threshold
         for hit in outcome.triggers:
             d = hit.definition
+            if d.operation is MemoryOperation.SEARCH_BY_TAG and not tags_in(query, context):
+                continue  # its trigger fired, but the query names no tag it could search for
             scored = outcome.trigger_scores.get(d.name)
             why = f"trigger of {d.name!r} (priority {d.priority}) matched {hit.span_length} of {norm_len} characters"
             if scored is None:  # no examples to score it with: the trigger decides
