@@ -10,7 +10,8 @@ most confused pairs and the expected calibration error of the confidence.
 at least ``MIN_FIT_SAMPLES`` utterances, the similarity threshold that routes
 the most of those utterances right (a grid of 0.01 steps; of equally good
 thresholds the middle one, so that it is not pressed against one example),
-then fits Platt scaling per match source on the decisions those thresholds
+shrunk toward the global threshold as if that had been seen on
+``PRIOR_SAMPLES`` more utterances, then fits Platt scaling per match source on the decisions those thresholds
 give (:mod:`.calibration`). Both are applied in one registry change.
 """
 
@@ -37,6 +38,8 @@ from pattern_service.errors import FieldViolation, InvalidArgumentError
 MAX_CONFUSIONS = 10_000
 #: Utterances a pattern must be the best candidate of before its threshold is fitted.
 MIN_FIT_SAMPLES = 3
+#: Weight, in utterances, of the global threshold in a pattern's fitted one (shrinkage).
+PRIOR_SAMPLES = 10
 _GRID = [round(0.05 + 0.01 * i, 2) for i in range(91)]  # 0.05 … 0.95
 
 
@@ -295,8 +298,14 @@ async def fit(
             by_pattern[best.definition.name].append(
                 (best.score, u.expected == best.definition.name, u.expected is None)
             )
+    # A pattern's own best threshold, shrunk toward the global one by its sample count: with the
+    # handful of utterances a pattern gets, the raw optimum does not carry over to new queries
+    # (on two halves of the bundled dev split it did worse than the global threshold alone).
+    base = registry.semantic_threshold
     thresholds = {
-        name: _fit_threshold(samples) for name, samples in by_pattern.items() if len(samples) >= MIN_FIT_SAMPLES
+        name: round((len(samples) * _fit_threshold(samples) + PRIOR_SAMPLES * base) / (len(samples) + PRIOR_SAMPLES), 2)
+        for name, samples in by_pattern.items()
+        if len(samples) >= MIN_FIT_SAMPLES
     }
 
     def fitted(d: PatternDefinition) -> float:

@@ -37,7 +37,7 @@ LEXICAL_WEIGHT = 0.2
 #: Patterns the index returns before re-scoring (at least ``limit``).
 MATCH_CANDIDATES = 20
 #: Platt scaling of the hybrid similarity (see the module docstring; ``python -m bench.routing --fit-defaults``).
-MATCH_CALIBRATION = PlattScaling(slope=19.42608303565424, intercept=-8.15624269601198, sample_count=950)
+MATCH_CALIBRATION = PlattScaling(slope=19.448426706952393, intercept=-8.165828272164404, sample_count=950)
 
 
 @dataclass(frozen=True, slots=True)
