@@ -68,6 +68,18 @@ class Settings(BaseSettings):
         stream_max_items: Requests one ``ExecuteMany`` stream may carry.
         workers: Server processes sharing the port with ``SO_REUSEPORT``
             (> 1 needs a Qdrant server and should use PostgreSQL and Redis).
+        keepalive_time: Seconds of quiet on a connection after which the server pings it
+            (finds dead peers); see :mod:`pattern_service.api.transport`.
+        keepalive_timeout: Seconds the server waits for the ack of its ping before closing the connection.
+        keepalive_min_ping_interval: Shortest interval between client pings the server accepts, seconds
+            (a client pinging more often gets ``GOAWAY too_many_pings``).
+        keepalive_permit_without_calls: Accept client pings (and send server pings) on a connection
+            with no call in flight.
+        max_message_bytes: Largest request message, bytes; larger ones get ``RESOURCE_EXHAUSTED``
+            with reason ``MESSAGE_TOO_LARGE``. Also the largest response.
+        response_compression: ``none``, ``low``, ``medium`` or ``high``: compression level of the
+            responses of ``ExecuteMany``, ``List*`` and ``MatchPatterns`` (gzip or deflate, whichever
+            the client accepts; identity for a client that accepts neither).
     """
 
     model_config = SettingsConfigDict(env_prefix="TMWS_", env_file=None, extra="ignore")
@@ -110,6 +122,12 @@ class Settings(BaseSettings):
     max_concurrent_rpcs: int = Field(default=256, ge=1, le=100_000)
     stream_max_items: int = Field(default=100_000, ge=1)
     workers: int = Field(default=1, ge=1, le=64)
+    keepalive_time: float = Field(default=60.0, ge=1.0)
+    keepalive_timeout: float = Field(default=20.0, ge=1.0)
+    keepalive_min_ping_interval: float = Field(default=5.0, ge=0.0)
+    keepalive_permit_without_calls: bool = True
+    max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=512 * 1024 * 1024)
+    response_compression: Literal["none", "low", "medium", "high"] = "medium"
 
     @property
     def resolved_database_url(self) -> str:

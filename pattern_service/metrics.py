@@ -16,6 +16,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from pattern_service.api.rpc_metrics import RpcMetrics
 from pattern_service.domain import ExecutionResult, PatternType
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,8 @@ class Metrics:
         self.outbox_depth = Gauge(
             "tmws_vector_outbox_depth", "Vector-index changes waiting in the outbox.", registry=self.registry
         )
+        #: Per-RPC ``grpc_server_*`` metrics, recorded by the call guard.
+        self.rpc = RpcMetrics(self.registry)
         self._execution_children: dict[tuple[PatternType, bool, bool], tuple[Any, Any]] = {}
         self._server: Any = None
         self._thread: threading.Thread | None = None
