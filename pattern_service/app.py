@@ -143,6 +143,9 @@ class Application:
             redis=redis,
         )
         app_ref["app"] = app
+        app.metrics.watch_cache(engine.cache.stats, redis=redis is not None)
+        if isinstance(embedder, OnnxEmbedder):
+            embedder.on_batch = app.metrics.observe_embed_batch
         if redis is not None:
             if not settings.qdrant_url:
                 app._follow_other_replicas(redis)

@@ -49,6 +49,8 @@ from pattern_service.api.status import abort, status_code_of
 from pattern_service.errors import PatternServiceError, ResourceExhaustedError
 
 ServicerContext = grpc.aio.ServicerContext[Any, Any]
+#: Seconds before its deadline within which a cancelled call counts as ``DEADLINE_EXCEEDED``.
+DEADLINE_SLACK = 0.05
 #: A method handler of any request and response types.
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
@@ -223,7 +225,7 @@ class CallGuard:
                     ended = exc
                     raise
                 finally:
-                    handled(final_code(context, ended), perf_counter() - t0)
+                    handled(final_code(context, ended, True), perf_counter() - t0)
 
             return grpc.stream_stream_rpc_method_handler(stream_stream, deserializer, serializer)
 
@@ -247,7 +249,7 @@ class CallGuard:
                     ended = exc
                     raise
                 finally:
-                    handled(final_code(context, ended), perf_counter() - t0)
+                    handled(final_code(context, ended, True), perf_counter() - t0)
 
             return grpc.stream_unary_rpc_method_handler(stream_unary, deserializer, serializer)
 
@@ -307,26 +309,34 @@ class CallGuard:
         return grpc.unary_unary_rpc_method_handler(unary_unary, deserializer, serializer)
 
 
-def final_code(context: ServicerContext, exc: BaseException | None) -> str:
+def final_code(context: ServicerContext, exc: BaseException | None, streamed: bool = False) -> str:
     """The status code name a call ended with.
 
     Args:
         context: The call's context (holds the code of an abort).
         exc: What ended the call's behaviour, or ``None`` when it returned.
+        streamed: The call has a request stream.
 
     Returns:
         The ``grpc.StatusCode`` name: the aborted code; ``DEADLINE_EXCEEDED`` or
-        ``CANCELLED`` for a call cancelled by its deadline or by the client;
+        ``CANCELLED`` for a call cancelled by its deadline or by the client (or a
+        request stream ended by its deadline);
         ``UNKNOWN`` for any other exception (grpc reports it so); else ``OK``.
     """
     code = context.code()
     if code is not None:
         return code.name if isinstance(code, grpc.StatusCode) else str(code)
     if exc is None:
-        return "OK"
+        if not streamed:
+            return "OK"
+        # grpc ends a request stream quietly when the deadline expires, and the handler returns.
+        remaining = context.time_remaining()
+        return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= DEADLINE_SLACK else "OK"
     if isinstance(exc, asyncio.CancelledError | GeneratorExit):
         remaining = context.time_remaining()
-        return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
+        # At expiry the client cancels too, so the server may see the cancellation a moment before its
+        # own deadline: within DEADLINE_SLACK of it the deadline is taken as the cause.
+        return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= DEADLINE_SLACK else "CANCELLED"
     return "UNKNOWN"
 
 

@@ -18,7 +18,8 @@ import os
 import pathlib
 import re
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -258,6 +259,9 @@ class OnnxEmbedder:
         self._feeds_token_types = False
         self._pending: dict[str, asyncio.Future[npt.NDArray[np.float32]]] = {}
         self._queued: list[str] = []
+        self._queued_at: dict[str, float] = {}
+        #: Called with ``(texts, seconds the oldest waited in the queue)`` as each inference job starts (metrics).
+        self.on_batch: Callable[[int, float], None] | None = None
         self._batches = 0
         self._workers = workers
         self.model_runs = 0
@@ -382,6 +386,9 @@ class OnnxEmbedder:
         if todo:
             self.cache_misses += len(todo)
             self._queued.extend(todo)
+            now = time.perf_counter()
+            for key in todo:
+                self._queued_at[key] = now
             # Jobs start after this tick (same-tick callers join them), one per idle worker and job's worth of texts.
             for _ in range(min(self._workers - self._batches, -(-len(self._queued) // self._job_texts))):
                 self._batches += 1
@@ -402,10 +409,14 @@ class OnnxEmbedder:
         queued text when it finishes one.
         """
         todo, self._queued = self._queued[: self._job_texts], self._queued[self._job_texts :]
+        enqueued = [self._queued_at.pop(key, None) for key in todo]
         own = {key: fut for key in todo if (fut := self._pending.get(key)) is not None and not fut.done()}
         if not own:
             self._batches -= 1
             return
+        if self.on_batch is not None:
+            oldest = min((t for t in enqueued if t is not None), default=None)
+            self.on_batch(len(own), 0.0 if oldest is None else time.perf_counter() - oldest)
         try:
             run = loop.run_in_executor(self._executor, self.embed_sync, list(own))
         except RuntimeError as exc:  # the executor was shut down
