@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from pattern_service.config import Settings
+from pattern_service.logs import configure_logging
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     if opts.workers:
         overrides["workers"] = opts.workers
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     if opts.command == "migrate":
         from pattern_service.store.db import upgrade_to_head
 

@@ -80,6 +80,11 @@ class Settings(BaseSettings):
         response_compression: ``none``, ``low``, ``medium`` or ``high``: compression level of the
             responses of ``ExecuteMany``, ``List*`` and ``MatchPatterns`` (gzip or deflate, whichever
             the client accepts; identity for a client that accepts neither).
+        log_format: ``text`` (human-readable lines) or ``json`` (one JSON object per line, with
+            ``trace_id``/``span_id`` inside a traced call).
+        otel_enabled: Turn OpenTelemetry tracing on (also on when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set).
+        otel_endpoint: OTLP/gRPC endpoint of the span exporter; empty = the standard ``OTEL_*`` variables.
+        otel_service_name: ``service.name`` of the spans (``OTEL_SERVICE_NAME`` wins).
     """
 
     model_config = SettingsConfigDict(env_prefix="TMWS_", env_file=None, extra="ignore")
@@ -128,6 +133,10 @@ class Settings(BaseSettings):
     keepalive_permit_without_calls: bool = True
     max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=512 * 1024 * 1024)
     response_compression: Literal["none", "low", "medium", "high"] = "medium"
+    log_format: Literal["text", "json"] = "text"
+    otel_enabled: bool = False
+    otel_endpoint: str = ""
+    otel_service_name: str = "tmws-pattern-service"
 
     @property
     def resolved_database_url(self) -> str:

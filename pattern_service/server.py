@@ -10,6 +10,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
+from pattern_service import tracing
 from pattern_service.api.auth import log_mode
 from pattern_service.api.execution import PatternExecutionServicer
 from pattern_service.api.guard import add_guarded
@@ -133,6 +134,7 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
         settings: Service settings.
         reuse_port: Share the port with other worker processes (``SO_REUSEPORT``).
     """
+    tracing.configure(settings)
     metrics = Metrics()
     app = await Application.create(settings, metrics)
     server = PatternServer(settings, app, reuse_port=reuse_port)
@@ -149,3 +151,4 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
             await asyncio.gather(*stopping)
     finally:
         metrics.close()
+        tracing.disable()

@@ -46,6 +46,7 @@ from pattern_service.api.identity import Scope, reset_principal, set_principal
 from pattern_service.api.keys import KeyRing
 from pattern_service.api.rpc_metrics import RpcMetrics, grpc_type
 from pattern_service.api.status import abort, status_code_of
+from pattern_service.api.traced import traced
 from pattern_service.errors import PatternServiceError, ResourceExhaustedError
 
 ServicerContext = grpc.aio.ServicerContext[Any, Any]
@@ -227,7 +228,11 @@ class CallGuard:
                 finally:
                     handled(final_code(context, ended, True), perf_counter() - t0)
 
-            return grpc.stream_stream_rpc_method_handler(stream_stream, deserializer, serializer)
+            return grpc.stream_stream_rpc_method_handler(
+                traced(method, stream_stream, response_streaming=True, final_code=lambda c, e: final_code(c, e, True)),
+                deserializer,
+                serializer,
+            )
 
         if handler.request_streaming:
 
@@ -251,7 +256,11 @@ class CallGuard:
                 finally:
                     handled(final_code(context, ended, True), perf_counter() - t0)
 
-            return grpc.stream_unary_rpc_method_handler(stream_unary, deserializer, serializer)
+            return grpc.stream_unary_rpc_method_handler(
+                traced(method, stream_unary, response_streaming=False, final_code=lambda c, e: final_code(c, e, True)),
+                deserializer,
+                serializer,
+            )
 
         if handler.response_streaming:
 
@@ -278,7 +287,11 @@ class CallGuard:
                 finally:
                     handled(final_code(context, ended), perf_counter() - t0)
 
-            return grpc.unary_stream_rpc_method_handler(unary_stream, deserializer, serializer)
+            return grpc.unary_stream_rpc_method_handler(
+                traced(method, unary_stream, response_streaming=True, final_code=lambda c, e: final_code(c, e, False)),
+                deserializer,
+                serializer,
+            )
 
         async def unary_unary(request: Any, context: ServicerContext) -> Any:
             t0 = perf_counter()
@@ -306,7 +319,9 @@ class CallGuard:
             finally:
                 handled(final_code(context, ended), perf_counter() - t0)
 
-        return grpc.unary_unary_rpc_method_handler(unary_unary, deserializer, serializer)
+        return grpc.unary_unary_rpc_method_handler(
+            traced(method, unary_unary, response_streaming=False, final_code=final_code), deserializer, serializer
+        )
 
 
 def final_code(context: ServicerContext, exc: BaseException | None, streamed: bool = False) -> str:

@@ -40,6 +40,7 @@ from pattern_service.engine.tools import HealthProbe, ToolRegistry, ToolServices
 from pattern_service.errors import FieldViolation, InvalidArgumentError, PermissionDeniedError
 from pattern_service.store.base import MemoryStore, PatternDefinitionStore
 from pattern_service.store.embeddings import Embedder
+from pattern_service.tracing import span
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +139,8 @@ class PatternExecutionEngine:
         start = time.perf_counter()
         text, ctx = self._check_request(query, context)
         await self._maybe_refresh()
-        plan = await self.router.plan(text, execution_mode, ctx, tenant_id)
+        with span("route"):
+            plan = await self.router.plan(text, execution_mode, ctx, tenant_id)
         if plan.is_write and not allow_write:
             raise PermissionDeniedError(
                 f"the query routes to a write (pattern {plan.definition.name!r}), which needs the 'write' scope",
@@ -156,7 +158,8 @@ class PatternExecutionEngine:
             except (TypeError, ValueError):
                 key = None
         if key is not None:
-            hit = await self.cache.get(key)
+            with span("cache.lookup"):
+                hit = await self.cache.get(key)
             if hit is not None:
                 elapsed = (time.perf_counter() - start) * 1000
                 self.tenant_stats.record(

@@ -27,6 +27,7 @@ from pattern_service.engine.memory_context import MemoryRequest
 from pattern_service.engine.tools import ToolCall, ToolRegistry, ToolServices, read_only
 from pattern_service.errors import InvalidArgumentError
 from pattern_service.store.base import MemoryStore
+from pattern_service.tracing import span
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +109,8 @@ class InfrastructureExecutor:
     ) -> PartResult:
         """Run ``tool``; returns ``{"tool": name, "output": {...}}`` or a failed part with the tool's error."""
         call = ToolCall(query, subject, read_only(context), tenant_id, self._services)
-        outcome = await self._tools.invoke(tool, call)
+        with span("tool.run", **{"tool.name": tool}):
+            outcome = await self._tools.invoke(tool, call)
         data = {"tool": tool, "output": dict(outcome.output)}
         return PartResult("infrastructure", outcome.success, data, outcome.error)
 

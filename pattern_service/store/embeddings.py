@@ -28,6 +28,7 @@ import numpy.typing as npt
 from cachetools import LRUCache
 
 from pattern_service.errors import FailedPreconditionError
+from pattern_service.tracing import span
 
 
 class Embedder(Protocol):
@@ -94,6 +95,11 @@ class HashingEmbedder:
         return vec
 
     async def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """See :meth:`Embedder.embed` (traced as an ``embed`` span; the work is :meth:`_embed`)."""
+        with span("embed", **{"embed.texts": len(texts)}):
+            return await self._embed(texts)
+
+    async def _embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """See :meth:`Embedder.embed`.
 
         Up to :data:`INLINE_CHARS` characters in all are embedded on the
@@ -350,6 +356,11 @@ class OnnxEmbedder:
         return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
 
     async def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """See :meth:`Embedder.embed` (traced as an ``embed`` span; the work is :meth:`_embed`)."""
+        with span("embed", **{"embed.texts": len(texts)}):
+            return await self._embed(texts)
+
+    async def _embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """See :meth:`Embedder.embed`; cached texts are not re-embedded, in-flight ones are not re-run.
 
         Texts are looked up by :func:`cache_key` (the key text is what gets
