@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e clients/python -e '.[dev,bench,otel]'
+	$(BIN)/python -m pip install -q -e 'clients/python[cli,typing]' -e '.[dev,bench,otel]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -129,6 +129,7 @@ class Application:
             cache_max_size=settings.cache_max_size,
             default_cache_ttl=settings.cache_ttl,
             load_defaults=settings.load_default_patterns,
+            default_patterns_path=settings.patterns_file,
         )
         app = cls(
             settings=settings,

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
         max_query_length: Characters of a query after trimming.
         max_context_bytes: Serialized size of a request's context.
         load_default_patterns: Load the bundled default pattern set on first start.
+        patterns_file: A pattern file (YAML, the layout of the bundled ``patterns.yaml`` and of
+            ``tmws-pattern patterns apply``) loaded instead of the bundled set on first start.
         log_level: Python logging level name.
         api_keys_file: JSON or YAML file of hashed API keys (``pattern_service.api.keys``); empty = none.
         api_keys: The same list as inline JSON; with neither, the server runs open (loopback only).
@@ -117,6 +119,7 @@ class Settings(BaseSettings):
     max_query_length: int = Field(default=10_000, ge=1)
     max_context_bytes: int = Field(default=65_536, ge=1)
     load_default_patterns: bool = True
+    patterns_file: Path | None = None
     log_level: str = "INFO"
     api_keys_file: str = ""
     api_keys: str = ""

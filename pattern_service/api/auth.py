@@ -12,8 +12,8 @@ RPC                                                       scope
 ========================================================  ==========
 Execute, ExecuteMany, Route                               execute
   … and an Execute/ExecuteMany item that routes to a write  + write
-GetStats, ListPatternDefinitions, MatchPatterns,          read
-GetSuccessPattern, ListSuccessPatterns
+GetStats, ListPatternDefinitions, GetPatternDefinition,   read
+MatchPatterns, GetSuccessPattern, ListSuccessPatterns
 CreateSuccessPattern, UpdateSuccessPattern,               write
 DeleteSuccessPattern, RecordPatternOutcome
 RegisterBatch, DeletePatternDefinition                    admin
@@ -59,6 +59,7 @@ METHOD_SCOPES: dict[str, Scope] = {
     _EXEC + "Route": Scope.EXECUTE,
     _EXEC + "GetStats": Scope.READ,
     _EXEC + "ListPatternDefinitions": Scope.READ,
+    _EXEC + "GetPatternDefinition": Scope.READ,
     _EXEC + "RegisterBatch": Scope.ADMIN,
     _EXEC + "DeletePatternDefinition": Scope.ADMIN,
     _LEARN + "MatchPatterns": Scope.READ,

@@ -37,7 +37,7 @@ from pattern_service.engine.registry import PatternRegistry
 from pattern_service.engine.router import ExecutionPlan, HybridDecisionRouter
 from pattern_service.engine.stats import EngineStats, TenantStats
 from pattern_service.engine.tools import HealthProbe, ToolRegistry, ToolServices
-from pattern_service.errors import FieldViolation, InvalidArgumentError, PermissionDeniedError
+from pattern_service.errors import FieldViolation, InvalidArgumentError, NotFoundError, PermissionDeniedError
 from pattern_service.store.base import MemoryStore, PatternDefinitionStore
 from pattern_service.store.embeddings import Embedder
 from pattern_service.tracing import span
@@ -335,6 +335,17 @@ class PatternExecutionEngine:
             NotFoundError: No definition has that name.
         """
         return await self.registry.delete(name)
+
+    def get_definition(self, name: str) -> PatternDefinition:
+        """The registered definition named ``name``.
+
+        Raises:
+            NotFoundError: No definition has that name.
+        """
+        definition = self.registry.get(name)
+        if definition is None:
+            raise NotFoundError("PatternDefinition", name)
+        return definition
 
     def validate_definitions(self, definitions: Sequence[PatternDefinition]) -> list[FieldViolation]:
         """Every problem of a batch as field violations ``pattern_definitions[i].<field>`` (changes nothing)."""
