@@ -3,6 +3,10 @@
 ``prepare-model`` derives the default embedder's int8 model into the model cache
 (``TMWS_MODEL_CACHE_DIR``), e.g. while building an image, so no server start pays for it.
 
+A start-up failure prints one line naming the setting and the fix and exits with
+a distinct code (:mod:`pattern_service.startup`); the traceback only with
+``TMWS_LOG_LEVEL=DEBUG``.
+
 Settings come from ``TMWS_*`` environment variables (see :mod:`pattern_service.config`);
 ``--address`` and ``--data-dir`` override ``TMWS_GRPC_ADDRESS`` and ``TMWS_DATA_DIR``.
 """
@@ -17,10 +21,11 @@ from pathlib import Path
 
 from pattern_service.config import Settings
 from pattern_service.logs import configure_logging
+from pattern_service.startup import debug_requested, describe, preflight
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit code."""
+    """Run the command line; returns the exit code (see :mod:`pattern_service.startup` for start-up failures)."""
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["hash-key"]:
         from pattern_service.api.keys import main as hash_key
@@ -40,24 +45,42 @@ def main(argv: list[str] | None = None) -> int:
         overrides["data_dir"] = opts.data_dir
     if opts.workers:
         overrides["workers"] = opts.workers
-    settings = Settings(**overrides)  # type: ignore[arg-type]
-    configure_logging(settings.log_level, settings.log_format)
-    if opts.command == "migrate":
+    settings: Settings | None = None
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+        configure_logging(settings.log_level, settings.log_format)
+        return _run(opts.command, settings)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if settings is None:
+            configure_logging("DEBUG" if debug_requested() else "INFO")
+        failure = describe(exc, settings)
+        if debug_requested():
+            logging.getLogger(__name__).debug("start-up failed", exc_info=exc)
+        logging.getLogger(__name__).critical("%s", failure)
+        return failure.exit_code
+
+
+def _run(command: str, settings: Settings) -> int:
+    log = logging.getLogger(__name__)
+    if command == "migrate":
         from pattern_service.store.db import upgrade_to_head
 
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         upgrade_to_head(settings.resolved_database_url)
-        logging.getLogger(__name__).info("database at head: %s", settings.resolved_database_url)
+        log.info("database at head: %s", settings.resolved_database_url)
         return 0
-    if opts.command == "prepare-model":
+    if command == "prepare-model":
         from pattern_service.store.embeddings import OnnxEmbedder, create_embedder
 
         embedder = create_embedder(settings.embedder, model_cache_dir=settings.model_cache_dir)
         if isinstance(embedder, OnnxEmbedder):
             embedder.load()
             embedder.close()
-        logging.getLogger(__name__).info("embedding model ready: %s", embedder.model_id)
+        log.info("embedding model ready: %s", embedder.model_id)
         return 0
+    preflight(settings)
     if settings.workers > 1:
         from pattern_service.workers import run_workers
 

@@ -91,10 +91,13 @@ class PatternServer:
             (EXECUTION_SERVICE, LEARNING_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server
         )
         server.add_generic_rpc_handlers((unimplemented_handler(),))
-        if self.security.credentials is not None:
-            self.port = server.add_secure_port(self.settings.grpc_address, self.security.credentials)
-        else:
-            self.port = server.add_insecure_port(self.settings.grpc_address)
+        try:
+            if self.security.credentials is not None:
+                self.port = server.add_secure_port(self.settings.grpc_address, self.security.credentials)
+            else:
+                self.port = server.add_insecure_port(self.settings.grpc_address)
+        except RuntimeError as exc:  # grpc: "Failed to bind to address ..."
+            raise RuntimeError(f"could not bind {self.settings.grpc_address} (address in use?)") from exc
         if self.port == 0:
             raise RuntimeError(f"could not bind {self.settings.grpc_address}")
         await server.start()
