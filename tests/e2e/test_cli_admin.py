@@ -156,8 +156,18 @@ async def test_execute_many_prints_integers_as_integers(target: str) -> None:
     run = await cli(target, "execute-many", stdin="calculate 6 * 7\n")
     assert run.code == 0, run.err
     line = json.loads(run.out)
-    assert '"result":42,' in run.out and "42.0" not in run.out
-    assert isinstance(line["result"]["tokens_used"], int)
+
+    def numbers(value: Any) -> list[Any]:
+        if isinstance(value, dict):
+            return [n for item in value.values() for n in numbers(item)]
+        if isinstance(value, list):
+            return [n for item in value for n in numbers(item)]
+        return [value] if isinstance(value, int | float) and not isinstance(value, bool) else []
+
+    found = numbers(line["result"]["result"])
+    assert 42 in found and all(type(n) is int for n in found if n == 42), line["result"]["result"]
+    assert not [n for n in numbers(line) if isinstance(n, float) and n.is_integer()]
+    assert "42.0" not in run.out
 
 
 async def test_patterns_file_replaces_the_default_set(tmp_path: pathlib.Path) -> None:
@@ -187,3 +197,36 @@ async def test_patterns_file_replaces_the_default_set(tmp_path: pathlib.Path) ->
     finally:
         await server.stop(0)
         await drop_server_database(settings)
+
+
+async def test_success_patterns_lifecycle(target: str) -> None:
+    pattern = {
+        "pattern_type": "api_optimization",
+        "name": "Connection Pooling with Read Replicas",
+        "description": "Optimize database queries using connection pooling and read replicas",
+        "execution_trace": {"steps": ["Configure connection pool (min=10, max=50)", "Route reads to replicas"]},
+        "quality_metrics": {"accuracy": 0.95},
+        "tags": ["postgresql", "optimization"],
+    }
+    created = await cli(target, "success-patterns", "create", "--json", json.dumps(pattern))
+    assert created.code == 0, created.err
+    pattern_id = created.json()["pattern_id"]
+    got = (await cli(target, "success-patterns", "get", pattern_id)).json()
+    assert got["name"] == pattern["name"] and got["execution_trace"]["steps"][0].startswith("Configure")
+    listed = (await cli(target, "success-patterns", "list", "--type", "api_optimization")).json()
+    assert [p["pattern_id"] for p in listed] == [pattern_id]
+    updated = await cli(
+        target, "success-patterns", "update", pattern_id, "--json", '{"tags": ["postgresql", "pgbouncer"]}'
+    )
+    assert updated.code == 0, updated.err
+    assert updated.json()["tags"] == ["postgresql", "pgbouncer"]
+    assert updated.json()["name"] == pattern["name"]  # only the masked field changed
+    recorded = (await cli(target, "success-patterns", "record", pattern_id, "--success")).json()
+    assert int(recorded["match_count"]) == 1 and recorded["success_rate"] == 1
+    matched = (await cli(target, "success-patterns", "match", "speed up slow database reads", "--limit", "3")).json()
+    assert pattern_id in {m["pattern_id"] for m in matched["matched_patterns"]}
+    assert (await cli(target, "success-patterns", "delete", pattern_id)).code == 0
+    gone = await cli(target, "success-patterns", "get", pattern_id)
+    assert gone.code == 1 and "NOT_FOUND" in gone.err
+    bad = await cli(target, "success-patterns", "create", "--json", '{"no_such_field": 1}')
+    assert bad.code == 2 and "no_such_field" in bad.err

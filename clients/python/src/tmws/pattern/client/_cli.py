@@ -17,9 +17,11 @@ Examples::
     tmws-pattern patterns export -o patterns.yaml
     tmws-pattern health && echo ok
     tmws-pattern stats
+    tmws-pattern success-patterns record 5f0c… --success
 
 The commands live in small modules: ``_cli_many`` (execute-many), ``_cli_patterns``
-(patterns …), ``_cli_admin`` (stats, health); shared pieces in ``_cli_common``.
+(patterns …), ``_cli_success`` (success-patterns …, match), ``_cli_admin`` (stats, health);
+shared pieces in ``_cli_common``.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import NoReturn
 
 import grpc
 
-from tmws.pattern.client import _cli_admin, _cli_many, _cli_patterns
+from tmws.pattern.client import _cli_admin, _cli_many, _cli_patterns, _cli_success
 from tmws.pattern.client._cli_common import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -47,13 +49,11 @@ from tmws.pattern.client._cli_common import (
     message_to_dict,
     metadata_pair,
     positive_float,
-    positive_int,
     print_error,
     print_json,
 )
 from tmws.pattern.client._client import DEFAULT_TARGET, PatternClient
 from tmws.pattern.client._convert import DEFAULT, TimeoutLike
-from tmws.pattern.client._enums import parse_success_pattern_status
 from tmws.pattern.client._errors import PatternServiceError
 from tmws.pattern.client._version import __version__
 
@@ -108,21 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     route.add_argument("--context", type=json_object, default=None, metavar="JSON", help="context JSON object")
     route.set_defaults(handler=_route)
 
-    match = commands.add_parser(
-        "match", help="find matching success patterns", description="Find success patterns (MatchPatterns)."
+    _cli_success.add_match_arguments(
+        commands.add_parser(
+            "match", help="find matching success patterns", description="Find success patterns (MatchPatterns)."
+        )
     )
-    match.add_argument("intent")
-    match.add_argument("--context", default="", help="free-text context")
-    match.add_argument("--requirement", action="append", default=[], help="a requirement (repeatable)")
-    match.add_argument("--limit", type=positive_int, default=0, help="maximum matches (default: 10)")
-    match.add_argument("--min-confidence", type=float, default=None, help="minimum similarity (default: 0.3)")
-    match.add_argument("--tag", action="append", default=[], help="only patterns with this tag (repeatable)")
-    match.add_argument("--pattern-type", action="append", default=[], help="only this category (repeatable)")
-    match.add_argument("--status", action="append", default=[], help="only this status (repeatable)")
-    match.add_argument("--min-quality-score", type=float, default=None)
-    match.add_argument("--min-success-rate", type=float, default=None)
-    match.set_defaults(handler=_match)
-
+    _cli_success.add_parser(commands)
     _cli_many.add_parser(commands)
     _cli_patterns.add_parser(commands)
     _cli_admin.add_parser(commands)
@@ -144,28 +135,6 @@ async def _execute(client: PatternClient, args: argparse.Namespace, io: Io, time
 async def _route(client: PatternClient, args: argparse.Namespace, io: Io, timeout: TimeoutLike) -> int:
     decision = await client.route(args.query, execution_mode=args.mode, context=args.context, timeout=timeout)
     print_json(message_to_dict(decision), io.out)
-    return EXIT_OK
-
-
-async def _match(client: PatternClient, args: argparse.Namespace, io: Io, timeout: TimeoutLike) -> int:
-    try:
-        statuses = [parse_success_pattern_status(s) for s in args.status]
-    except ValueError as exc:
-        raise UsageError(f"--status: {exc}") from exc
-    response = await client.match_patterns(
-        args.intent,
-        context=args.context,
-        requirements=args.requirement,
-        pattern_types=args.pattern_type,
-        statuses=statuses,
-        tags=args.tag,
-        min_quality_score=args.min_quality_score,
-        min_success_rate=args.min_success_rate,
-        limit=args.limit,
-        min_confidence=args.min_confidence,
-        timeout=timeout,
-    )
-    print_json(message_to_dict(response), io.out)
     return EXIT_OK
 
 
