@@ -37,6 +37,9 @@ NOT_RUN = {
         "needs Docker; tests/deploy/test_compose.py checks the compose file"
     ),
     "make bench                        # = python -m bench.run --quick (≈ 7 min)": "benchmarks run minutes",
+    "docker build -t pattern-service .": (
+        "no Docker engine in the test environment; tests/deploy/test_docker_run.py runs the image's command"
+    ),
     "buf generate --template buf.gen.yaml    # remote plugins: needs access to buf.build": (
         "remote plugins need the network; the include paths are checked by the protoc block"
     ),
