@@ -41,7 +41,8 @@ def _free_port() -> int:
 async def test_image_command_serves_on_a_fresh_volume(tmp_path: pathlib.Path) -> None:
     image_env, cmd = _dockerfile()
     assert cmd[:2] == ["sh", "-c"]
-    made = subprocess.run(
+    made = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "pattern_service", "hash-key", "--name", "ops", "--tenant", "default"],
         capture_output=True,
         text=True,
