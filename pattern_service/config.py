@@ -80,7 +80,7 @@ class Settings(BaseSettings):
         max_message_bytes: Largest request message, bytes; larger ones get ``RESOURCE_EXHAUSTED``
             with reason ``MESSAGE_TOO_LARGE``. Also the largest response.
         response_compression: ``none``, ``low``, ``medium`` or ``high``: compression level of the
-            responses of ``ExecuteMany``, ``List*`` and ``MatchPatterns`` (gzip or deflate, whichever
+            responses of ``List*`` and ``MatchPatterns`` (gzip or deflate, whichever
             the client accepts; identity for a client that accepts neither).
         log_format: ``text`` (human-readable lines) or ``json`` (one JSON object per line, with
             ``trace_id``/``span_id`` inside a traced call).

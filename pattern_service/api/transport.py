@@ -45,7 +45,9 @@ from pattern_service.config import Settings
 TRANSPORT_SIZE_FACTOR = 4
 _MAX_INT32 = 2**31 - 1
 #: Methods whose responses can be large, compressed at ``TMWS_RESPONSE_COMPRESSION``'s level.
-COMPRESSED_METHODS = frozenset({"ExecuteMany", "ListPatternDefinitions", "ListSuccessPatterns", "MatchPatterns"})
+#: Not ``ExecuteMany``: gRPC compresses each message on its own, and its items (a few hundred
+#: bytes) gain little while costing 10-20 % of the stream's throughput (measured: 12k vs 10k items/s).
+COMPRESSED_METHODS = frozenset({"ListPatternDefinitions", "ListSuccessPatterns", "MatchPatterns"})
 #: grpc core's compression levels (``grpc_compression_level``).
 COMPRESSION_LEVELS = {"none": 0, "low": 1, "medium": 2, "high": 3}
 
