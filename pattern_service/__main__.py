@@ -1,4 +1,5 @@
-"""Command line: ``python -m pattern_service serve`` (default), ``migrate``, ``prepare-model`` or ``hash-key``.
+"""Command line: ``python -m pattern_service serve`` (default), ``migrate``, ``prepare-model``, ``hash-key``
+or ``reembed --embedder NAME [--switch]`` (see :mod:`pattern_service.reembed`).
 
 ``prepare-model`` derives the default embedder's int8 model into the model cache
 (``TMWS_MODEL_CACHE_DIR``), e.g. while building an image, so no server start pays for it.
@@ -32,12 +33,17 @@ def main(argv: list[str] | None = None) -> int:
 
         return hash_key(args[1:])
     parser = argparse.ArgumentParser(prog="tmws-pattern-service", description="Pattern Service gRPC server")
-    commands = ("serve", "migrate", "prepare-model", "hash-key")
+    commands = ("serve", "migrate", "prepare-model", "hash-key", "reembed")
     parser.add_argument("command", nargs="?", default="serve", choices=commands)
     parser.add_argument("--address", help="host:port to listen on (TMWS_GRPC_ADDRESS)")
     parser.add_argument("--data-dir", type=Path, help="data directory of the embedded backends (TMWS_DATA_DIR)")
     parser.add_argument("--workers", type=int, help="server processes sharing the port (TMWS_WORKERS)")
+    parser.add_argument("--embedder", help="reembed: the embedder to move to (onnx, onnx-fp32, hashing)")
+    parser.add_argument("--switch", action="store_true", help="reembed: put the built index in place (server stopped)")
+    parser.add_argument("--target-qdrant-url", default="", help="reembed: build into this second Qdrant server")
     opts = parser.parse_args(args)
+    if opts.command == "reembed" and opts.embedder not in ("onnx", "onnx-fp32", "hashing"):
+        parser.error("reembed needs --embedder onnx|onnx-fp32|hashing")
     overrides: dict[str, object] = {}
     if opts.address:
         overrides["grpc_address"] = opts.address
@@ -49,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
         configure_logging(settings.log_level, settings.log_format)
-        return _run(opts.command, settings)
+        return _run(opts.command, settings, opts)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
@@ -62,8 +68,33 @@ def main(argv: list[str] | None = None) -> int:
         return failure.exit_code
 
 
-def _run(command: str, settings: Settings) -> int:
+def _run(command: str, settings: Settings, opts: argparse.Namespace) -> int:
     log = logging.getLogger(__name__)
+    if command == "reembed":
+        from pattern_service import reembed
+
+        progress = sys.stderr.isatty()
+        if opts.switch:
+            moved = asyncio.run(
+                reembed.switch(settings, opts.embedder, target_url=opts.target_qdrant_url, progress=progress)
+            )
+            log.info(
+                "switched to %s (old index kept at %s); start the server with TMWS_EMBEDDER=%s",
+                opts.embedder,
+                moved,
+                opts.embedder,
+            )
+        else:
+            built = asyncio.run(
+                reembed.build(settings, opts.embedder, target_url=opts.target_qdrant_url, progress=progress)
+            )
+            log.info(
+                "built the %s index (%s new vectors); stop the server, then run reembed --embedder %s --switch",
+                opts.embedder,
+                sum(built.values()),
+                opts.embedder,
+            )
+        return 0
     if command == "migrate":
         from pattern_service.store.db import upgrade_to_head
 

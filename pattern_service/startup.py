@@ -108,7 +108,8 @@ def describe(exc: BaseException, settings: Any = None) -> StartupError:
             return StartupError(
                 exc.message,
                 "TMWS_EMBEDDER",
-                "start with the embedder the stored vectors were made with, or use a fresh TMWS_DATA_DIR",
+                "start with the embedder the stored vectors were made with, or move them to the new one with "
+                "`python -m pattern_service reembed --embedder NAME` (then --switch)",
             )
         if exc.reason.startswith("WORKERS_"):
             return StartupError(exc.message, "TMWS_WORKERS", "set TMWS_WORKERS=1 or provide what the message names")

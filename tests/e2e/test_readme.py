@@ -37,6 +37,9 @@ NOT_RUN = {
         "needs Docker; tests/deploy/test_compose.py checks the compose file"
     ),
     "make bench                        # = python -m bench.run --quick (≈ 7 min)": "benchmarks run minutes",
+    "python -m pattern_service reembed --embedder onnx            # while the server keeps serving on the old index": (
+        "needs a store written with another embedder; tests/e2e/test_reembed.py runs these three steps"
+    ),
     "docker build -t pattern-service .": (
         "no Docker engine in the test environment; tests/deploy/test_docker_run.py runs the image's command"
     ),
