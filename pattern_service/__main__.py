@@ -38,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--address", help="host:port to listen on (TMWS_GRPC_ADDRESS)")
     parser.add_argument("--data-dir", type=Path, help="data directory of the embedded backends (TMWS_DATA_DIR)")
     parser.add_argument("--workers", type=int, help="server processes sharing the port (TMWS_WORKERS)")
-    parser.add_argument("--embedder", help="reembed: the embedder to move to (onnx, onnx-fp32, hashing)")
+    parser.add_argument(
+        "--embedder", "--model", dest="embedder", help="reembed: the embedder to move to (onnx, onnx-fp32, hashing)"
+    )
     parser.add_argument("--switch", action="store_true", help="reembed: put the built index in place (server stopped)")
     parser.add_argument("--target-qdrant-url", default="", help="reembed: build into this second Qdrant server")
     opts = parser.parse_args(args)

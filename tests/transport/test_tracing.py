@@ -140,3 +140,35 @@ def test_json_log_lines_carry_trace_and_span_ids(exporter: InMemorySpanExporter)
     assert inside["trace_id"] == format(work.context.trace_id, "032x")
     assert inside["span_id"] == format(work.context.span_id, "016x")
     assert inside["time"]
+
+
+async def test_cancelled_and_expired_streams_end_their_spans(
+    traced_server: PatternServer, exporter: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{traced_server.port}") as channel:
+        stub = pe_grpc.PatternExecutionServiceStub(channel)
+        queue: asyncio.Queue[pe.ExecuteManyRequest | None] = asyncio.Queue()
+
+        async def requests() -> AsyncIterator[pe.ExecuteManyRequest]:
+            while (item := await queue.get()) is not None:
+                yield item
+
+        expired = stub.ExecuteMany(requests(), timeout=1.0)
+        await queue.put(pe.ExecuteManyRequest(request_id="a", query="calculate 1 + 1"))
+        assert (await expired.read()).request_id == "a"
+        with pytest.raises(grpc.aio.AioRpcError):
+            await expired.read()
+        cancelled = stub.ExecuteMany(requests(), timeout=30)
+        await queue.put(pe.ExecuteManyRequest(request_id="b", query="calculate 2 + 2"))
+        assert (await cancelled.read()).request_id == "b"
+        cancelled.cancel()
+    for _ in range(100):
+        spans = [s for s in exporter.get_finished_spans() if s.name.endswith("/ExecuteMany")]
+        if len(spans) == 2:
+            break
+        await asyncio.sleep(0.05)
+    codes = sorted(s.attributes["rpc.grpc.status_code"] for s in spans if s.attributes is not None)
+    assert codes == [grpc.StatusCode.CANCELLED.value[0], grpc.StatusCode.DEADLINE_EXCEEDED.value[0]]
+    assert "Failed to detach context" not in caplog.text
