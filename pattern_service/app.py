@@ -131,6 +131,7 @@ class Application:
             cache_max_size=settings.cache_max_size,
             default_cache_ttl=settings.cache_ttl,
             load_defaults=settings.load_default_patterns,
+            default_patterns_path=settings.patterns_file,
         )
         app = cls(
             settings=settings,
@@ -145,6 +146,9 @@ class Application:
             redis=redis,
         )
         app_ref["app"] = app
+        app.metrics.watch_cache(engine.cache.stats, redis=redis is not None)
+        if isinstance(embedder, OnnxEmbedder):
+            embedder.on_batch = app.metrics.observe_embed_batch
         if redis is not None:
             if not settings.qdrant_url:
                 app._follow_other_replicas(redis)

@@ -65,6 +65,8 @@ class Settings(BaseSettings):
         max_query_length: Characters of a query after trimming.
         max_context_bytes: Serialized size of a request's context.
         load_default_patterns: Load the bundled default pattern set on first start.
+        patterns_file: A pattern file (YAML, the layout of the bundled ``patterns.yaml`` and of
+            ``tmws-pattern patterns apply``) loaded instead of the bundled set on first start.
         log_level: Python logging level name.
         api_keys_file: JSON or YAML file of hashed API keys (``pattern_service.api.keys``); empty = none.
         api_keys: The same list as inline JSON; with neither, the server runs open (loopback only).
@@ -76,6 +78,23 @@ class Settings(BaseSettings):
         stream_max_items: Requests one ``ExecuteMany`` stream may carry.
         workers: Server processes sharing the port with ``SO_REUSEPORT``
             (> 1 needs a Qdrant server and should use PostgreSQL and Redis).
+        keepalive_time: Seconds of quiet on a connection after which the server pings it
+            (finds dead peers); see :mod:`pattern_service.api.transport`.
+        keepalive_timeout: Seconds the server waits for the ack of its ping before closing the connection.
+        keepalive_min_ping_interval: Shortest interval between client pings the server accepts, seconds
+            (a client pinging more often gets ``GOAWAY too_many_pings``).
+        keepalive_permit_without_calls: Accept client pings (and send server pings) on a connection
+            with no call in flight.
+        max_message_bytes: Largest request message, bytes; larger ones get ``RESOURCE_EXHAUSTED``
+            with reason ``MESSAGE_TOO_LARGE``. Also the largest response.
+        response_compression: ``none``, ``low``, ``medium`` or ``high``: compression level of the
+            responses of ``List*`` and ``MatchPatterns`` (gzip or deflate, whichever
+            the client accepts; identity for a client that accepts neither).
+        log_format: ``text`` (human-readable lines) or ``json`` (one JSON object per line, with
+            ``trace_id``/``span_id`` inside a traced call).
+        otel_enabled: Turn OpenTelemetry tracing on (also on when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set).
+        otel_endpoint: OTLP/gRPC endpoint of the span exporter; empty = the standard ``OTEL_*`` variables.
+        otel_service_name: ``service.name`` of the spans (``OTEL_SERVICE_NAME`` wins).
     """
 
     model_config = SettingsConfigDict(env_prefix="TMWS_", env_file=None, extra="ignore")
@@ -110,6 +129,7 @@ class Settings(BaseSettings):
     max_query_length: int = Field(default=10_000, ge=1)
     max_context_bytes: int = Field(default=65_536, ge=1)
     load_default_patterns: bool = True
+    patterns_file: Path | None = None
     log_level: str = "INFO"
     api_keys_file: str = ""
     api_keys: str = ""
@@ -120,6 +140,16 @@ class Settings(BaseSettings):
     max_concurrent_rpcs: int = Field(default=256, ge=1, le=100_000)
     stream_max_items: int = Field(default=100_000, ge=1)
     workers: int = Field(default=1, ge=1, le=64)
+    keepalive_time: float = Field(default=60.0, ge=1.0)
+    keepalive_timeout: float = Field(default=20.0, ge=1.0)
+    keepalive_min_ping_interval: float = Field(default=5.0, ge=0.0)
+    keepalive_permit_without_calls: bool = True
+    max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=512 * 1024 * 1024)
+    response_compression: Literal["none", "low", "medium", "high"] = "medium"
+    log_format: Literal["text", "json"] = "text"
+    otel_enabled: bool = False
+    otel_endpoint: str = ""
+    otel_service_name: str = "tmws-pattern-service"
 
     @property
     def resolved_trigger_min_similarity(self) -> float:

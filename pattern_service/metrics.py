@@ -12,16 +12,70 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
+from pattern_service.api.rpc_metrics import RpcMetrics
 from pattern_service.domain import ExecutionResult, PatternType
 
 log = logging.getLogger(__name__)
 
 _EXEC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5)
 _MATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+_QUEUE_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+class CacheCollector(Collector):
+    """Result-cache counters read from the cache's own tallies at scrape time (nothing on the hot path).
+
+    Exports ``tmws_cache_hits_total``, ``tmws_cache_misses_total`` and
+    ``tmws_cache_evictions_total`` by ``layer`` (``local``: the in-process LRU;
+    ``redis``: the shared layer, present with ``TMWS_REDIS_URL``), plus
+    ``tmws_cache_invalidations_total`` and the ``tmws_cache_entries`` gauge of the local layer.
+    A lookup the local layer misses goes to Redis when it is configured: local misses =
+    Redis hits + Redis misses. Redis expires its entries by TTL itself (no eviction count).
+
+    Args:
+        stats: Returns the cache's ``stats()`` mapping (``local_hits``, ``redis_hits``, ``misses``, …).
+        redis: Whether the Redis layer is configured.
+    """
+
+    def __init__(self, stats: Callable[[], Mapping[str, Any]], *, redis: bool):
+        self._stats = stats
+        self._redis = redis
+
+    def collect(self) -> Iterator[Any]:
+        """The families, from one ``stats()`` snapshot."""
+        s = self._stats()
+        hits = CounterMetricFamily("tmws_cache_hits", "Result-cache hits by layer.", labels=["layer"])
+        misses = CounterMetricFamily("tmws_cache_misses", "Result-cache misses by layer.", labels=["layer"])
+        evictions = CounterMetricFamily(
+            "tmws_cache_evictions", "Entries evicted for capacity (LRU) by layer.", labels=["layer"]
+        )
+        hits.add_metric(["local"], s.get("local_hits", 0))
+        evictions.add_metric(["local"], s.get("evictions", 0))
+        if self._redis:
+            misses.add_metric(["local"], s.get("misses", 0) + s.get("redis_hits", 0))
+            hits.add_metric(["redis"], s.get("redis_hits", 0))
+            misses.add_metric(["redis"], s.get("misses", 0))
+        else:
+            misses.add_metric(["local"], s.get("misses", 0))
+        yield hits
+        yield misses
+        yield evictions
+        yield CounterMetricFamily(
+            "tmws_cache_invalidations",
+            "Tenant-wide cache invalidations (writes that change what cached results depend on).",
+            value=s.get("invalidations", 0),
+        )
+        yield GaugeMetricFamily(
+            "tmws_cache_entries", "Entries in the local result cache.", value=s.get("local_cache_size", 0)
+        )
 
 
 class Metrics:
@@ -66,6 +120,20 @@ class Metrics:
         self.outbox_depth = Gauge(
             "tmws_vector_outbox_depth", "Vector-index changes waiting in the outbox.", registry=self.registry
         )
+        self.embed_batch_size = Histogram(
+            "tmws_embedder_batch_size",
+            "Texts per embedding inference job (ONNX embedder).",
+            buckets=_BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.embed_queue_wait = Histogram(
+            "tmws_embedder_queue_wait_seconds",
+            "Time the oldest text of an inference job waited in the embedder's queue, seconds.",
+            buckets=_QUEUE_BUCKETS,
+            registry=self.registry,
+        )
+        #: Per-RPC ``grpc_server_*`` metrics, recorded by the call guard.
+        self.rpc = RpcMetrics(self.registry)
         self._execution_children: dict[tuple[PatternType, bool, bool], tuple[Any, Any]] = {}
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -89,6 +157,15 @@ class Metrics:
             )
         children[0].inc()
         children[1].observe(result.execution_time_ms / 1000.0)
+
+    def observe_embed_batch(self, texts: int, queue_wait: float) -> None:
+        """Record one embedding inference job: its texts and its oldest text's queue wait (seconds)."""
+        self.embed_batch_size.observe(texts)
+        self.embed_queue_wait.observe(queue_wait)
+
+    def watch_cache(self, stats: Callable[[], Mapping[str, Any]], *, redis: bool) -> None:
+        """Export the result cache's counters (see :class:`CacheCollector`); call once."""
+        self.registry.register(CacheCollector(stats, redis=redis))
 
     def observe_error(self, method: str, code: str) -> None:
         """Record an RPC (or stream item) that failed with status ``code``."""

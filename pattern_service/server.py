@@ -5,18 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
 
+from pattern_service import tracing
 from pattern_service.api.auth import log_mode
 from pattern_service.api.execution import PatternExecutionServicer
 from pattern_service.api.guard import add_guarded
 from pattern_service.api.learning import PatternLearningServicer
+from pattern_service.api.reflection import enable_reflection
 from pattern_service.api.security import server_security
+from pattern_service.api.transport import server_options, unimplemented_handler
 from pattern_service.app import Application
 from pattern_service.config import Settings
 from pattern_service.health import HealthMonitor
@@ -30,7 +31,6 @@ log = logging.getLogger(__name__)
 
 EXECUTION_SERVICE = pe.DESCRIPTOR.services_by_name["PatternExecutionService"].full_name
 LEARNING_SERVICE = pl.DESCRIPTOR.services_by_name["PatternLearningService"].full_name
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 #: Components the learning service cannot answer without (see :mod:`pattern_service.health`).
 LEARNING_NEEDS = frozenset({"sql", "vector_index", "embedding"})
 
@@ -72,12 +72,7 @@ class PatternServer:
             ValueError: Malformed API key or TLS settings.
         """
         self.security = server_security(self.settings, self.metrics)
-        options: list[tuple[str, Any]] = [
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.so_reuseport", 1 if self.reuse_port else 0),
-        ]
-        server = grpc.aio.server(options=options)
+        server = grpc.aio.server(options=server_options(self.settings, reuse_port=self.reuse_port))
         guard = self.security.guard
         add_guarded(
             server,
@@ -92,19 +87,17 @@ class PatternServer:
             PatternLearningServicer(self.app.learning_store, self.metrics),
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            (
-                EXECUTION_SERVICE,
-                LEARNING_SERVICE,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ),
-            server,
+        enable_reflection(
+            (EXECUTION_SERVICE, LEARNING_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server
         )
-        if self.security.credentials is not None:
-            self.port = server.add_secure_port(self.settings.grpc_address, self.security.credentials)
-        else:
-            self.port = server.add_insecure_port(self.settings.grpc_address)
+        server.add_generic_rpc_handlers((unimplemented_handler(),))
+        try:
+            if self.security.credentials is not None:
+                self.port = server.add_secure_port(self.settings.grpc_address, self.security.credentials)
+            else:
+                self.port = server.add_insecure_port(self.settings.grpc_address)
+        except RuntimeError as exc:  # grpc: "Failed to bind to address ..."
+            raise RuntimeError(f"could not bind {self.settings.grpc_address} (address in use?)") from exc
         if self.port == 0:
             raise RuntimeError(f"could not bind {self.settings.grpc_address}")
         await server.start()
@@ -144,6 +137,7 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
         settings: Service settings.
         reuse_port: Share the port with other worker processes (``SO_REUSEPORT``).
     """
+    tracing.configure(settings)
     metrics = Metrics()
     app = await Application.create(settings, metrics)
     server = PatternServer(settings, app, reuse_port=reuse_port)
@@ -160,3 +154,4 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
             await asyncio.gather(*stopping)
     finally:
         metrics.close()
+        tracing.disable()

@@ -54,9 +54,9 @@ def _worker_main(settings_json: str, index: int) -> None:
     from pattern_service.server import serve
 
     settings = Settings.model_validate_json(settings_json)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format=f"%(asctime)s %(levelname)s [worker {index}] %(name)s: %(message)s"
-    )
+    from pattern_service.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format, worker=index)
     asyncio.run(serve(settings, reuse_port=True))
 
 

@@ -12,8 +12,8 @@ RPC                                                       scope
 ========================================================  ==========
 Execute, ExecuteMany, Route, EvaluateRouting              execute
   … and an Execute/ExecuteMany item that routes to a write  + write
-GetStats, ListPatternDefinitions, MatchPatterns,          read
-GetSuccessPattern, ListSuccessPatterns
+GetStats, ListPatternDefinitions, GetPatternDefinition,   read
+MatchPatterns, GetSuccessPattern, ListSuccessPatterns
 CreateSuccessPattern, UpdateSuccessPattern,               write
 DeleteSuccessPattern, RecordPatternOutcome
 RegisterBatch, DeletePatternDefinition, FitRouting        admin
@@ -61,6 +61,7 @@ METHOD_SCOPES: dict[str, Scope] = {
     _EXEC + "FitRouting": Scope.ADMIN,
     _EXEC + "GetStats": Scope.READ,
     _EXEC + "ListPatternDefinitions": Scope.READ,
+    _EXEC + "GetPatternDefinition": Scope.READ,
     _EXEC + "RegisterBatch": Scope.ADMIN,
     _EXEC + "DeletePatternDefinition": Scope.ADMIN,
     _LEARN + "MatchPatterns": Scope.READ,

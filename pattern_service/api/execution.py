@@ -87,6 +87,8 @@ class Engine(Protocol):
 
     async def delete_definition(self, name: str) -> int: ...
 
+    def get_definition(self, name: str) -> domain.PatternDefinition: ...
+
     def list_definitions(self, pattern_type: domain.PatternType | None = None) -> list[domain.PatternDefinition]: ...
 
     def get_stats(self, tenant_id: str | None = None) -> dict[str, dict[str, Any]]: ...
@@ -320,6 +322,18 @@ class PatternExecutionServicer(pe_grpc.PatternExecutionServiceServicer):
         v.raise_if_any()
         version = await self._engine.delete_definition(name)
         return pe.DeletePatternDefinitionResponse(registry_version=version)
+
+    @unary_errors
+    async def GetPatternDefinition(
+        self, request: pe.GetPatternDefinitionRequest, context: ServicerContext
+    ) -> pe.GetPatternDefinitionResponse:
+        """Return one definition by name (see the proto)."""
+        v = Violations()
+        name = check_name(v, "name", request.name)
+        v.raise_if_any()
+        return pe.GetPatternDefinitionResponse(
+            pattern_definition=convert.definition_to_proto(self._engine.get_definition(name))
+        )
 
     @unary_errors
     async def GetStats(self, request: pe.GetStatsRequest, context: ServicerContext) -> pe.GetStatsResponse:

@@ -10,8 +10,15 @@ builds, once at start, a handler whose behaviour does in order:
    call aborts ``RESOURCE_EXHAUSTED`` with ``RetryInfo``; refused callers of
    step 1 never take a slot;
 3. **undecodable requests** (:mod:`pattern_service.api.decoding`): a request
-   that is not a valid message aborts ``INVALID_ARGUMENT`` (for a request
-   stream, when the bad message is reached).
+   that is not a valid message aborts ``INVALID_ARGUMENT``, one over the size
+   limit ``RESOURCE_EXHAUSTED`` (for a request stream, when it is reached).
+
+Around all of it the wrapper records the per-RPC metrics
+(:mod:`pattern_service.api.rpc_metrics`: started, handled by status code
+including ``DEADLINE_EXCEEDED``/``CANCELLED``, handling time, messages) and
+keeps response compression (``TMWS_RESPONSE_COMPRESSION``, a server-wide
+compression *level*, so grpc picks an algorithm the client's
+``grpc-accept-encoding`` lists) only on the methods whose responses are large.
 
 Health and reflection are registered without a guard: open and never limited.
 
@@ -25,19 +32,26 @@ configured.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+import asyncio
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from time import perf_counter
 from typing import Any, TypeAlias
 
 import grpc
+from prometheus_client import CollectorRegistry
 
 from pattern_service.api.auth import authenticate, required_scope
 from pattern_service.api.decoding import Undecodable, checked_requests, malformed, safe_deserializer
 from pattern_service.api.identity import Scope, reset_principal, set_principal
 from pattern_service.api.keys import KeyRing
+from pattern_service.api.rpc_metrics import RpcMetrics, grpc_type
 from pattern_service.api.status import abort, status_code_of
+from pattern_service.api.traced import traced
 from pattern_service.errors import PatternServiceError, ResourceExhaustedError
 
 ServicerContext = grpc.aio.ServicerContext[Any, Any]
+#: Seconds before its deadline within which a cancelled call counts as ``DEADLINE_EXCEEDED``.
+DEADLINE_SLACK = 0.05
 #: A method handler of any request and response types.
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
@@ -110,14 +124,31 @@ class CallGuard:
         limit: The concurrency limit shared by every guarded method.
         on_auth_reject: Called with ``(method name, status code name)`` for each call
             refused by authentication (metrics).
+        rpc_metrics: Where the per-RPC metrics go (a private registry when ``None``).
+        max_message_bytes: Largest request message accepted (``None`` = no limit here).
+        compress_responses: The server compresses responses by default (``TMWS_RESPONSE_COMPRESSION``);
+            the guard then turns compression off for every method but ``compressed_methods``.
+        compressed_methods: Method names (``ListPatternDefinitions``, …) whose responses stay compressed.
     """
 
     def __init__(
-        self, ring: KeyRing, limit: ConcurrencyLimit, on_auth_reject: Callable[[str, str], None] | None = None
+        self,
+        ring: KeyRing,
+        limit: ConcurrencyLimit,
+        on_auth_reject: Callable[[str, str], None] | None = None,
+        *,
+        rpc_metrics: RpcMetrics | None = None,
+        max_message_bytes: int | None = None,
+        compress_responses: bool = False,
+        compressed_methods: Collection[str] = (),
     ):
         self._ring = ring
         self.limit = limit
         self._on_auth_reject = on_auth_reject
+        self.rpc_metrics = rpc_metrics if rpc_metrics is not None else RpcMetrics(CollectorRegistry())
+        self.max_message_bytes = max_message_bytes
+        self.compress_responses = compress_responses
+        self.compressed_methods = frozenset(compressed_methods)
 
     def _admit(self, name: str, scope: Scope | None, context: ServicerContext) -> Any:
         """Authenticate and admit one call; returns the principal token (or ``None``).
@@ -167,60 +198,161 @@ class CallGuard:
         behavior = behavior_of(handler)
         scope = required_scope(method)
         name = method.rpartition("/")[2]
-        deserializer = safe_deserializer(handler.request_deserializer)
+        deserializer = safe_deserializer(handler.request_deserializer, self.max_message_bytes)
         serializer = handler.response_serializer
         admit, admitted, release = self._admit, self._admitted, self._release
+        stats = self.rpc_metrics.method(method, grpc_type(handler.request_streaming, handler.response_streaming))
+        started, received, sent, handled = stats.started, stats.received, stats.sent, stats.handled
+        # The server compresses responses (grpc picks an algorithm the client accepts); small ones opt out.
+        plain = self.compress_responses and name not in self.compressed_methods
 
         if handler.request_streaming and handler.response_streaming:
 
             async def stream_stream(requests: AsyncIterator[Any], context: ServicerContext) -> AsyncIterator[Any]:
-                token = await admitted(name, scope, context)
+                t0 = perf_counter()
+                started.inc()
+                ended: BaseException | None = None
                 try:
-                    async for item in behavior(checked_requests(requests), context):
-                        yield item
+                    token = await admitted(name, scope, context)
+                    try:
+                        async for item in behavior(checked_requests(requests, received), context):
+                            sent.inc()
+                            if plain:
+                                context.disable_next_message_compression()
+                            yield item
+                    finally:
+                        release(token)
+                except BaseException as exc:
+                    ended = exc
+                    raise
                 finally:
-                    release(token)
+                    handled(final_code(context, ended, True), perf_counter() - t0)
 
-            return grpc.stream_stream_rpc_method_handler(stream_stream, deserializer, serializer)
+            return grpc.stream_stream_rpc_method_handler(
+                traced(method, stream_stream, response_streaming=True, final_code=lambda c, e: final_code(c, e, True)),
+                deserializer,
+                serializer,
+            )
 
         if handler.request_streaming:
 
             async def stream_unary(requests: AsyncIterator[Any], context: ServicerContext) -> Any:
-                token = await admitted(name, scope, context)
+                t0 = perf_counter()
+                started.inc()
+                ended: BaseException | None = None
                 try:
-                    return await behavior(checked_requests(requests), context)
+                    token = await admitted(name, scope, context)
+                    if plain:
+                        context.disable_next_message_compression()
+                    try:
+                        response = await behavior(checked_requests(requests, received), context)
+                        sent.inc()
+                        return response
+                    finally:
+                        release(token)
+                except BaseException as exc:
+                    ended = exc
+                    raise
                 finally:
-                    release(token)
+                    handled(final_code(context, ended, True), perf_counter() - t0)
 
-            return grpc.stream_unary_rpc_method_handler(stream_unary, deserializer, serializer)
+            return grpc.stream_unary_rpc_method_handler(
+                traced(method, stream_unary, response_streaming=False, final_code=lambda c, e: final_code(c, e, True)),
+                deserializer,
+                serializer,
+            )
 
         if handler.response_streaming:
 
             async def unary_stream(request: Any, context: ServicerContext) -> AsyncIterator[Any]:
-                token = await admitted(name, scope, context)
+                t0 = perf_counter()
+                started.inc()
+                received.inc()
+                ended: BaseException | None = None
                 try:
-                    if isinstance(request, Undecodable):
-                        await abort(context, malformed(request))
-                    async for item in behavior(request, context):
-                        yield item
+                    token = await admitted(name, scope, context)
+                    try:
+                        if isinstance(request, Undecodable):
+                            await abort(context, malformed(request))
+                        async for item in behavior(request, context):
+                            sent.inc()
+                            if plain:
+                                context.disable_next_message_compression()
+                            yield item
+                    finally:
+                        release(token)
+                except BaseException as exc:
+                    ended = exc
+                    raise
                 finally:
-                    release(token)
+                    handled(final_code(context, ended), perf_counter() - t0)
 
-            return grpc.unary_stream_rpc_method_handler(unary_stream, deserializer, serializer)
+            return grpc.unary_stream_rpc_method_handler(
+                traced(method, unary_stream, response_streaming=True, final_code=lambda c, e: final_code(c, e, False)),
+                deserializer,
+                serializer,
+            )
 
         async def unary_unary(request: Any, context: ServicerContext) -> Any:
+            t0 = perf_counter()
+            started.inc()
+            received.inc()
+            ended: BaseException | None = None
             try:
-                token = admit(name, scope, context)
-            except PatternServiceError as exc:
-                await abort(context, exc)
-            try:
-                if request.__class__ is Undecodable:
-                    await abort(context, malformed(request))
-                return await behavior(request, context)
+                try:
+                    token = admit(name, scope, context)
+                except PatternServiceError as exc:
+                    await abort(context, exc)
+                if plain:
+                    context.disable_next_message_compression()
+                try:
+                    if request.__class__ is Undecodable:
+                        await abort(context, malformed(request))
+                    response = await behavior(request, context)
+                    sent.inc()
+                    return response
+                finally:
+                    release(token)
+            except BaseException as exc:
+                ended = exc
+                raise
             finally:
-                release(token)
+                handled(final_code(context, ended), perf_counter() - t0)
 
-        return grpc.unary_unary_rpc_method_handler(unary_unary, deserializer, serializer)
+        return grpc.unary_unary_rpc_method_handler(
+            traced(method, unary_unary, response_streaming=False, final_code=final_code), deserializer, serializer
+        )
+
+
+def final_code(context: ServicerContext, exc: BaseException | None, streamed: bool = False) -> str:
+    """The status code name a call ended with.
+
+    Args:
+        context: The call's context (holds the code of an abort).
+        exc: What ended the call's behaviour, or ``None`` when it returned.
+        streamed: The call has a request stream.
+
+    Returns:
+        The ``grpc.StatusCode`` name: the aborted code; ``DEADLINE_EXCEEDED`` or
+        ``CANCELLED`` for a call cancelled by its deadline or by the client (or a
+        request stream ended by its deadline);
+        ``UNKNOWN`` for any other exception (grpc reports it so); else ``OK``.
+    """
+    code = context.code()
+    if code is not None:
+        return code.name if isinstance(code, grpc.StatusCode) else str(code)
+    if exc is None:
+        if not streamed:
+            return "OK"
+        # grpc ends a request stream quietly when the deadline expires, and the handler returns.
+        remaining = context.time_remaining()
+        return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= DEADLINE_SLACK else "OK"
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+        remaining = context.time_remaining()
+        # At expiry the client cancels too, so the server may see the cancellation a moment before its
+        # own deadline: within DEADLINE_SLACK of it the deadline is taken as the cause.
+        return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= DEADLINE_SLACK else "CANCELLED"
+    return "UNKNOWN"
 
 
 class _Collector:

@@ -12,11 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import grpc
+from prometheus_client import CollectorRegistry
 
 from pattern_service.api.auth import check_open_mode
 from pattern_service.api.guard import CallGuard, ConcurrencyLimit
 from pattern_service.api.keys import load_key_ring
+from pattern_service.api.rpc_metrics import RpcMetrics
 from pattern_service.api.tls import server_credentials
+from pattern_service.api.transport import COMPRESSED_METHODS
 from pattern_service.config import Settings
 from pattern_service.metrics import Metrics
 
@@ -70,7 +73,15 @@ def server_security(settings: Settings, metrics: Metrics | None = None) -> Serve
         on_reject=(lambda method: on_reject(method, grpc.StatusCode.RESOURCE_EXHAUSTED.name)) if on_reject else None,
     )
     return ServerSecurity(
-        guard=CallGuard(ring, limiter, on_auth_reject=on_reject),
+        guard=CallGuard(
+            ring,
+            limiter,
+            on_auth_reject=on_reject,
+            rpc_metrics=metrics.rpc if metrics is not None else RpcMetrics(CollectorRegistry()),
+            max_message_bytes=settings.max_message_bytes,
+            compress_responses=settings.response_compression != "none",
+            compressed_methods=COMPRESSED_METHODS,
+        ),
         credentials=credentials,
         description=f"{mode}; {transport}",
     )

@@ -38,9 +38,10 @@ from pattern_service.engine.registry import PatternRegistry
 from pattern_service.engine.router import ExecutionPlan, HybridDecisionRouter
 from pattern_service.engine.stats import EngineStats, TenantStats
 from pattern_service.engine.tools import HealthProbe, ToolRegistry, ToolServices
-from pattern_service.errors import FieldViolation, InvalidArgumentError, PermissionDeniedError
+from pattern_service.errors import FieldViolation, InvalidArgumentError, NotFoundError, PermissionDeniedError
 from pattern_service.store.base import MemoryStore, PatternDefinitionStore
 from pattern_service.store.embeddings import Embedder
+from pattern_service.tracing import span
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +143,8 @@ class PatternExecutionEngine:
         start = time.perf_counter()
         text, ctx = self._check_request(query, context)
         await self._maybe_refresh()
-        plan = await self.router.plan(text, execution_mode, ctx, tenant_id, keyword_fallback=keyword_fallback)
+        with span("route"):
+            plan = await self.router.plan(text, execution_mode, ctx, tenant_id, keyword_fallback=keyword_fallback)
         if plan.is_write and not allow_write:
             raise PermissionDeniedError(
                 f"the query routes to a write (pattern {plan.definition.name!r}), which needs the 'write' scope",
@@ -160,7 +162,8 @@ class PatternExecutionEngine:
             except (TypeError, ValueError):
                 key = None
         if key is not None:
-            hit = await self.cache.get(key)
+            with span("cache.lookup"):
+                hit = await self.cache.get(key)
             if hit is not None:
                 elapsed = (time.perf_counter() - start) * 1000
                 self.tenant_stats.record(
@@ -357,6 +360,17 @@ class PatternExecutionEngine:
         """
         await self._maybe_refresh()
         return await fit(self.router, self.registry, utterances, validate_only=validate_only)
+
+    def get_definition(self, name: str) -> PatternDefinition:
+        """The registered definition named ``name``.
+
+        Raises:
+            NotFoundError: No definition has that name.
+        """
+        definition = self.registry.get(name)
+        if definition is None:
+            raise NotFoundError("PatternDefinition", name)
+        return definition
 
     def validate_definitions(self, definitions: Sequence[PatternDefinition]) -> list[FieldViolation]:
         """Every problem of a batch as field violations ``pattern_definitions[i].<field>`` (changes nothing)."""

@@ -27,6 +27,7 @@ from pattern_service.engine.memory_context import MemoryRequest
 from pattern_service.engine.tools import ToolCall, ToolRegistry, ToolServices, read_only
 from pattern_service.errors import InvalidArgumentError
 from pattern_service.store.base import MemoryStore
+from pattern_service.tracing import span
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +45,8 @@ _TAG_IN_QUERY = (
 #: Words the tag grammar can capture that are never tags.
 _NOT_TAGS = frozenset(
     "a an the with as by any some this that these those which what same my our your their its each every all no "
-    "and or for of to in on is are was be me us them it memories memory notes note items entries stuff everything "
-    "anything whatever something things".split()
+    "and or for of to in on is are was be me us them it memories memory notes note items entries stuff "
+    "everything anything whatever something things".split()
 )
 
 
@@ -97,7 +98,7 @@ def aggregate_to_json(a: MemoryAggregate) -> dict[str, Any]:
 
 
 def tags_in(query: str, context: Mapping[str, Any]) -> tuple[str, ...]:
-    """Tags ``search_by_tag`` reads: those the query names (see ``_TAG_IN_QUERY``), then ``context.tags`` (lower-cased)."""
+    """Tags ``search_by_tag`` reads: those the query names (``_TAG_IN_QUERY``), then ``context.tags`` (lower-cased)."""
     found = [
         m.group(1).lower().strip(".-")
         for rx in _TAG_IN_QUERY
@@ -127,7 +128,8 @@ class InfrastructureExecutor:
     ) -> PartResult:
         """Run ``tool``; returns ``{"tool": name, "output": {...}}`` or a failed part with the tool's error."""
         call = ToolCall(query, subject, read_only(context), tenant_id, self._services)
-        outcome = await self._tools.invoke(tool, call)
+        with span("tool.run", **{"tool.name": tool}):
+            outcome = await self._tools.invoke(tool, call)
         data = {"tool": tool, "output": dict(outcome.output)}
         return PartResult("infrastructure", outcome.success, data, outcome.error)
 

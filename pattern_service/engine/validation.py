@@ -185,7 +185,8 @@ def definition_from_config(raw: Mapping[str, Any], *, default_cache_ttl: int = 3
     try:
         return PatternDefinition(
             name=raw["name"],
-            pattern_type=PatternType(raw["pattern_type"]),
+            # "memory" or "PATTERN_TYPE_MEMORY" (the proto enum name, also accepted by `patterns apply`).
+            pattern_type=PatternType(str(raw["pattern_type"]).lower().removeprefix("pattern_type_")),
             trigger_pattern=raw.get("trigger_pattern"),
             cost_tokens=raw["cost_tokens"],
             priority=raw.get("priority", 0),

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from pattern_service.errors import FailedPreconditionError, UnavailableError
+from pattern_service.tracing import span
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +148,9 @@ class Database:
     @asynccontextmanager
     async def _unit(self) -> AsyncIterator[AsyncSession]:
         try:
-            async with self._sessionmaker.begin() as session:
-                yield session
+            with span("sql", **{"db.system": self.dialect}):
+                async with self._sessionmaker.begin() as session:
+                    yield session
         except _CONNECTION_ERRORS as exc:
             raise UnavailableError(f"database unavailable: {exc}") from exc
 

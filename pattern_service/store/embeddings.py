@@ -18,7 +18,8 @@ import os
 import pathlib
 import re
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -27,6 +28,7 @@ import numpy.typing as npt
 from cachetools import LRUCache
 
 from pattern_service.errors import FailedPreconditionError
+from pattern_service.tracing import span
 
 
 class Embedder(Protocol):
@@ -93,6 +95,11 @@ class HashingEmbedder:
         return vec
 
     async def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """See :meth:`Embedder.embed` (traced as an ``embed`` span; the work is :meth:`_embed`)."""
+        with span("embed", **{"embed.texts": len(texts)}):
+            return await self._embed(texts)
+
+    async def _embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """See :meth:`Embedder.embed`.
 
         Up to :data:`INLINE_CHARS` characters in all are embedded on the
@@ -258,6 +265,9 @@ class OnnxEmbedder:
         self._feeds_token_types = False
         self._pending: dict[str, asyncio.Future[npt.NDArray[np.float32]]] = {}
         self._queued: list[str] = []
+        self._queued_at: dict[str, float] = {}
+        #: Called with ``(texts, seconds the oldest waited in the queue)`` as each inference job starts (metrics).
+        self.on_batch: Callable[[int, float], None] | None = None
         self._batches = 0
         self._workers = workers
         self.model_runs = 0
@@ -346,6 +356,11 @@ class OnnxEmbedder:
         return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
 
     async def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """See :meth:`Embedder.embed` (traced as an ``embed`` span; the work is :meth:`_embed`)."""
+        with span("embed", **{"embed.texts": len(texts)}):
+            return await self._embed(texts)
+
+    async def _embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """See :meth:`Embedder.embed`; cached texts are not re-embedded, in-flight ones are not re-run.
 
         Texts are looked up by :func:`cache_key` (the key text is what gets
@@ -382,6 +397,9 @@ class OnnxEmbedder:
         if todo:
             self.cache_misses += len(todo)
             self._queued.extend(todo)
+            now = time.perf_counter()
+            for key in todo:
+                self._queued_at[key] = now
             # Jobs start after this tick (same-tick callers join them), one per idle worker and job's worth of texts.
             for _ in range(min(self._workers - self._batches, -(-len(self._queued) // self._job_texts))):
                 self._batches += 1
@@ -402,10 +420,14 @@ class OnnxEmbedder:
         queued text when it finishes one.
         """
         todo, self._queued = self._queued[: self._job_texts], self._queued[self._job_texts :]
+        enqueued = [self._queued_at.pop(key, None) for key in todo]
         own = {key: fut for key in todo if (fut := self._pending.get(key)) is not None and not fut.done()}
         if not own:
             self._batches -= 1
             return
+        if self.on_batch is not None:
+            oldest = min((t for t in enqueued if t is not None), default=None)
+            self.on_batch(len(own), 0.0 if oldest is None else time.perf_counter() - oldest)
         try:
             run = loop.run_in_executor(self._executor, self.embed_sync, list(own))
         except RuntimeError as exc:  # the executor was shut down

@@ -357,6 +357,17 @@ class VectorSync:
             except Exception as exc:
                 log.warning("following %d change(s) in %s failed: %s", len(ids), collection, exc)
 
+    async def sync_points(self, collection: str, point_ids: Sequence[str]) -> None:
+        """Upsert the current SQL state of ``point_ids`` (deleting points whose row is gone), now.
+
+        Unlike :meth:`follow`, failures are raised (``reembed`` reports them).
+
+        Raises:
+            Exception: Whatever the database, embedder or index raised.
+        """
+        async with self._lock:
+            await self._sync_points(collection, list(dict.fromkeys(point_ids)))
+
     async def _sync_points(self, collection: str, point_ids: Sequence[str]) -> None:
         """Upsert the current SQL state of ``point_ids``; delete the points whose row is gone.
 

@@ -47,6 +47,7 @@ from pattern_service.store.vectors.base import (
     check_vector,
     normalise_point_id,
 )
+from pattern_service.tracing import span
 
 _log = logging.getLogger(__name__)
 
@@ -300,6 +301,19 @@ class QdrantVectorIndex:
         return [given for pid, given in ids.items() if pid not in present]
 
     async def search(
+        self,
+        collection: str,
+        vector: npt.NDArray[np.float32],
+        *,
+        limit: int,
+        flt: VectorFilter | None = None,
+        score_threshold: float | None = None,
+    ) -> list[ScoredPoint]:
+        """See :meth:`VectorIndex.search` (traced as a ``vector.search`` span; the work is :meth:`_search`)."""
+        with span("vector.search", **{"db.collection.name": collection, "vector.limit": limit}):
+            return await self._search(collection, vector, limit=limit, flt=flt, score_threshold=score_threshold)
+
+    async def _search(
         self,
         collection: str,
         vector: npt.NDArray[np.float32],

@@ -19,17 +19,18 @@ from typing import IO, Any
 
 from google.protobuf import json_format
 
+from tmws.pattern.client._cli_common import Io, UsageError
 from tmws.pattern.client._client import PatternClient
 from tmws.pattern.client._convert import TimeoutLike
 from tmws.pattern.v1 import pattern_execution_service_pb2 as exec_pb2
 
-__all__ = ["add_eval_parser", "read_labelled", "run_eval"]
+__all__ = ["add_parser", "read_labelled", "run_eval"]
 
 Labelled = tuple[str, str | None, str | None]
 
 
-def add_eval_parser(commands: Any, handler: Any) -> None:
-    """Add the ``eval`` command to an ``argparse`` subparsers object, dispatching to ``handler``."""
+def add_parser(commands: Any) -> None:
+    """Add the ``eval`` command to an ``argparse`` subparsers object."""
     ev = commands.add_parser(
         "eval",
         help="evaluate routing on labelled data",
@@ -48,7 +49,14 @@ def add_eval_parser(commands: Any, handler: Any) -> None:
     )
     ev.add_argument("--plot", default=None, metavar="PNG", help="write a confusion matrix and reliability diagram")
     ev.add_argument("--json", action="store_true", help="print the evaluation as JSON instead of a table")
-    ev.set_defaults(handler=handler)
+    ev.set_defaults(handler=_eval)
+
+
+async def _eval(client: PatternClient, args: argparse.Namespace, io: Io, timeout: TimeoutLike) -> int:
+    try:
+        return await run_eval(client, args, io.out, io.err, timeout)
+    except (ValueError, RuntimeError) as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def read_labelled(path: str) -> list[Labelled]:

@@ -546,6 +546,27 @@ class PatternClient:
             if not token:
                 return
 
+    async def get_pattern_definition(
+        self, name: str, *, timeout: TimeoutLike = DEFAULT, metadata: MetadataLike | None = None
+    ) -> exec_pb2.PatternDefinition:
+        """Get one pattern definition by name (``GetPatternDefinition``).
+
+        Args:
+            name: Name of the definition.
+            timeout: Deadline in seconds; default: the client's default.
+            metadata: Extra call metadata.
+
+        Returns:
+            The definition.
+
+        Raises:
+            NotFound: If there is no definition of that name.
+            PatternServiceError: For any other error status.
+        """
+        request = exec_pb2.GetPatternDefinitionRequest(name=name)
+        response = await self._unary(self._execution.GetPatternDefinition, request, timeout, metadata)
+        return response.pattern_definition
+
     async def delete_pattern_definition(
         self, name: str, *, timeout: TimeoutLike = DEFAULT, metadata: MetadataLike | None = None
     ) -> exec_pb2.DeletePatternDefinitionResponse:

@@ -745,6 +745,52 @@ class DeletePatternDefinitionResponse(_message.Message):
 Global___DeletePatternDefinitionResponse: _TypeAlias = DeletePatternDefinitionResponse  # noqa: Y015
 
 @_typing.final
+class GetPatternDefinitionRequest(_message.Message):
+    """Request for `GetPatternDefinition`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name of the definition."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPatternDefinitionRequest: _TypeAlias = GetPatternDefinitionRequest  # noqa: Y015
+
+@_typing.final
+class GetPatternDefinitionResponse(_message.Message):
+    """Response for `GetPatternDefinition`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATTERN_DEFINITION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def pattern_definition(self) -> Global___PatternDefinition:
+        """The definition."""
+
+    def __init__(
+        self,
+        *,
+        pattern_definition: Global___PatternDefinition | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pattern_definition", b"pattern_definition"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pattern_definition", b"pattern_definition"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPatternDefinitionResponse: _TypeAlias = GetPatternDefinitionResponse  # noqa: Y015
+
+@_typing.final
 class GetStatsRequest(_message.Message):
     """Request for `GetStats`."""
 

@@ -72,6 +72,11 @@ class PatternExecutionServiceStub:
                 request_serializer=tmws_dot_pattern_dot_v1_dot_pattern__execution__service__pb2.DeletePatternDefinitionRequest.SerializeToString,
                 response_deserializer=tmws_dot_pattern_dot_v1_dot_pattern__execution__service__pb2.DeletePatternDefinitionResponse.FromString,
                 _registered_method=True)
+        self.GetPatternDefinition = channel.unary_unary(
+                '/tmws.pattern.v1.PatternExecutionService/GetPatternDefinition',
+                request_serializer=tmws_dot_pattern_dot_v1_dot_pattern__execution__service__pb2.GetPatternDefinitionRequest.SerializeToString,
+                response_deserializer=tmws_dot_pattern_dot_v1_dot_pattern__execution__service__pb2.GetPatternDefinitionResponse.FromString,
+                _registered_method=True)
         self.GetStats = channel.unary_unary(
                 '/tmws.pattern.v1.PatternExecutionService/GetStats',
                 request_serializer=tmws_dot_pattern_dot_v1_dot_pattern__execution__service__pb2.GetStatsRequest.SerializeToString,
@@ -149,6 +154,14 @@ class PatternExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPatternDefinition(self, request, context):
+        """Returns one pattern definition by name (AIP-131). `NOT_FOUND` if there is
+        none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetStats(self, request, context):
         """Returns the engine, registry, router and cache statistics of this server
         process. Rates are fractions in [0, 1].
@@ -210,6 +223,11 @@ def add_PatternExecutionServiceServicer_to_server(servicer, server):
                     servicer.DeletePatternDefinition,
                     request_deserializer=tmws_dot_pattern_dot_v1_dot_pattern__execution__service__pb2.DeletePatternDefinitionRequest.FromString,
                     response_serializer=tmws_dot_pattern_dot_v1_dot_pattern__execution__service__pb2.DeletePatternDefinitionResponse.SerializeToString,
+            ),
+            'GetPatternDefinition': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPatternDefinition,
+                    request_deserializer=tmws_dot_pattern_dot_v1_dot_pattern__execution__service__pb2.GetPatternDefinitionRequest.FromString,
+                    response_serializer=tmws_dot_pattern_dot_v1_dot_pattern__execution__service__pb2.GetPatternDefinitionResponse.SerializeToString,
             ),
             'GetStats': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStats,
@@ -397,6 +415,33 @@ class PatternExecutionService:
             '/tmws.pattern.v1.PatternExecutionService/DeletePatternDefinition',
             tmws_dot_pattern_dot_v1_dot_pattern__execution__service__pb2.DeletePatternDefinitionRequest.SerializeToString,
             tmws_dot_pattern_dot_v1_dot_pattern__execution__service__pb2.DeletePatternDefinitionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPatternDefinition(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tmws.pattern.v1.PatternExecutionService/GetPatternDefinition',
+            tmws_dot_pattern_dot_v1_dot_pattern__execution__service__pb2.GetPatternDefinitionRequest.SerializeToString,
+            tmws_dot_pattern_dot_v1_dot_pattern__execution__service__pb2.GetPatternDefinitionResponse.FromString,
             options,
             channel_credentials,
             insecure,

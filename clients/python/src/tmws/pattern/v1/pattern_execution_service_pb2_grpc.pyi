@@ -63,6 +63,10 @@ class PatternExecutionServiceStub:
     """
     DeletePatternDefinition: _grpc.UnaryUnaryMultiCallable[_pattern_execution_service_pb2.DeletePatternDefinitionRequest, _pattern_execution_service_pb2.DeletePatternDefinitionResponse]
     """Deletes one pattern definition by name. `NOT_FOUND` if there is none."""
+    GetPatternDefinition: _grpc.UnaryUnaryMultiCallable[_pattern_execution_service_pb2.GetPatternDefinitionRequest, _pattern_execution_service_pb2.GetPatternDefinitionResponse]
+    """Returns one pattern definition by name (AIP-131). `NOT_FOUND` if there is
+    none.
+    """
     GetStats: _grpc.UnaryUnaryMultiCallable[_pattern_execution_service_pb2.GetStatsRequest, _pattern_execution_service_pb2.GetStatsResponse]
     """Returns the engine, registry, router and cache statistics of this server
     process. Rates are fractions in [0, 1].
@@ -116,6 +120,10 @@ class PatternExecutionServiceAsyncStub(PatternExecutionServiceStub):
     """
     DeletePatternDefinition: _aio.UnaryUnaryMultiCallable[_pattern_execution_service_pb2.DeletePatternDefinitionRequest, _pattern_execution_service_pb2.DeletePatternDefinitionResponse]  # type: ignore[assignment]
     """Deletes one pattern definition by name. `NOT_FOUND` if there is none."""
+    GetPatternDefinition: _aio.UnaryUnaryMultiCallable[_pattern_execution_service_pb2.GetPatternDefinitionRequest, _pattern_execution_service_pb2.GetPatternDefinitionResponse]  # type: ignore[assignment]
+    """Returns one pattern definition by name (AIP-131). `NOT_FOUND` if there is
+    none.
+    """
     GetStats: _aio.UnaryUnaryMultiCallable[_pattern_execution_service_pb2.GetStatsRequest, _pattern_execution_service_pb2.GetStatsResponse]  # type: ignore[assignment]
     """Returns the engine, registry, router and cache statistics of this server
     process. Rates are fractions in [0, 1].
@@ -202,6 +210,16 @@ class PatternExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_pattern_execution_service_pb2.DeletePatternDefinitionResponse, _abc.Awaitable[_pattern_execution_service_pb2.DeletePatternDefinitionResponse]]:
         """Deletes one pattern definition by name. `NOT_FOUND` if there is none."""
+
+    @_abc_1.abstractmethod
+    def GetPatternDefinition(
+        self,
+        request: _pattern_execution_service_pb2.GetPatternDefinitionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_pattern_execution_service_pb2.GetPatternDefinitionResponse, _abc.Awaitable[_pattern_execution_service_pb2.GetPatternDefinitionResponse]]:
+        """Returns one pattern definition by name (AIP-131). `NOT_FOUND` if there is
+        none.
+        """
 
     @_abc_1.abstractmethod
     def GetStats(
