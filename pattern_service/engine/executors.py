@@ -44,9 +44,59 @@ _TAG_IN_QUERY = (
 )
 #: Words the tag grammar can capture that are never tags.
 _NOT_TAGS = frozenset(
-    "a an the with as by any some this that these those which what same my our your their its each every all no "
-    "and or for of to in on is are was be me us them it memories memory notes note items entries stuff "
-    "everything anything whatever something things".split()
+    {
+        "a",
+        "an",
+        "the",
+        "with",
+        "as",
+        "by",
+        "any",
+        "some",
+        "this",
+        "that",
+        "these",
+        "those",
+        "which",
+        "what",
+        "same",
+        "my",
+        "our",
+        "your",
+        "their",
+        "its",
+        "each",
+        "every",
+        "all",
+        "no",
+        "and",
+        "or",
+        "for",
+        "of",
+        "to",
+        "in",
+        "on",
+        "is",
+        "are",
+        "was",
+        "be",
+        "me",
+        "us",
+        "them",
+        "it",
+        "memories",
+        "memory",
+        "notes",
+        "note",
+        "items",
+        "entries",
+        "stuff",
+        "everything",
+        "anything",
+        "whatever",
+        "something",
+        "things",
+    }
 )
 
 
