@@ -669,9 +669,13 @@ async def registry_curve(b: Bench) -> None:
             point: dict[str, Any] = {"patterns": n, "register_batches_seconds": [round(x, 3) for x in reg_s]}
             count = p.curve_count * 2
             total = p.reps * (count + 5) + 16
+            # A trigger is confirmed only for a query in the registry's domain: name the pattern's topic too.
+            picks = [int(rng.integers(n)) for _ in range(total)]
             trig = [
-                pe.RouteRequest(query=f"please run zq{int(rng.integers(n))}x for case {n}-{k}").SerializeToString()
-                for k in range(total)
+                pe.RouteRequest(
+                    query=f"please run zq{j}x for {corpus.item(j).description} ({n}-{k})"
+                ).SerializeToString()
+                for k, j in enumerate(picks)
             ]
             sem = [
                 pe.RouteRequest(query=f"{t} ({n}-{k})").SerializeToString()

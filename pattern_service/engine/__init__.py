@@ -1,4 +1,4 @@
-"""The pattern execution engine: registry, router, tools, cache, executors (DESIGN.md §1, §3)."""
+"""The pattern execution engine: registry, router, tools, cache, executors."""
 
 from pattern_service.engine.cache import GenerationStore, LocalGenerationStore, LocalResultCache, ResultCache
 from pattern_service.engine.engine import PatternExecutionEngine, build_engine

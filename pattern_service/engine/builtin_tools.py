@@ -1,6 +1,7 @@
-"""Built-in tools (DESIGN.md §3: "built-ins (health_check, service_stats, list_patterns, …)").
+"""Built-in tools: health_check, service_stats, list_patterns, match_patterns, calculate, package_info,
+run_tool, compare_texts.
 
-Each does real work on real data (REFERENCE.md: the original returned a
+Each does real work on real data (the original seed implementation returned a
 placeholder dict and ran no tool). Tools that need an argument parse it from
 the query with their own small grammar, or take it from the context.
 """

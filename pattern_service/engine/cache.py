@@ -1,6 +1,6 @@
 """Result cache and per-tenant data generations.
 
-Keys are content-addressed (DESIGN.md §3): SHA-256 over the tenant, the
+Keys are content-addressed: SHA-256 over the tenant, the
 normalized query (lower-case, collapsed whitespace), the execution mode, the
 canonical JSON of the context (sorted keys), the registry version and — for
 paths that read memories — the tenant's data generation. A write bumps the
@@ -10,7 +10,7 @@ becomes unreachable at once, in this process and (through a shared
 
 :class:`LocalResultCache` is the in-process layer: a cachetools ``TLRUCache``
 (least recently used eviction, each entry expiring after its pattern's own
-``cache_ttl``; REFERENCE.md defects: FIFO "LRU" caches, per-pattern TTLs
+``cache_ttl``; defects of the original seed implementation: FIFO "LRU" caches, per-pattern TTLs
 ignored, a TTL of 0 becoming 300). Values are immutable: result and metadata
 are kept as JSON text and decoded into fresh objects on every hit. A Redis
 layer plugs in later behind the same two protocols.

@@ -1,9 +1,9 @@
-"""Executors of the three paths (DESIGN.md §3).
+"""Executors of the three paths (README, "How it works").
 
 * infrastructure: runs the pattern's tool; a tool failure is a failed part
   (``success`` false, error text), not an exception.
 * memory: runs the pattern's operation on the :class:`MemoryStore`, scoped by
-  tenant and filtered by the context (REFERENCE.md defect: the original
+  tenant and filtered by the context (a defect of the original seed implementation: it
   queried a missing column with the whole query as a LIKE substring).
 * hybrid: both parts concurrently (``asyncio.gather(return_exceptions=True)``);
   a failed part is reported beside the other part's data, never hidden.

@@ -208,7 +208,7 @@ class PatternRegistry:
         return None if m is None else (m.start(), m.end())
 
     def stats(self) -> dict[str, Any]:
-        """Registry statistics (REFERENCE.md names; ``cache_hit_rate`` is a fraction 0-1)."""
+        """Registry statistics (the seed's names; ``cache_hit_rate`` is a fraction 0-1)."""
         by_type = {t.value: 0 for t in PatternType}
         for d in self._state.ordered:
             by_type[d.pattern_type.value] += 1

@@ -1,11 +1,11 @@
 """Engine execution statistics (seed ``get_stats()`` fields; rates are fractions 0-1).
 
-Every execution that was routed counts, cache hits included (REFERENCE.md
+Every execution that was routed counts, cache hits included (the seed's
 defect: hits were not counted as executions, so the hit rate exceeded 100%).
 ``tokens_used`` is the cost of the path executed (0 on a hit); the baseline is
 what an all-hybrid, uncached run of the same pattern would have cost (its
 COMPREHENSIVE path), so ``tokens_saved = baseline_tokens - total_tokens_used``
-counts what routing and caching saved (DESIGN.md §3).
+counts what routing and caching saved (README, "How it works").
 
 :class:`TenantStats` keeps these counters per tenant (plus route counts and
 result-cache lookups) beside the process totals, so ``GetStats`` reports a

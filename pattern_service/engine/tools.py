@@ -3,7 +3,7 @@
 A tool is ``async def tool(call: ToolCall) -> Mapping[str, Any]`` returning a
 JSON-compatible mapping. Built-ins live in :mod:`.builtin_tools`; other
 packages add tools through the Python entry-point group ``tmws.tools``
-(DESIGN.md §3): each entry point's name is the tool name and its object the
+: each entry point's name is the tool name and its object the
 async callable, e.g. in a plugin's ``pyproject.toml``::
 
     [project.entry-points."tmws.tools"]

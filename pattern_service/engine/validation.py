@@ -1,7 +1,7 @@
 """Validation and compilation of pattern definitions.
 
 Triggers are compiled with google-re2 (linear-time matching, no ReDoS;
-REFERENCE.md: "Registered regexes were compiled as given"), case-insensitive,
+the original seed implementation compiled registered regexes as given), case-insensitive,
 with a bounded program: at most :data:`MAX_TRIGGER_CHARS` characters, RE2
 memory budget :data:`RE2_MAX_MEM` bytes and at most :data:`MAX_PROGRAM_SIZE`
 program instructions. Constructs RE2 does not support (backreferences,
@@ -166,7 +166,7 @@ def normalize_definition(d: PatternDefinition) -> PatternDefinition:
     """Canonical form: empty trigger → ``None``, examples stripped into a tuple, writes never cached.
 
     A write operation (``store``) gets ``cache_ttl`` 0 whatever was asked: writes
-    are never cached (REFERENCE.md defect: "a repeated 'store …' did not write again").
+    are never cached (in the original seed implementation a repeated "store …" did not write again).
     """
     trigger = d.trigger_pattern or None
     examples = tuple(e.strip() for e in d.examples)

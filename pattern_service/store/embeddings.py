@@ -59,7 +59,7 @@ class HashingEmbedder:
 
     Deterministic and dependency-free (numpy only), ~0.1 ms a text; lexical, not
     semantic (paraphrase recall@1 ≈ 0.30 against 0.85 for MiniLM, per
-    ``REFERENCE.md``). Used as a fallback and as the fast test double.
+    the seed's measurements). Used as a fallback and as the fast test double.
 
     Args:
         dimension: Vector size (default 384, the MiniLM size).

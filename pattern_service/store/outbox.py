@@ -148,7 +148,10 @@ def memory_payload(row: MemoryRow, model_id: str) -> dict[str, Any]:
 
 
 def pattern_payload(row: SuccessPatternRow, model_id: str) -> dict[str, Any]:
-    """Index payload of a success pattern (REFERENCE.md); nullable fields omitted when null, times in epoch s."""
+    """Index payload of a success pattern (the seed's ``create_pattern_payload`` fields).
+
+    Nullable fields are omitted when null; times are epoch seconds.
+    """
     payload: dict[str, Any] = {
         "pattern_id": row.pattern_id,
         "tenant_id": row.tenant_id,

@@ -30,6 +30,13 @@ BIN = pathlib.Path(sys.executable).parent
 
 #: First lines of the blocks a test cannot run, and why.
 NOT_RUN = {
+    "tmws-pattern eval pattern_service/evaluation/data/routing_default.jsonl --fit --dry-run --plot report.png": (
+        "a path in the repository (the blocks run in a scratch directory); "
+        "tests/e2e/test_routing_api.py::test_cli_eval_prints_the_table_and_writes_the_plot runs the same command"
+    ),
+    ".venv/bin/python -m bench.routing                 # the targets below, against baselines, ≈ 15 s": (
+        "a benchmark: starts its own server and prints the targets"
+    ),
     "make serve   # creates .venv, installs, starts the server on 127.0.0.1:50051 (data in ./var)": (
         "installs and starts the service itself: what every other test does"
     ),

@@ -13,6 +13,7 @@ import pathlib
 import pytest
 from test_cli_and_process import cli
 
+from pattern_service.engine.validation import load_default_definitions
 from tmws.pattern.client import NotFound, PatternClient
 from tmws.pattern.v1 import pattern_learning_service_pb2 as pl
 
@@ -189,3 +190,17 @@ def _struct(value: dict[str, object]) -> object:
     s = struct_pb2.Struct()
     s.update(value)
     return s
+
+
+async def test_every_default_example_routes_to_its_pattern_and_succeeds(client: PatternClient) -> None:
+    failures = []
+    for definition in load_default_definitions():
+        for example in definition.examples:
+            try:
+                result = await client.execute(example, context={"agent": "examples"})
+            except Exception as exc:
+                failures.append(f"{definition.name}: {example!r}: {type(exc).__name__}: {exc}")
+                continue
+            if result.pattern_name != definition.name or not result.success:
+                failures.append(f"{definition.name}: {example!r} -> {result.pattern_name}, error {result.error!r}")
+    assert not failures, "\n".join(failures)

@@ -21,7 +21,7 @@ def _names(outcome_triggers: object) -> list[str]:
 def test_default_set_matches_the_seed_table() -> None:
     defaults = {d.name: d for d in load_default_definitions()}
     assert len(defaults) == 14
-    seed = {  # REFERENCE.md: name -> (type, cost, priority, ttl)
+    seed = {  # the seed's default set: name -> (type, cost, priority, ttl)
         "execute_mcp_tool": ("infrastructure", 50, 10, 300),
         "system_command": ("infrastructure", 40, 9, 600),
         "health_check": ("infrastructure", 30, 8, 60),
