@@ -70,7 +70,8 @@ class PatternDefinition:
             the pattern is matched by its examples only.
         cost_tokens: Token cost of the pattern's own path (0-100,000).
         priority: Higher is tried first (0-100).
-        cache_ttl: Seconds a result may be cached; 0 = never.
+        cache_ttl: Seconds a result may be cached; 0 = never (a write is always 0).
+            The API fills an unset TTL with the server default (``TMWS_CACHE_TTL``).
         metadata: ``tool`` (infrastructure, hybrid), ``operation`` (memory,
             hybrid) and free-form keys. Treated as read-only.
         description: Human-readable description.

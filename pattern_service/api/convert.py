@@ -189,15 +189,27 @@ def definition_to_proto(d: domain.PatternDefinition) -> pe.PatternDefinition:
     return msg
 
 
-def definition_from_proto(msg: pe.PatternDefinition, pattern_type: domain.PatternType) -> domain.PatternDefinition:
-    """A message as a domain definition (``pattern_type`` already validated by the caller)."""
+def definition_from_proto(
+    msg: pe.PatternDefinition, pattern_type: domain.PatternType | None, *, default_cache_ttl: int
+) -> domain.PatternDefinition:
+    """A message as a domain definition.
+
+    Args:
+        msg: The message.
+        pattern_type: Its type, already parsed by the caller; ``None`` when the
+            message has none (or an unknown one): the engine's validation then
+            reports ``pattern_type`` beside every other problem, and such a
+            definition is never registered.
+        default_cache_ttl: Seconds used when ``cache_ttl`` is unset
+            (``TMWS_CACHE_TTL``); a set 0 means never cached.
+    """
     return domain.PatternDefinition(
         name=msg.name,
-        pattern_type=pattern_type,
+        pattern_type=pattern_type,  # type: ignore[arg-type]  # None only on the way to a violation
         trigger_pattern=msg.trigger_pattern or None,
         cost_tokens=msg.cost_tokens,
         priority=msg.priority,
-        cache_ttl=msg.cache_ttl,
+        cache_ttl=msg.cache_ttl if msg.HasField("cache_ttl") else default_cache_ttl,
         metadata=struct_to_dict(msg.metadata),
         description=msg.description,
         examples=tuple(msg.examples),

@@ -9,7 +9,6 @@ No timer of our own is armed per call.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -42,7 +41,6 @@ from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
 from tmws.pattern.v1 import pattern_execution_service_pb2_grpc as pe_grpc
 
 ServicerContext = grpc.aio.ServicerContext[Any, Any]
-_INDEX = re.compile(r"^pattern_definitions\[(\d+)\]")
 
 
 class Engine(Protocol):
@@ -204,9 +202,12 @@ class PatternExecutionServicer(pe_grpc.PatternExecutionServiceServicer):
             v.add("pattern_definitions", f"must have 1-{MAX_BATCH} entries (got {count})")
             v.raise_if_any()
         definitions: list[domain.PatternDefinition] = []
-        positions: list[int] = []
+        bad_type: set[str] = set()
         for i, msg in enumerate(request.pattern_definitions):
-            kind = check_pattern_type(v, f"pattern_definitions[{i}].pattern_type", msg.pattern_type, allow_unset=False)
+            type_field = f"pattern_definitions[{i}].pattern_type"
+            kind = check_pattern_type(v, type_field, msg.pattern_type, allow_unset=False)
+            if kind is None:
+                bad_type.add(type_field)
             for name, value in (
                 ("name", msg.name),
                 ("trigger_pattern", msg.trigger_pattern),
@@ -215,13 +216,14 @@ class PatternExecutionServicer(pe_grpc.PatternExecutionServiceServicer):
                 ("metadata", convert.struct_to_dict(msg.metadata)),
             ):
                 check_no_nul(v, f"pattern_definitions[{i}].{name}", value)
-            if kind is not None:
-                definitions.append(convert.definition_from_proto(msg, kind))
-                positions.append(i)
-        # The engine checks the rest; its paths index the definitions it saw.
+            # Every item goes to the engine's checks, also one without a valid type, so every
+            # problem of every item is reported at once (the type itself was reported above).
+            definitions.append(
+                convert.definition_from_proto(msg, kind, default_cache_ttl=self._settings.cache_ttl)
+            )
         for violation in self._engine.validate_definitions(definitions):
-            path = _INDEX.sub(lambda m: f"pattern_definitions[{positions[int(m.group(1))]}]", violation.field)
-            v.add(path, violation.description)
+            if violation.field not in bad_type:
+                v.add(violation.field, violation.description)
         v.raise_if_any()
         stored, created, replaced, version = await self._engine.register_batch(
             definitions, validate_only=request.validate_only

@@ -1,0 +1,70 @@
+"""The API's details a new user trips over (issue 15): each behaviour end to end through the shipped client."""
+
+from __future__ import annotations
+
+import pytest
+
+from tmws.pattern.client import InvalidArgument, PatternClient
+from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
+
+INFRA, MEMORY = pe.PATTERN_TYPE_INFRASTRUCTURE, pe.PATTERN_TYPE_MEMORY
+
+
+async def test_register_batch_reports_every_violation_of_an_item_without_a_type(client: PatternClient) -> None:
+    untyped = pe.PatternDefinition(name="", trigger_pattern=r"(a)\1", cost_tokens=-1, priority=101)
+    typed = pe.PatternDefinition(
+        name="", pattern_type=INFRA, trigger_pattern=r"(a)\1", cost_tokens=-1, priority=101, metadata={"tool": "x"}
+    )
+    with pytest.raises(InvalidArgument) as info:
+        await client.register_batch([untyped, typed])
+    fields = [v.field for v in info.value.field_violations]
+    for i in (0, 1):
+        for name in ("name", "trigger_pattern", "cost_tokens", "priority"):
+            assert f"pattern_definitions[{i}].{name}" in fields
+    assert fields.count("pattern_definitions[0].pattern_type") == 1  # reported once, not twice
+    assert "pattern_definitions[1].metadata.tool" in fields
+
+
+def _calc(name: str, trigger: str, **fields: object) -> pe.PatternDefinition:
+    d = pe.PatternDefinition(
+        name=name, pattern_type=INFRA, trigger_pattern=trigger, cost_tokens=10, priority=100, **fields
+    )  # type: ignore[arg-type]
+    d.metadata.update({"tool": "list_patterns"})
+    return d
+
+
+async def test_unset_cache_ttl_means_the_server_default_and_zero_means_never(client: PatternClient) -> None:
+    registered = await client.register_batch(
+        [_calc("zebra_default", r"\bzebra\s+crossing\b"), _calc("zebra_never", r"\bokapi\s+crossing\b", cache_ttl=0)]
+    )
+    ttl = {d.name: d.cache_ttl for d in registered.pattern_definitions}
+    assert ttl == {"zebra_default": 300, "zebra_never": 0}  # TMWS_CACHE_TTL defaults to 300
+    listed = await client.list_pattern_definitions(page_size=1000)
+    assert {d.name: d.cache_ttl for d in listed.pattern_definitions if d.name.startswith("zebra")} == {
+        "zebra_default": 300,
+        "zebra_never": 0,
+    }
+
+    first = await client.execute("zebra crossing now")
+    second = await client.execute("zebra crossing now")
+    assert first.pattern_name == "zebra_default" and not first.cache_hit and second.cache_hit
+
+    never = [await client.execute("okapi crossing now") for _ in range(2)]
+    assert [r.cache_hit for r in never] == [False, False]
+
+
+async def test_writes_are_never_cached_whatever_the_ttl(client: PatternClient) -> None:
+    write = pe.PatternDefinition(
+        name="jot_note", pattern_type=MEMORY, trigger_pattern=r"\bscribble\b", cost_tokens=10, priority=100, cache_ttl=600
+    )
+    write.metadata.update({"operation": "store"})
+    default_write = pe.PatternDefinition(
+        name="jot_note_default", pattern_type=MEMORY, trigger_pattern=r"\bdoodle\b", cost_tokens=10, priority=100
+    )
+    default_write.metadata.update({"operation": "store"})
+    registered = await client.register_batch([write, default_write])
+    assert [d.cache_ttl for d in registered.pattern_definitions] == [0, 0]
+    results = [await client.execute("scribble the deploy plan") for _ in range(2)]
+    assert [r.cache_hit for r in results] == [False, False]
+    ids = {r.result["memory"]["memory"]["memory_id"] for r in results}
+    assert len(ids) == 2  # both writes happened
