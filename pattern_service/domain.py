@@ -269,7 +269,7 @@ class SuccessPatternInput:
     pattern_type: str
     name: str
     description: str = ""
-    version: int = 1
+    version: int | None = None  # None: 1, or the parent's version + 1
     parent_pattern_id: str | None = None
     execution_trace: Mapping[str, Any] = field(default_factory=dict)
     success_criteria: Mapping[str, Any] = field(default_factory=dict)

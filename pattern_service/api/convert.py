@@ -318,7 +318,7 @@ def result_to_proto(r: domain.ExecutionResult, msg: pe.ExecutionResult | None = 
 
 
 def success_pattern_to_proto(p: domain.SuccessPattern) -> pl.SuccessPattern:
-    """A success pattern as its message (``context`` is input-only and not echoed)."""
+    """A success pattern as its message, every field (``context`` included)."""
     msg = pl.SuccessPattern(
         pattern_id=p.pattern_id,
         pattern_type=p.pattern_type,
@@ -331,6 +331,7 @@ def success_pattern_to_proto(p: domain.SuccessPattern) -> pl.SuccessPattern:
         success_criteria=dict_to_struct(p.success_criteria),
         quality_metrics=dict_to_struct(p.quality_metrics),
         performance_data=dict_to_struct(p.performance_data),
+        context=dict_to_struct(p.context),
         tags=list(p.tags),
         status=STATUS_TO_PROTO[p.status],  # type: ignore[arg-type]
         match_count=p.match_count,

@@ -218,9 +218,7 @@ class PatternExecutionServicer(pe_grpc.PatternExecutionServiceServicer):
                 check_no_nul(v, f"pattern_definitions[{i}].{name}", value)
             # Every item goes to the engine's checks, also one without a valid type, so every
             # problem of every item is reported at once (the type itself was reported above).
-            definitions.append(
-                convert.definition_from_proto(msg, kind, default_cache_ttl=self._settings.cache_ttl)
-            )
+            definitions.append(convert.definition_from_proto(msg, kind, default_cache_ttl=self._settings.cache_ttl))
         for violation in self._engine.validate_definitions(definitions):
             if violation.field not in bad_type:
                 v.add(violation.field, violation.description)

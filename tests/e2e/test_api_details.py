@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tmws.pattern.client import InvalidArgument, PatternClient
+from tmws.pattern.client import FailedPrecondition, InvalidArgument, NotFound, PatternClient
 from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
+from tmws.pattern.v1 import pattern_learning_service_pb2 as pl
 
 INFRA, MEMORY = pe.PATTERN_TYPE_INFRASTRUCTURE, pe.PATTERN_TYPE_MEMORY
 
@@ -55,7 +56,12 @@ async def test_unset_cache_ttl_means_the_server_default_and_zero_means_never(cli
 
 async def test_writes_are_never_cached_whatever_the_ttl(client: PatternClient) -> None:
     write = pe.PatternDefinition(
-        name="jot_note", pattern_type=MEMORY, trigger_pattern=r"\bscribble\b", cost_tokens=10, priority=100, cache_ttl=600
+        name="jot_note",
+        pattern_type=MEMORY,
+        trigger_pattern=r"\bscribble\b",
+        cost_tokens=10,
+        priority=100,
+        cache_ttl=600,
     )
     write.metadata.update({"operation": "store"})
     default_write = pe.PatternDefinition(
@@ -68,3 +74,61 @@ async def test_writes_are_never_cached_whatever_the_ttl(client: PatternClient) -
     assert [r.cache_hit for r in results] == [False, False]
     ids = {r.result["memory"]["memory"]["memory_id"] for r in results}
     assert len(ids) == 2  # both writes happened
+
+
+def _pattern(name: str, **fields: object) -> pl.SuccessPattern:
+    p = pl.SuccessPattern(pattern_type="caching", name=name, description=f"{name}: cache hot reads", **fields)  # type: ignore[arg-type]
+    p.execution_trace.update({"steps": ["add a redis client"]})
+    return p
+
+
+async def test_success_pattern_context_is_returned(client: PatternClient) -> None:
+    p = _pattern("with context")
+    p.context.update({"intent": "speed up reads", "environment": {"db": "postgresql", "replicas": 2}})
+    created = await client.create_success_pattern(p)
+    assert created.context == p.context
+    assert (await client.get_success_pattern(created.pattern_id)).context == p.context
+    listed = await client.list_success_patterns(name_prefix="with context")
+    assert [x.context for x in listed.success_patterns] == [p.context]
+    change = pl.SuccessPattern(pattern_id=created.pattern_id)
+    change.context.update({"intent": "cut latency"})
+    updated = await client.update_success_pattern(change, ["context"])
+    assert updated.context == change.context and updated.context_hash != created.context_hash
+
+
+async def test_success_pattern_versions_lineage_and_guarded_delete(client: PatternClient) -> None:
+    root = await client.create_success_pattern(_pattern("cache-aside", tags=["redis"]))
+    child = await client.create_success_pattern(_pattern("cache-aside ttl", parent_pattern_id=root.pattern_id))
+    grandchild = await client.create_success_pattern(_pattern("cache-aside jitter", parent_pattern_id=child.pattern_id))
+    assert (root.version, child.version, grandchild.version) == (1, 2, 3)
+    await client.create_success_pattern(_pattern("write-through", tags=["redis", "writes"]))
+
+    edit = pl.SuccessPattern(pattern_id=root.pattern_id, description="cache hot reads with a 30 s ttl", tags=["x"])
+    assert (await client.update_success_pattern(edit, ["description"])).version == 2
+    assert (await client.update_success_pattern(edit, ["description"])).version == 2  # unchanged: same version
+    assert (await client.update_success_pattern(edit, ["tags"])).version == 2  # tags are not identity
+    edit.success_criteria.update({"metric": "hit_rate", "threshold": 0.8})
+    assert (await client.update_success_pattern(edit, ["success_criteria"])).version == 3
+
+    # Walk the lineage down from the root and back up.
+    kids = await client.list_success_patterns(parent_pattern_id=root.pattern_id)
+    assert [p.name for p in kids.success_patterns] == ["cache-aside ttl"] and kids.total_size == 1
+    grandkids = await client.list_success_patterns(parent_pattern_id=kids.success_patterns[0].pattern_id)
+    assert [p.parent_pattern_id for p in grandkids.success_patterns] == [child.pattern_id]
+    by_tag = await client.list_success_patterns(tags=["writes", "nope"])
+    assert [p.name for p in by_tag.success_patterns] == ["write-through"]
+    by_prefix = await client.list_success_patterns(name_prefix="cache-aside ")
+    assert sorted(p.name for p in by_prefix.success_patterns) == ["cache-aside jitter", "cache-aside ttl"]
+    with pytest.raises(InvalidArgument) as bad:
+        await client.list_success_patterns(parent_pattern_id="not-a-uuid")
+    assert [v.field for v in bad.value.field_violations] == ["parent_pattern_id"]
+
+    with pytest.raises(FailedPrecondition) as refused:
+        await client.delete_success_pattern(root.pattern_id)
+    assert refused.value.reason == "HAS_CHILD_PATTERNS"
+    assert (await client.get_success_pattern(child.pattern_id)).parent_pattern_id == root.pattern_id
+    assert await client.delete_success_pattern(root.pattern_id, force=True) == [child.pattern_id]
+    assert (await client.get_success_pattern(child.pattern_id)).parent_pattern_id == ""
+    with pytest.raises(NotFound):
+        await client.get_success_pattern(root.pattern_id)
+    assert await client.delete_success_pattern(grandchild.pattern_id) == []
