@@ -27,9 +27,7 @@ async def test_a_child_is_its_parents_version_plus_one_unless_given(sql_learning
     assert root.version == 1
     child = await sql_learning.create(A, replace(ROOT, name="cache-aside v2", parent_pattern_id=root.pattern_id))
     assert child.version == 2
-    grandchild = await sql_learning.create(
-        A, replace(ROOT, name="cache-aside v3", parent_pattern_id=child.pattern_id)
-    )
+    grandchild = await sql_learning.create(A, replace(ROOT, name="cache-aside v3", parent_pattern_id=child.pattern_id))
     assert grandchild.version == 3
     pinned = await sql_learning.create(
         A, replace(ROOT, name="cache-aside fork", parent_pattern_id=root.pattern_id, version=7)
