@@ -474,6 +474,8 @@ class ExecutionResult:
             from (the same object for every hit of that entry, ``None``
             otherwise): a transport may memoize its encoding of ``result`` and
             ``metadata`` by it. Not compared.
+        cache_layer: On a cache hit, the layer that answered: ``"local"`` (the
+            in-process layer) or ``"redis"``; ``None`` otherwise. Not compared.
     """
 
     pattern_name: str
@@ -487,3 +489,4 @@ class ExecutionResult:
     metadata: Mapping[str, Any]
     routing: RoutingDecision
     cache_entry: object | None = field(default=None, compare=False, repr=False)
+    cache_layer: str | None = field(default=None, compare=False)

@@ -167,6 +167,7 @@ class PatternExecutionEngine:
                     time_ms=elapsed,
                     tokens=0,
                     baseline=baseline,
+                    cache_layer=hit.cache_layer,
                 )
                 return ExecutionResult(  # not dataclasses.replace: this is the cache-hit hot path
                     pattern_name=hit.pattern_name,
@@ -180,6 +181,7 @@ class PatternExecutionEngine:
                     metadata=hit.metadata,
                     routing=plan.decision,
                     cache_entry=hit.cache_entry,
+                    cache_layer=hit.cache_layer,
                 )
         try:
             parts = await self._run(plan, call, text, ctx, tenant_id)
@@ -362,11 +364,11 @@ class PatternExecutionEngine:
         Args:
             tenant_id: ``None`` for the process totals; a tenant for that
                 tenant's own numbers: ``engine`` and ``router`` are the
-                tenant's, and in ``cache`` the ``hits``, ``misses`` and
-                ``hit_rate`` are the tenant's lookups (``local_hits`` equals
-                ``hits`` and ``redis_hits`` is 0 while no Redis layer answered;
-                with one, the layer split of a tenant's hits is not tracked and
-                both are 0). Shared facts stay global: the ``registry`` section
+                tenant's, and in ``cache`` the ``hits``, ``misses``,
+                ``local_hits``, ``redis_hits`` and ``hit_rate`` are the tenant's
+                lookups. In either view ``local_hits + redis_hits == hits``:
+                a hit is answered by the in-process layer or, when that missed,
+                by Redis. Shared facts stay global: the ``registry`` section
                 (definitions are shared by all tenants) and the cache's
                 ``evictions``, ``invalidations``, ``local_cache_size`` and
                 ``redis_available``.
@@ -379,15 +381,9 @@ class PatternExecutionEngine:
                 "router": self.router.stats(),
                 "cache": cache,
             }
-        hits, misses = self.tenant_stats.cache_counts(tenant_id)
-        single_layer = not cache.get("redis_hits")
-        cache.update(
-            hits=hits,
-            misses=misses,
-            hit_rate=hits / (hits + misses) if hits + misses else 0.0,
-            local_hits=hits if single_layer else 0,
-            redis_hits=0,
-        )
+        counts = self.tenant_stats.cache_counts(tenant_id)
+        lookups = counts["hits"] + counts["misses"]
+        cache.update(counts, hit_rate=counts["hits"] / lookups if lookups else 0.0)
         return {
             "engine": self.tenant_stats.engine(tenant_id),
             "registry": self.registry.stats(),
