@@ -224,3 +224,15 @@ async def test_semantic_route_uses_cosine_confidence(eng_engine: PatternExecutio
     decision = await eng_engine.route("what do we know about security audits today")
     assert decision.match_source is MatchSource.SEMANTIC and decision.pattern_name == "recall_memory"
     assert 0.5 <= decision.confidence <= 1.0
+
+
+async def test_route_reasoning_names_the_path_once(eng_engine: PatternExecutionEngine) -> None:
+    own = await eng_engine.route("recall memories about deploys", execution_mode=BALANCED)
+    assert "its own memory path" in own.reasoning
+    widened = await eng_engine.route("recall memories about deploys", execution_mode=COMPREHENSIVE)
+    assert "the hybrid path instead of its own memory path" in widened.reasoning
+    hybrid = await eng_engine.route("find similar deployment problems", execution_mode=COMPREHENSIVE)
+    assert "its own hybrid path" in hybrid.reasoning
+    for decision in (own, widened, hybrid):
+        words = decision.reasoning.split()
+        assert not any(a == b for a, b in zip(words, words[1:], strict=False)), decision.reasoning
