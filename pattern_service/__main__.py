@@ -18,20 +18,46 @@ from pathlib import Path
 from pattern_service.config import Settings
 
 
+def _parser() -> argparse.ArgumentParser:
+    from pattern_service.api.keys import HASH_KEY_DESCRIPTION, add_hash_key_arguments
+
+    server = argparse.ArgumentParser(add_help=False)
+    server.add_argument("--address", help="host:port to listen on (TMWS_GRPC_ADDRESS)")
+    server.add_argument("--data-dir", type=Path, help="data directory of the embedded backends (TMWS_DATA_DIR)")
+    server.add_argument("--workers", type=int, help="server processes sharing the port (TMWS_WORKERS)")
+    parser = argparse.ArgumentParser(
+        prog="tmws-pattern-service",
+        description="Pattern Service gRPC server. Without a command: serve. "
+        "'tmws-pattern-service COMMAND --help' lists a command's options.",
+        parents=[server],
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, text in (
+        ("serve", "run the gRPC server (the default)"),
+        ("migrate", "upgrade the SQL database to the newest schema and exit"),
+        ("prepare-model", "derive the embedding model into the model cache and exit"),
+    ):
+        # SUPPRESS: an option given before the command is not reset by the command's own default.
+        sub = commands.add_parser(name, help=text, description=text, argument_default=argparse.SUPPRESS)
+        sub.add_argument("--address", help="host:port to listen on (TMWS_GRPC_ADDRESS)")
+        sub.add_argument("--data-dir", type=Path, help="data directory of the embedded backends (TMWS_DATA_DIR)")
+        sub.add_argument("--workers", type=int, help="server processes sharing the port (TMWS_WORKERS)")
+    hash_key = commands.add_parser(
+        "hash-key",
+        help="print the configuration entry of an API key (--name, --tenant, --scopes)",
+        description=HASH_KEY_DESCRIPTION,
+    )
+    add_hash_key_arguments(hash_key)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["hash-key"]:
-        from pattern_service.api.keys import main as hash_key
+    opts = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if opts.command == "hash-key":
+        from pattern_service.api.keys import run_hash_key
 
-        return hash_key(args[1:])
-    parser = argparse.ArgumentParser(prog="tmws-pattern-service", description="Pattern Service gRPC server")
-    commands = ("serve", "migrate", "prepare-model", "hash-key")
-    parser.add_argument("command", nargs="?", default="serve", choices=commands)
-    parser.add_argument("--address", help="host:port to listen on (TMWS_GRPC_ADDRESS)")
-    parser.add_argument("--data-dir", type=Path, help="data directory of the embedded backends (TMWS_DATA_DIR)")
-    parser.add_argument("--workers", type=int, help="server processes sharing the port (TMWS_WORKERS)")
-    opts = parser.parse_args(args)
+        return run_hash_key(opts)
     overrides: dict[str, object] = {}
     if opts.address:
         overrides["grpc_address"] = opts.address

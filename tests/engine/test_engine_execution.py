@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from eng_helpers import EngBuilder, EngClock, eng_definition
 
@@ -235,4 +237,4 @@ async def test_route_reasoning_names_the_path_once(eng_engine: PatternExecutionE
     assert "its own hybrid path" in hybrid.reasoning
     for decision in (own, widened, hybrid):
         words = decision.reasoning.split()
-        assert not any(a == b for a, b in zip(words, words[1:], strict=False)), decision.reasoning
+        assert not any(a == b for a, b in itertools.pairwise(words)), decision.reasoning
