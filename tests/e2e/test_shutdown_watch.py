@@ -25,14 +25,15 @@ async def test_stop_ends_open_watch_streams_after_the_drain(tmp_path: pathlib.Pa
                 for s in ("", "tmws.pattern.v1.PatternLearningService")
             ]
             seen: list[list[int]] = [[], []]
+            first = [asyncio.Event(), asyncio.Event()]
 
             async def follow(i: int) -> None:
                 async for response in calls[i]:
                     seen[i].append(response.status)
+                    first[i].set()
 
             followers = [asyncio.create_task(follow(i)) for i in range(2)]
-            while not all(seen):
-                await asyncio.sleep(0.01)
+            await asyncio.wait_for(asyncio.gather(*(e.wait() for e in first)), timeout=30)
             stop = asyncio.create_task(server.stop())
             # Far below GRACE: the stop does not wait for the watchers (a bound, not a latency check).
             await asyncio.wait_for(asyncio.gather(stop, *followers), timeout=GRACE / 2)
