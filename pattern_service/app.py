@@ -129,6 +129,7 @@ class Application:
             cache_max_size=settings.cache_max_size,
             default_cache_ttl=settings.cache_ttl,
             load_defaults=settings.load_default_patterns,
+            recall_min_score=settings.recall_min_score,
         )
         app = cls(
             settings=settings,

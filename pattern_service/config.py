@@ -50,6 +50,9 @@ class Settings(BaseSettings):
         cache_max_size: Entries of the in-process result cache.
         semantic_match_threshold: Minimum cosine similarity for a semantic
             pattern match (ONNX model scale).
+        recall_min_score: Relevance floor of memory recall (and of the memory
+            part of hybrid patterns): hits with a lower cosine similarity are
+            dropped (ONNX model scale); a request's context ``min_score`` overrides it.
         stream_window: Results in flight per ``ExecuteMany`` stream.
         grace_period: Seconds in-flight calls get to finish on shutdown.
         shutdown_drain: Seconds the server keeps serving after health turns
@@ -94,6 +97,7 @@ class Settings(BaseSettings):
     cache_ttl: int = Field(default=300, ge=0, le=86_400)
     cache_max_size: int = Field(default=10_000, ge=0)
     semantic_match_threshold: float = Field(default=0.55, ge=0.0, le=1.0)
+    recall_min_score: float = Field(default=0.2, ge=0.0, le=1.0)
     stream_window: int = Field(default=64, ge=1, le=10_000)
     grace_period: float = Field(default=10.0, ge=0.0)
     shutdown_drain: float = Field(default=2.0, ge=0.0)

@@ -26,6 +26,7 @@ from pattern_service.engine.cache import (
     cache_key,
 )
 from pattern_service.engine.executors import (
+    DEFAULT_RECALL_MIN_SCORE,
     HybridExecutor,
     InfrastructureExecutor,
     MemoryCall,
@@ -63,6 +64,7 @@ class PatternExecutionEngine:
         refresh_interval: Seconds between checks of the store's registry version
             (changes by other replicas); 0 disables the check.
         max_query_length: Maximum characters of a trimmed query.
+        recall_min_score: Default relevance floor of ``recall`` (``TMWS_RECALL_MIN_SCORE``).
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class PatternExecutionEngine:
         refresh_interval: float = 5.0,
         max_query_length: int = DEFAULT_MAX_QUERY_CHARS,
         clock: Callable[[], float] = time.monotonic,
+        recall_min_score: float = DEFAULT_RECALL_MIN_SCORE,
     ) -> None:
         self.registry = registry
         self.router = router
@@ -95,7 +98,7 @@ class PatternExecutionEngine:
         self._last_refresh = clock()
         services = ToolServices(registry, health_probe or self._probe, self.get_stats, embedder, tools)
         self._infrastructure = InfrastructureExecutor(tools, services)
-        self._memory = MemoryExecutor(memory_store)
+        self._memory = MemoryExecutor(memory_store, recall_min_score=recall_min_score)
         self._hybrid = HybridExecutor(self._infrastructure, self._memory)
         registry.add_swap_listener(self._drop_stale_results)
 
@@ -431,6 +434,7 @@ async def build_engine(
     refresh_interval: float = 5.0,
     max_query_length: int = DEFAULT_MAX_QUERY_CHARS,
     cache_timer: Callable[[], float] = time.monotonic,
+    recall_min_score: float = DEFAULT_RECALL_MIN_SCORE,
 ) -> PatternExecutionEngine:
     """Build a ready engine: tools registered, registry loaded (and seeded once).
 
@@ -456,6 +460,8 @@ async def build_engine(
         refresh_interval: Seconds between checks for registry changes by other replicas (0 = never).
         max_query_length: Maximum query characters.
         cache_timer: Clock of the default local cache (seconds, monotonic).
+        recall_min_score: Default relevance floor of ``recall`` in [0, 1]
+            (``TMWS_RECALL_MIN_SCORE``; a context's ``min_score`` overrides it).
 
     Returns:
         The engine.
@@ -490,4 +496,5 @@ async def build_engine(
         generations=generations,
         refresh_interval=refresh_interval,
         max_query_length=max_query_length,
+        recall_min_score=recall_min_score,
     )

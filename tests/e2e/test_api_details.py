@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+import pathlib
 
+import pytest
+from server_helpers import drop_server_database, make_settings, start_server
+
+from pattern_service.config import Settings
 from tmws.pattern.client import FailedPrecondition, InvalidArgument, NotFound, PatternClient
 from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
 from tmws.pattern.v1 import pattern_learning_service_pb2 as pl
@@ -132,3 +136,53 @@ async def test_success_pattern_versions_lineage_and_guarded_delete(client: Patte
     with pytest.raises(NotFound):
         await client.get_success_pattern(root.pattern_id)
     assert await client.delete_success_pattern(grandchild.pattern_id) == []
+
+
+async def test_recall_drops_hits_below_the_relevance_floor(client: PatternClient) -> None:
+    for text in (
+        "the deploy checklist for the payments service",
+        "redis outage postmortem: the primary ran out of memory",
+    ):
+        await client.execute(f"store {text}", context={"agent": "artemis"})
+    recalled = await client.execute("recall backup", context={"agent": "artemis"})
+    memory = recalled.result["memory"]
+    assert recalled.metadata["subject"] == "backup"
+    assert memory["count"] == 0 and memory["below_min_score"] == 2 and memory["min_score"] == pytest.approx(0.2)
+    relevant = await client.execute("recall memories about Redis outages", context={"agent": "artemis"})
+    contents = [m["content"] for m in relevant.result["memory"]["memories"]]
+    assert contents == ["redis outage postmortem: the primary ran out of memory"]
+    assert relevant.result["memory"]["below_min_score"] == 1
+    assert all(m["score"] >= 0.2 for m in relevant.result["memory"]["memories"])
+
+    everything = await client.execute("recall backup", context={"agent": "artemis", "min_score": 0})
+    assert everything.result["memory"]["count"] == 2 and everything.result["memory"]["below_min_score"] == 0
+    strict = await client.execute(
+        "recall memories about Redis outages", context={"agent": "artemis", "min_score": 0.99}
+    )
+    assert strict.result["memory"]["count"] == 0 and strict.result["memory"]["below_min_score"] == 2
+
+    # The memory half of a hybrid pattern has the same floor.
+    hybrid = await client.execute("find similar backup plans", context={"agent": "artemis"})
+    assert hybrid.pattern_type == pe.PATTERN_TYPE_HYBRID and hybrid.result["memory"]["operation"] == "recall"
+    assert hybrid.result["memory"]["count"] == 0 and hybrid.result["memory"]["below_min_score"] == 2
+
+    with pytest.raises(InvalidArgument) as bad:
+        await client.execute("recall backup", context={"min_score": 1.5})
+    assert [v.field for v in bad.value.field_violations] == ["context.min_score"]
+
+
+async def test_the_server_default_floor_is_a_setting(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TMWS_RECALL_MIN_SCORE", "0.95")
+    assert Settings().recall_min_score == 0.95
+    settings = make_settings(tmp_path / "data", recall_min_score=0.95)
+    server = await start_server(settings)
+    try:
+        async with PatternClient.connect(f"127.0.0.1:{server.port}", default_timeout=30.0) as c:
+            await c.execute("store redis outage postmortem: the primary ran out of memory")
+            result = await c.execute("recall memories about Redis outages")
+            memory = result.result["memory"]
+            assert memory["min_score"] == pytest.approx(0.95) and memory["count"] == 0
+            assert memory["below_min_score"] == 1
+    finally:
+        await server.stop(0)
+        await drop_server_database(settings)
