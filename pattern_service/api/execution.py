@@ -9,6 +9,7 @@ No timer of our own is armed per call.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -144,8 +145,15 @@ class PatternExecutionServicer(pe_grpc.PatternExecutionServiceServicer):
         """Execute a stream of queries with a bounded window (see the proto)."""
         tenant = tenant_of(context)
         in_flight: set[str] = set()
+        # The window bounds what the stream holds (read ahead, running, unwritten); the slots bound
+        # what runs at once. Items beyond the slots wait here, and that wait is reported as
+        # queue_time_ms instead of inflating execution_time_ms (and GetStats' average) with the
+        # time an item spent interleaved with dozens of others on one event loop.
+        slots = asyncio.Semaphore(self._settings.stream_concurrency)
 
         async def handle(request: pe.ExecuteManyRequest) -> pe.ExecuteManyResponse:
+            received = time.perf_counter()
+            queued_ms = 0.0
             rid = request.request_id
             duplicate = rid in in_flight
             try:
@@ -159,15 +167,17 @@ class PatternExecutionServicer(pe_grpc.PatternExecutionServiceServicer):
                 use_cache = request.use_cache if request.HasField("use_cache") else True
                 call = self._parse(v, request.query, request.execution_mode, request.context, use_cache)
                 v.raise_if_any()
-                result = await self._execute(call, tenant)
-                response = pe.ExecuteManyResponse(request_id=rid)
+                async with slots:
+                    queued_ms = (time.perf_counter() - received) * 1000
+                    result = await self._execute(call, tenant)
+                response = pe.ExecuteManyResponse(request_id=rid, queue_time_ms=queued_ms)
                 convert.result_to_proto(result, response.result)
                 return response
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self.metrics.observe_error("ExecuteMany", status_code_of(exc).name)
-                return pe.ExecuteManyResponse(request_id=rid, status=to_rpc_status(exc))
+                return pe.ExecuteManyResponse(request_id=rid, status=to_rpc_status(exc), queue_time_ms=queued_ms)
             finally:
                 if not duplicate:
                     in_flight.discard(rid)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 
 import pytest
 from server_helpers import drop_server_database, make_settings, start_server
 
 from pattern_service.config import Settings
+from pattern_service.engine.tools import ToolCall
 from tmws.pattern.client import FailedPrecondition, InvalidArgument, NotFound, PatternClient
 from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
 from tmws.pattern.v1 import pattern_learning_service_pb2 as pl
@@ -186,3 +188,42 @@ async def test_the_server_default_floor_is_a_setting(tmp_path: pathlib.Path, mon
     finally:
         await server.stop(0)
         await drop_server_database(settings)
+
+
+async def test_execute_many_times_the_execution_not_the_wait_for_a_slot(tmp_path: pathlib.Path) -> None:
+    settings = make_settings(tmp_path / "data", stream_window=64, stream_concurrency=2)
+    server = await start_server(settings)
+    engine = server.app.engine
+    running, most = 0, 0
+
+    async def nap(call: ToolCall) -> dict[str, object]:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        try:
+            await asyncio.sleep(0.05)
+        finally:
+            running -= 1
+        return {"slept_ms": 50}
+
+    engine.tools.register("nap", nap)
+    try:
+        async with PatternClient.connect(f"127.0.0.1:{server.port}", default_timeout=60.0) as c:
+            napper = pe.PatternDefinition(
+                name="napper", pattern_type=INFRA, trigger_pattern=r"\bnap\b", cost_tokens=1, priority=100
+            )
+            napper.metadata.update({"tool": "nap"})
+            await c.register_batch([napper])
+            outcomes = [o async for o in c.execute_many((str(i), f"nap {i}") for i in range(12))]
+            stats = await c.get_stats()
+    finally:
+        await server.stop(0)
+        await drop_server_database(settings)
+    assert all(o.ok for o in outcomes) and len(outcomes) == 12
+    assert most == 2  # at most stream_concurrency items of the stream execute at once
+    times = [o.result.execution_time_ms for o in outcomes if o.result is not None]
+    queued = sorted(o.response.queue_time_ms for o in outcomes)
+    assert all(t >= 50 for t in times)
+    assert queued[-1] >= 4 * 50  # the last items waited for five rounds of two: reported as queueing ...
+    assert stats.engine.total_executions == 12  # ... and GetStats averages the executions alone
+    assert stats.engine.avg_execution_time_ms == pytest.approx(sum(times) / 12)
