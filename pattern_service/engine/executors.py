@@ -35,7 +35,17 @@ DEFAULT_MIN_IMPORTANCE = 0.7
 #: shares no meaning with the query (an unrelated memory scores about 0.0-0.15, a related one 0.3+).
 DEFAULT_RECALL_MIN_SCORE = 0.2
 DEFAULT_RECENT_WINDOW = timedelta(days=7)
-_TAG_IN_QUERY = re.compile(r"\btag(?:ged)?\s+(?:with|as)\s+([\w][\w\-]*)", re.IGNORECASE)
+_TAG = r"(?!(?:the|a|an|with|as|under|in)\b)(\w[\w\-]*)"
+#: How a query names a tag: "tagged with X", "tag as X", "labelled X", "filed under X",
+#: "with the tag X", "in the X category".
+_TAG_IN_QUERY = re.compile(
+    rf"\btag(?:ged)?\s+(?:with\s+|as\s+)?(?:the\s+)?{_TAG}"
+    rf"|\blabel(?:l?ed)?\s+(?:with\s+|as\s+)?(?:the\s+)?{_TAG}"
+    rf"|\bfiled\s+(?:under|as|in)\s+(?:the\s+)?{_TAG}"
+    rf"|\bwith\s+(?:the\s+)?(?:tag|label)\s+{_TAG}"
+    rf"|\bin\s+(?:the\s+)?{_TAG}\s+(?:category|tag|label|bucket)\b",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +96,9 @@ def aggregate_to_json(a: MemoryAggregate) -> dict[str, Any]:
 
 
 def tags_in(query: str, context: Mapping[str, Any]) -> tuple[str, ...]:
-    """Tags ``search_by_tag`` reads: "tagged with X" / "tag as X" in the query, then ``context.tags`` (lower-cased)."""
-    found = [m.group(1).lower() for m in _TAG_IN_QUERY.finditer(query)]
+    """Tags ``search_by_tag`` reads: named in the query ("tagged with X", "tag as X", "labelled X",
+    "filed under X", "with the tag X", "in the X category"), then ``context.tags`` (lower-cased)."""
+    found = [next(g for g in m.groups() if g).lower() for m in _TAG_IN_QUERY.finditer(query)]
     extra = context.get("tags")
     items = [extra] if isinstance(extra, str) else (extra if isinstance(extra, list | tuple) else [])
     found += [t.strip().lower() for t in items if isinstance(t, str) and t.strip()]
