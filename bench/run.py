@@ -604,7 +604,9 @@ async def registry_inprocess(b: Bench) -> list[dict[str, Any]]:
             while registered < n:
                 stop = min(n, registered + 1000)
                 batch = pe.RegisterBatchRequest.FromString(register_batch(registered, stop)).pattern_definitions
-                await registry.register_batch([definition_from_proto(m, PatternType.INFRASTRUCTURE) for m in batch])
+                await registry.register_batch(
+                    [definition_from_proto(m, PatternType.INFRASTRUCTURE, default_cache_ttl=300) for m in batch]
+                )
                 registered = stop
             q = p.match_queries
             trig = [f"please run zq{int(rng.integers(n))}x for case {n}-{k}" for k in range(q)]

@@ -25,39 +25,77 @@ from pattern_service.logs import configure_logging
 from pattern_service.startup import debug_requested, describe, preflight
 
 
+def _parser() -> argparse.ArgumentParser:
+    from pattern_service.api.keys import HASH_KEY_DESCRIPTION, add_hash_key_arguments
+
+    server = argparse.ArgumentParser(add_help=False)
+    server.add_argument("--address", help="host:port to listen on (TMWS_GRPC_ADDRESS)")
+    server.add_argument("--data-dir", type=Path, help="data directory of the embedded backends (TMWS_DATA_DIR)")
+    server.add_argument("--workers", type=int, help="server processes sharing the port (TMWS_WORKERS)")
+    parser = argparse.ArgumentParser(
+        prog="tmws-pattern-service",
+        description="Pattern Service gRPC server. Without a command: serve. "
+        "'tmws-pattern-service COMMAND --help' lists a command's options.",
+        parents=[server],
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, text in (
+        ("serve", "run the gRPC server (the default)"),
+        ("migrate", "upgrade the SQL database to the newest schema and exit"),
+        ("prepare-model", "derive the embedding model into the model cache and exit"),
+    ):
+        # SUPPRESS: an option given before the command is not reset by the command's own default.
+        sub = commands.add_parser(name, help=text, description=text, argument_default=argparse.SUPPRESS)
+        sub.add_argument("--address", help="host:port to listen on (TMWS_GRPC_ADDRESS)")
+        sub.add_argument("--data-dir", type=Path, help="data directory of the embedded backends (TMWS_DATA_DIR)")
+        sub.add_argument("--workers", type=int, help="server processes sharing the port (TMWS_WORKERS)")
+    reembed = commands.add_parser(
+        "reembed",
+        help="rebuild every vector from SQL with another embedder (see pattern_service.reembed)",
+        description="Rebuild every vector from SQL with another embedder while the server keeps serving; "
+        "--switch (server stopped) puts the built index in place.",
+        argument_default=argparse.SUPPRESS,
+    )
+    reembed.add_argument("--address", help="host:port to listen on (TMWS_GRPC_ADDRESS)")
+    reembed.add_argument("--data-dir", type=Path, help="data directory of the embedded backends (TMWS_DATA_DIR)")
+    reembed.add_argument(
+        "--embedder",
+        "--model",
+        dest="embedder",
+        required=True,
+        choices=("onnx", "onnx-fp32", "hashing"),
+        help="the embedder to move to",
+    )
+    reembed.add_argument("--switch", action="store_true", default=False, help="put the built index in place")
+    reembed.add_argument("--target-qdrant-url", default="", help="build into this second Qdrant server")
+    hash_key = commands.add_parser(
+        "hash-key",
+        help="print the configuration entry of an API key (--name, --tenant, --scopes)",
+        description=HASH_KEY_DESCRIPTION,
+    )
+    add_hash_key_arguments(hash_key)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (see :mod:`pattern_service.startup` for start-up failures)."""
-    args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["hash-key"]:
-        from pattern_service.api.keys import main as hash_key
+    opts = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if opts.command == "hash-key":
+        from pattern_service.api.keys import run_hash_key
 
-        return hash_key(args[1:])
-    parser = argparse.ArgumentParser(prog="tmws-pattern-service", description="Pattern Service gRPC server")
-    commands = ("serve", "migrate", "prepare-model", "hash-key", "reembed")
-    parser.add_argument("command", nargs="?", default="serve", choices=commands)
-    parser.add_argument("--address", help="host:port to listen on (TMWS_GRPC_ADDRESS)")
-    parser.add_argument("--data-dir", type=Path, help="data directory of the embedded backends (TMWS_DATA_DIR)")
-    parser.add_argument("--workers", type=int, help="server processes sharing the port (TMWS_WORKERS)")
-    parser.add_argument(
-        "--embedder", "--model", dest="embedder", help="reembed: the embedder to move to (onnx, onnx-fp32, hashing)"
-    )
-    parser.add_argument("--switch", action="store_true", help="reembed: put the built index in place (server stopped)")
-    parser.add_argument("--target-qdrant-url", default="", help="reembed: build into this second Qdrant server")
-    opts = parser.parse_args(args)
-    if opts.command == "reembed" and opts.embedder not in ("onnx", "onnx-fp32", "hashing"):
-        parser.error("reembed needs --embedder onnx|onnx-fp32|hashing")
+        return run_hash_key(opts)
     overrides: dict[str, object] = {}
-    if opts.address:
+    if getattr(opts, "address", None):
         overrides["grpc_address"] = opts.address
-    if opts.data_dir:
+    if getattr(opts, "data_dir", None):
         overrides["data_dir"] = opts.data_dir
-    if opts.workers:
+    if getattr(opts, "workers", None):
         overrides["workers"] = opts.workers
     settings: Settings | None = None
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
         configure_logging(settings.log_level, settings.log_format)
-        return _run(opts.command, settings, opts)
+        return _run(opts.command or "serve", settings, opts)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:

@@ -132,6 +132,7 @@ class Application:
             default_cache_ttl=settings.cache_ttl,
             load_defaults=settings.load_default_patterns,
             default_patterns_path=settings.patterns_file,
+            recall_min_score=settings.recall_min_score,
         )
         app = cls(
             settings=settings,

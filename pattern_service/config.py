@@ -58,7 +58,13 @@ class Settings(BaseSettings):
         keyword_fallback: Let the seed router's keyword guess choose a (read) pattern
             when nothing matched; off = such queries get ``NOT_FOUND``
             ``NO_PATTERN_MATCHED``. Requests can override it (``keyword_fallback``).
-        stream_window: Results in flight per ``ExecuteMany`` stream.
+        recall_min_score: Relevance floor of memory recall (and of the memory
+            part of hybrid patterns): hits with a lower cosine similarity are
+            dropped (ONNX model scale); a request's context ``min_score`` overrides it.
+        stream_window: Results in flight per ``ExecuteMany`` stream (read ahead,
+            running or not yet written).
+        stream_concurrency: Items of one ``ExecuteMany`` stream executing at once;
+            the others of the window wait for a slot (``queue_time_ms``).
         grace_period: Seconds in-flight calls get to finish on shutdown.
         shutdown_drain: Seconds the server keeps serving after health turns
             NOT_SERVING (so load balancers move away) before it refuses new calls.
@@ -123,7 +129,9 @@ class Settings(BaseSettings):
     semantic_match_threshold: float = Field(default=0.3, ge=0.0, le=1.0)
     trigger_min_similarity: float | None = Field(default=None, ge=0.0, le=1.0)
     keyword_fallback: bool = False
+    recall_min_score: float = Field(default=0.2, ge=0.0, le=1.0)
     stream_window: int = Field(default=64, ge=1, le=10_000)
+    stream_concurrency: int = Field(default=4, ge=1, le=10_000)
     grace_period: float = Field(default=10.0, ge=0.0)
     shutdown_drain: float = Field(default=2.0, ge=0.0)
     max_query_length: int = Field(default=10_000, ge=1)

@@ -70,7 +70,8 @@ class PatternDefinition:
             the pattern is matched by its examples only.
         cost_tokens: Token cost of the pattern's own path (0-100,000).
         priority: Higher is tried first (0-100).
-        cache_ttl: Seconds a result may be cached; 0 = never.
+        cache_ttl: Seconds a result may be cached; 0 = never (a write is always 0).
+            The API fills an unset TTL with the server default (``TMWS_CACHE_TTL``).
         metadata: ``tool`` (infrastructure, hybrid), ``operation`` (memory,
             hybrid) and free-form keys. Treated as read-only.
         description: Human-readable description.
@@ -272,7 +273,7 @@ class SuccessPatternInput:
     pattern_type: str
     name: str
     description: str = ""
-    version: int = 1
+    version: int | None = None  # None: 1, or the parent's version + 1
     parent_pattern_id: str | None = None
     execution_trace: Mapping[str, Any] = field(default_factory=dict)
     success_criteria: Mapping[str, Any] = field(default_factory=dict)
@@ -503,6 +504,8 @@ class ExecutionResult:
             from (the same object for every hit of that entry, ``None``
             otherwise): a transport may memoize its encoding of ``result`` and
             ``metadata`` by it. Not compared.
+        cache_layer: On a cache hit, the layer that answered: ``"local"`` (the
+            in-process layer) or ``"redis"``; ``None`` otherwise. Not compared.
     """
 
     pattern_name: str
@@ -516,3 +519,4 @@ class ExecutionResult:
     metadata: Mapping[str, Any]
     routing: RoutingDecision
     cache_entry: object | None = field(default=None, compare=False, repr=False)
+    cache_layer: str | None = field(default=None, compare=False)

@@ -35,6 +35,53 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 COMPONENTS = ("sql", "vector_index", "sync", "embedding", "redis")
 
 
+class DrainingHealthServicer(HealthServicer):
+    """``grpc.health.v1.Health`` whose ``Watch`` streams end at shutdown.
+
+    The reference servicer keeps every ``Watch`` stream open forever, so an
+    open watch (a load balancer, ``grpcurl … Watch``) held a graceful stop for
+    its whole grace period. Here :meth:`end_watches` (called by the server
+    once health has been ``NOT_SERVING`` for the drain period) ends each watch
+    with status ``OK`` right after it has sent ``NOT_SERVING``; a watch opened
+    later gets ``NOT_SERVING`` and ends at once. A component outage that turns
+    a service ``NOT_SERVING`` while the server runs ends nothing.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._ending = False
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest, context: Any) -> None:
+        """Stream the service's status on every change; ends after ``NOT_SERVING`` once :meth:`end_watches` ran."""
+        # The reference loop, plus the end condition (same bookkeeping, so its _set still notifies us).
+        condition = self._server_watchers[request.service]
+        self._watcher_count_by_service[request.service] += 1
+        last_status = None
+        try:
+            async with condition:
+                while True:
+                    status = self._server_status.get(request.service, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
+                    if status != last_status:
+                        await context.write(health_pb2.HealthCheckResponse(status=status))
+                    last_status = status
+                    if self._ending and status != SERVING:
+                        return
+                    await condition.wait()
+        finally:
+            self._watcher_count_by_service[request.service] -= 1
+            if self._watcher_count_by_service[request.service] == 0:
+                del self._server_watchers[request.service]
+                del self._watcher_count_by_service[request.service]
+
+    async def end_watches(self) -> None:
+        """Enter graceful shutdown (every service ``NOT_SERVING``) if not yet, and end every ``Watch`` stream."""
+        await self.enter_graceful_shutdown()
+        self._ending = True
+        for condition in list(self._server_watchers.values()):
+            async with condition:
+                condition.notify_all()
+
+
 @dataclass(frozen=True, slots=True)
 class ComponentStatus:
     """One component's probe result.

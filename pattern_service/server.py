@@ -8,7 +8,6 @@ import signal
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
 
 from pattern_service import tracing
 from pattern_service.api.auth import log_mode
@@ -20,7 +19,7 @@ from pattern_service.api.security import server_security
 from pattern_service.api.transport import server_options, unimplemented_handler
 from pattern_service.app import Application
 from pattern_service.config import Settings
-from pattern_service.health import HealthMonitor
+from pattern_service.health import DrainingHealthServicer, HealthMonitor
 from pattern_service.metrics import Metrics
 from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
 from tmws.pattern.v1 import pattern_execution_service_pb2_grpc as pe_grpc
@@ -49,7 +48,7 @@ class PatternServer:
         self.app = app
         self.reuse_port = reuse_port
         self.metrics = app.metrics
-        self.health = HealthServicer()
+        self.health = DrainingHealthServicer()
         self.monitor = HealthMonitor(
             app.health,
             self.health,
@@ -110,8 +109,9 @@ class PatternServer:
         return self.port
 
     async def stop(self, grace: float | None = None) -> None:
-        """Graceful shutdown: health NOT_SERVING first, then refuse new calls, let
-        in-flight calls finish within ``grace`` seconds, then close the stores."""
+        """Graceful shutdown: health NOT_SERVING first, then (after the drain) end the
+        health ``Watch`` streams and refuse new calls, let in-flight calls finish
+        within ``grace`` seconds, then close the stores."""
         if self._server is None or self._stopped.is_set():
             return
         self._stopped.set()
@@ -121,6 +121,8 @@ class PatternServer:
             # Keep serving while health watchers and load balancers see NOT_SERVING and move away;
             # grpc cancels calls that arrived but had not started once stop() begins.
             await asyncio.sleep(self.settings.shutdown_drain)
+        # An open Watch never ends by itself: it would hold the stop for the whole grace period.
+        await self.health.end_watches()
         await self._server.stop(self.settings.grace_period if grace is None else grace)
         await self.app.close()
         log.info("stopped")

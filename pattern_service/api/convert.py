@@ -191,15 +191,27 @@ def definition_to_proto(d: domain.PatternDefinition) -> pe.PatternDefinition:
     return msg
 
 
-def definition_from_proto(msg: pe.PatternDefinition, pattern_type: domain.PatternType) -> domain.PatternDefinition:
-    """A message as a domain definition (``pattern_type`` already validated by the caller)."""
+def definition_from_proto(
+    msg: pe.PatternDefinition, pattern_type: domain.PatternType | None, *, default_cache_ttl: int
+) -> domain.PatternDefinition:
+    """A message as a domain definition.
+
+    Args:
+        msg: The message.
+        pattern_type: Its type, already parsed by the caller; ``None`` when the
+            message has none (or an unknown one): the engine's validation then
+            reports ``pattern_type`` beside every other problem, and such a
+            definition is never registered.
+        default_cache_ttl: Seconds used when ``cache_ttl`` is unset
+            (``TMWS_CACHE_TTL``); a set 0 means never cached.
+    """
     return domain.PatternDefinition(
         name=msg.name,
-        pattern_type=pattern_type,
+        pattern_type=pattern_type,  # type: ignore[arg-type]  # None only on the way to a violation
         trigger_pattern=msg.trigger_pattern or None,
         cost_tokens=msg.cost_tokens,
         priority=msg.priority,
-        cache_ttl=msg.cache_ttl,
+        cache_ttl=msg.cache_ttl if msg.HasField("cache_ttl") else default_cache_ttl,
         metadata=struct_to_dict(msg.metadata),
         description=msg.description,
         examples=tuple(msg.examples),
@@ -311,7 +323,7 @@ def result_to_proto(r: domain.ExecutionResult, msg: pe.ExecutionResult | None = 
 
 
 def success_pattern_to_proto(p: domain.SuccessPattern) -> pl.SuccessPattern:
-    """A success pattern as its message (``context`` is input-only and not echoed)."""
+    """A success pattern as its message, every field (``context`` included)."""
     msg = pl.SuccessPattern(
         pattern_id=p.pattern_id,
         pattern_type=p.pattern_type,
@@ -324,6 +336,7 @@ def success_pattern_to_proto(p: domain.SuccessPattern) -> pl.SuccessPattern:
         success_criteria=dict_to_struct(p.success_criteria),
         quality_metrics=dict_to_struct(p.quality_metrics),
         performance_data=dict_to_struct(p.performance_data),
+        context=dict_to_struct(p.context),
         tags=list(p.tags),
         status=STATUS_TO_PROTO[p.status],  # type: ignore[arg-type]
         match_count=p.match_count,

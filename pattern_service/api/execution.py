@@ -9,7 +9,7 @@ No timer of our own is armed per call.
 from __future__ import annotations
 
 import asyncio
-import re
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -43,7 +43,6 @@ from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
 from tmws.pattern.v1 import pattern_execution_service_pb2_grpc as pe_grpc
 
 ServicerContext = grpc.aio.ServicerContext[Any, Any]
-_INDEX = re.compile(r"^pattern_definitions\[(\d+)\]")
 #: Most labelled utterances in one ``EvaluateRouting`` / ``FitRouting`` call.
 MAX_UTTERANCES = 10_000
 
@@ -167,8 +166,15 @@ class PatternExecutionServicer(pe_grpc.PatternExecutionServiceServicer):
         """Execute a stream of queries with a bounded window (see the proto)."""
         tenant = tenant_of(context)
         in_flight: set[str] = set()
+        # The window bounds what the stream holds (read ahead, running, unwritten); the slots bound
+        # what runs at once. Items beyond the slots wait here, and that wait is reported as
+        # queue_time_ms instead of inflating execution_time_ms (and GetStats' average) with the
+        # time an item spent interleaved with dozens of others on one event loop.
+        slots = asyncio.Semaphore(self._settings.stream_concurrency)
 
         async def handle(request: pe.ExecuteManyRequest) -> pe.ExecuteManyResponse:
+            received = time.perf_counter()
+            queued_ms = 0.0
             rid = request.request_id
             duplicate = rid in in_flight
             try:
@@ -182,15 +188,17 @@ class PatternExecutionServicer(pe_grpc.PatternExecutionServiceServicer):
                 use_cache = request.use_cache if request.HasField("use_cache") else True
                 call = self._parse(v, request, use_cache)
                 v.raise_if_any()
-                result = await self._execute(call, tenant)
-                response = pe.ExecuteManyResponse(request_id=rid)
+                async with slots:
+                    queued_ms = (time.perf_counter() - received) * 1000
+                    result = await self._execute(call, tenant)
+                response = pe.ExecuteManyResponse(request_id=rid, queue_time_ms=queued_ms)
                 convert.result_to_proto(result, response.result)
                 return response
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self.metrics.observe_error("ExecuteMany", status_code_of(exc).name)
-                return pe.ExecuteManyResponse(request_id=rid, status=to_rpc_status(exc))
+                return pe.ExecuteManyResponse(request_id=rid, status=to_rpc_status(exc), queue_time_ms=queued_ms)
             finally:
                 if not duplicate:
                     in_flight.discard(rid)
@@ -263,9 +271,12 @@ class PatternExecutionServicer(pe_grpc.PatternExecutionServiceServicer):
             v.add("pattern_definitions", f"must have 1-{MAX_BATCH} entries (got {count})")
             v.raise_if_any()
         definitions: list[domain.PatternDefinition] = []
-        positions: list[int] = []
+        bad_type: set[str] = set()
         for i, msg in enumerate(request.pattern_definitions):
-            kind = check_pattern_type(v, f"pattern_definitions[{i}].pattern_type", msg.pattern_type, allow_unset=False)
+            type_field = f"pattern_definitions[{i}].pattern_type"
+            kind = check_pattern_type(v, type_field, msg.pattern_type, allow_unset=False)
+            if kind is None:
+                bad_type.add(type_field)
             for name, value in (
                 ("name", msg.name),
                 ("trigger_pattern", msg.trigger_pattern),
@@ -274,13 +285,12 @@ class PatternExecutionServicer(pe_grpc.PatternExecutionServiceServicer):
                 ("metadata", convert.struct_to_dict(msg.metadata)),
             ):
                 check_no_nul(v, f"pattern_definitions[{i}].{name}", value)
-            if kind is not None:
-                definitions.append(convert.definition_from_proto(msg, kind))
-                positions.append(i)
-        # The engine checks the rest; its paths index the definitions it saw.
+            # Every item goes to the engine's checks, also one without a valid type, so every
+            # problem of every item is reported at once (the type itself was reported above).
+            definitions.append(convert.definition_from_proto(msg, kind, default_cache_ttl=self._settings.cache_ttl))
         for violation in self._engine.validate_definitions(definitions):
-            path = _INDEX.sub(lambda m: f"pattern_definitions[{positions[int(m.group(1))]}]", violation.field)
-            v.add(path, violation.description)
+            if violation.field not in bad_type:
+                v.add(violation.field, violation.description)
         v.raise_if_any()
         stored, created, replaced, version = await self._engine.register_batch(
             definitions, validate_only=request.validate_only

@@ -198,12 +198,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit code (2 for invalid arguments).
     """
-    parser = argparse.ArgumentParser(prog="hash-key", description="Hash an API key for TMWS_API_KEYS(_FILE)")
-    parser.add_argument("key", nargs="?", help="the key to hash; '-' reads it from stdin; omitted: generate one")
-    parser.add_argument("--name", default="my-key")
-    parser.add_argument("--tenant", default="default")
-    parser.add_argument("--scopes", default="execute,read", help="comma-separated: execute,read,write,admin")
-    opts = parser.parse_args(argv)
+    parser = argparse.ArgumentParser(prog="hash-key", description=HASH_KEY_DESCRIPTION)
+    add_hash_key_arguments(parser)
+    return run_hash_key(parser.parse_args(argv))
+
+
+HASH_KEY_DESCRIPTION = (
+    "Print the TMWS_API_KEYS(_FILE) entry of an API key (only its SHA-256 digest); "
+    "without KEY a new key is generated and shown once on stderr."
+)
+
+
+def add_hash_key_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``hash-key`` command's arguments (``key``, ``--name``, ``--tenant``, ``--scopes``) to ``parser``."""
+    parser.add_argument(
+        "key", nargs="?", metavar="KEY", help="the key to hash; '-' reads it from stdin; omitted: generate one"
+    )
+    parser.add_argument(
+        "--name", default="my-key", help="name of the key entry (shown in logs, unique); default: my-key"
+    )
+    parser.add_argument(
+        "--tenant", default="default", help="tenant every call made with this key acts for; default: default"
+    )
+    parser.add_argument(
+        "--scopes",
+        default="execute,read",
+        help="comma-separated scopes: execute, read, write, admin (admin = all); default: execute,read",
+    )
+
+
+def run_hash_key(opts: argparse.Namespace) -> int:
+    """Print the key entry of parsed ``hash-key`` arguments; returns the exit code (2 for invalid ones)."""
     key = opts.key
     generated = key is None
     if key == "-":

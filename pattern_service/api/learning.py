@@ -15,11 +15,7 @@ from pattern_service.api import convert, success_patterns
 from pattern_service.api.identity import tenant_of
 from pattern_service.api.status import unary_errors
 from pattern_service.api.validation import (
-    MAX_PATTERN_TYPE_LEN,
     Violations,
-    check_page,
-    check_statuses,
-    check_text,
     check_uuid,
     match_query,
 )
@@ -90,17 +86,16 @@ class PatternLearningServicer(pl_grpc.PatternLearningServiceServicer):
     ) -> pl.ListSuccessPatternsResponse:
         """List success patterns, newest first, paged (see the proto)."""
         tenant = tenant_of(context)
-        v = Violations()
-        size = check_page(v, request.page_size)
-        pattern_type = check_text(v, "pattern_type", request.pattern_type, MAX_PATTERN_TYPE_LEN)
-        statuses = check_statuses(v, "statuses", request.statuses)
-        v.raise_if_any()
+        q = success_patterns.list_query(request)
         page = await self._store.list(
             tenant,
-            page_size=size,
-            page_token=request.page_token,
-            pattern_type=pattern_type or None,
-            statuses=statuses,
+            page_size=q.page_size,
+            page_token=q.page_token,
+            pattern_type=q.pattern_type,
+            statuses=q.statuses,
+            parent_pattern_id=q.parent_pattern_id,
+            tags=q.tags,
+            name_prefix=q.name_prefix,
         )
         return pl.ListSuccessPatternsResponse(
             success_patterns=[convert.success_pattern_to_proto(p) for p in page.items],
@@ -122,10 +117,10 @@ class PatternLearningServicer(pl_grpc.PatternLearningServiceServicer):
     async def DeleteSuccessPattern(
         self, request: pl.DeleteSuccessPatternRequest, context: ServicerContext
     ) -> pl.DeleteSuccessPatternResponse:
-        """Delete one success pattern (see the proto)."""
+        """Delete one success pattern; with ``force`` detach its children (see the proto)."""
         tenant = tenant_of(context)
-        await self._store.delete(tenant, _pattern_id(request.pattern_id))
-        return pl.DeleteSuccessPatternResponse()
+        detached = await self._store.delete(tenant, _pattern_id(request.pattern_id), force=request.force)
+        return pl.DeleteSuccessPatternResponse(detached_pattern_ids=list(detached))
 
     @unary_errors
     async def RecordPatternOutcome(

@@ -1,4 +1,4 @@
-"""Validation of success-pattern messages for create and update (AIP-133, AIP-134).
+"""Validation of success-pattern messages for create, update and list (AIP-132, AIP-133, AIP-134).
 
 Output-only fields (``pattern_id``, ``context_hash``, timestamps,
 ``match_count``, ``quality_score``) are ignored on create and rejected in an
@@ -8,6 +8,7 @@ update mask.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import struct_pb2
@@ -18,9 +19,12 @@ from pattern_service.api.validation import (
     MAX_DESCRIPTION_LEN,
     MAX_NAME_LEN,
     MAX_PATTERN_TYPE_LEN,
+    NUL_MESSAGE,
     Violations,
     check_fraction,
     check_no_nul,
+    check_page,
+    check_statuses,
     check_tags,
     check_text,
     check_uuid,
@@ -49,20 +53,23 @@ def _status(v: Violations, field: str, value: int) -> domain.SuccessPatternStatu
     return convert.STATUS_FROM_PROTO[value]
 
 
-def _version(v: Violations, field: str, value: int) -> int:
+def _version(v: Violations, field: str, value: int, *, create: bool) -> int | None:
+    """A set version; unset (0) is ``None`` on create (1, or the parent's + 1) and 1 on update."""
     if value < 0:
-        v.add(field, "must be at least 1 (0 means 1)")
-    return value or 1
+        v.add(field, "must be at least 1 (0 means unset)")
+    if value > 0:
+        return value
+    return None if create else 1
 
 
-def _field_value(v: Violations, prefix: str, msg: pl.SuccessPattern, name: str) -> Any:
+def _field_value(v: Violations, prefix: str, msg: pl.SuccessPattern, name: str, *, create: bool = False) -> Any:
     """Validated value of one updatable field of ``msg``."""
     path = f"{prefix}.{name}"
     checks: dict[str, Callable[[], Any]] = {
         "pattern_type": lambda: check_text(v, path, msg.pattern_type, MAX_PATTERN_TYPE_LEN, required=True),
         "name": lambda: check_text(v, path, msg.name, MAX_NAME_LEN, required=True),
         "description": lambda: check_text(v, path, msg.description, MAX_DESCRIPTION_LEN),
-        "version": lambda: _version(v, path, msg.version),
+        "version": lambda: _version(v, path, msg.version, create=create),
         "parent_pattern_id": lambda: check_uuid(v, path, msg.parent_pattern_id, required=False) or None,
         "tags": lambda: check_tags(v, path, msg.tags),
         "status": lambda: _status(v, path, msg.status),
@@ -84,7 +91,10 @@ def create_input(req: pl.CreateSuccessPatternRequest) -> domain.SuccessPatternIn
         v.add("success_pattern", "is required")
         v.raise_if_any()
     msg = req.success_pattern
-    values = {name: _field_value(v, "success_pattern", msg, name) for name in domain.UPDATABLE_SUCCESS_PATTERN_FIELDS}
+    values = {
+        name: _field_value(v, "success_pattern", msg, name, create=True)
+        for name in domain.UPDATABLE_SUCCESS_PATTERN_FIELDS
+    }
     v.raise_if_any()
     return domain.SuccessPatternInput(**values)
 
@@ -113,3 +123,44 @@ def update_changes(req: pl.UpdateSuccessPatternRequest) -> tuple[str, dict[str, 
         changes[path] = _field_value(v, "success_pattern", req.success_pattern, path)
     v.raise_if_any()
     return pattern_id, changes
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """A validated ``ListSuccessPatternsRequest``."""
+
+    page_size: int
+    page_token: str
+    pattern_type: str | None
+    statuses: tuple[domain.SuccessPatternStatus, ...]
+    parent_pattern_id: str | None
+    tags: tuple[str, ...]
+    name_prefix: str | None
+
+
+def list_query(req: pl.ListSuccessPatternsRequest) -> ListQuery:
+    """Validate a list request.
+
+    Raises:
+        InvalidArgumentError: Every invalid field.
+    """
+    v = Violations()
+    size = check_page(v, req.page_size)
+    pattern_type = check_text(v, "pattern_type", req.pattern_type, MAX_PATTERN_TYPE_LEN)
+    statuses = check_statuses(v, "statuses", req.statuses)
+    parent = check_uuid(v, "parent_pattern_id", req.parent_pattern_id, required=False)
+    tags = check_tags(v, "tags", req.tags)
+    if "\x00" in req.name_prefix:
+        v.add("name_prefix", NUL_MESSAGE)
+    elif len(req.name_prefix) > MAX_NAME_LEN:
+        v.add("name_prefix", f"must be at most {MAX_NAME_LEN} characters")
+    v.raise_if_any()
+    return ListQuery(
+        page_size=size,
+        page_token=req.page_token,
+        pattern_type=pattern_type or None,
+        statuses=statuses,
+        parent_pattern_id=parent or None,
+        tags=tags,
+        name_prefix=req.name_prefix or None,
+    )

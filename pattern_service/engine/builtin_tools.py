@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from pattern_service.domain import PatternType
+from pattern_service.engine.arithmetic_words import words_to_expression
 from pattern_service.engine.calculator import CalculationError, count, evaluate, parse_count
 from pattern_service.engine.tools import ToolCall, ToolError, ToolRegistry
 
@@ -25,11 +26,130 @@ _PACKAGE = re.compile(
     r"([A-Za-z0-9][A-Za-z0-9._-]*)",
     re.IGNORECASE,
 )
+_NAME_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]|[A-Za-z0-9]")
+#: Words that are never the package asked about ("is numpy available on this server").
+_PACKAGE_FILLER = frozenset(
+    [
+        "a",
+        "about",
+        "all",
+        "an",
+        "and",
+        "any",
+        "anything",
+        "are",
+        "available",
+        "be",
+        "can",
+        "check",
+        "could",
+        "current",
+        "currently",
+        "did",
+        "do",
+        "does",
+        "dependency",
+        "dependencies",
+        "distribution",
+        "do",
+        "env",
+        "environment",
+        "exist",
+        "exists",
+        "find",
+        "for",
+        "get",
+        "got",
+        "have",
+        "has",
+        "here",
+        "host",
+        "i",
+        "if",
+        "in",
+        "install",
+        "installed",
+        "installing",
+        "init",
+        "initialize",
+        "is",
+        "it",
+        "its",
+        "latest",
+        "library",
+        "libraries",
+        "lib",
+        "machine",
+        "me",
+        "module",
+        "modules",
+        "my",
+        "need",
+        "new",
+        "newest",
+        "of",
+        "on",
+        "or",
+        "our",
+        "package",
+        "packages",
+        "pip",
+        "please",
+        "present",
+        "python",
+        "running",
+        "server",
+        "set",
+        "setup",
+        "show",
+        "system",
+        "tell",
+        "that",
+        "the",
+        "there",
+        "these",
+        "this",
+        "to",
+        "up",
+        "us",
+        "use",
+        "using",
+        "venv",
+        "version",
+        "versions",
+        "want",
+        "we",
+        "what",
+        "whether",
+        "which",
+        "with",
+        "you",
+        "your",
+        "configure",
+        "configured",
+        "available",
+    ]
+)
 _RUN_TOOL = re.compile(
     r"\b(?:run|execute|call)\s+(?:the\s+|an?\s+)?(?:tool|mcp|function)\s+([A-Za-z][A-Za-z0-9_]*)\s*(.*)$",
     re.IGNORECASE | re.DOTALL,
 )
-_COMPARE = re.compile(r"\bcompare\s+(.+?)\s+(?:with|to|against|and)\s+(.+)$", re.IGNORECASE | re.DOTALL)
+#: Phrasings of "compare A with B", tried in order; each captures A and B.
+_COMPARE = tuple(
+    re.compile(p, re.IGNORECASE | re.DOTALL)
+    for p in (
+        r"\b(?:compare|contrast)\s+(.+?)\s+(?:with|to|against|and|versus|vs\.?)\s+(.+)$",
+        r"\bdifferences?\s+between\s+(.+?)\s+and\s+(.+)$",
+        r"\b(?:does|do|is|are)\s+(.+?)\s+(?:differ|different|compare)\s+(?:from|to|than|with)\s+(.+)$",
+        r"\b(?:separates?|distinguish(?:es)?|differentiates?)\s+(.+?)\s+from\s+(.+)$",
+        r"^(?:\w+\s+)*?(.+?)\s+(?:versus|vs\.?)\s+(.+)$",
+    )
+)
+_LEAD_ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.IGNORECASE)
+#: Words naming the kind of thing run, around a tool's name ("the calculate tool", "the list patterns helper").
+_TOOL_WORDS = frozenset(
+    {"tool", "tools", "function", "helper", "mcp", "command", "the", "a", "an", "with", "on", "for"}
+)
 _WORD = re.compile(r"[a-z0-9]+")
 _STRIP = "\"'“”‘’ .?!"
 RUN_TOOL_NAME = "run_tool"
@@ -120,7 +240,8 @@ async def match_patterns(call: ToolCall) -> Mapping[str, Any]:
 
 
 async def calculate(call: ToolCall) -> Mapping[str, Any]:
-    """Evaluate arithmetic safely, or count words/characters/letters/lines in a text."""
+    """Evaluate arithmetic safely (symbols or words: "17 times 23", "2 to the power of 10"), or count
+    words/characters/letters/lines in a text ("this sentence" counts the query itself)."""
     counted = parse_count(call.query)
     if counted is not None:
         unit, text = counted
@@ -131,18 +252,49 @@ async def calculate(call: ToolCall) -> Mapping[str, Any]:
     try:
         value = evaluate(expression)
     except CalculationError as exc:
-        raise ToolError(f"cannot calculate: {exc}") from None
+        spoken = words_to_expression(expression)
+        try:
+            value = evaluate(spoken)
+        except CalculationError:
+            raise ToolError(f"cannot calculate: {exc}") from None
+        expression = spoken
     return {"operation": "arithmetic", "expression": expression.strip(), "result": value}
+
+
+def _installed(name: str) -> bool:
+    try:
+        importlib.metadata.distribution(name)
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return False
+    return True
+
+
+def package_in(query: str) -> str | None:
+    """The package a query asks about, or ``None``.
+
+    "install X" / "set up X" name it directly. Otherwise every word that is not
+    filler ("is numpy available on this server", "which version of grpcio do
+    we have", "do we have the pyyaml package") is a candidate: the first one
+    that is an installed distribution wins, else the first candidate (reported
+    as not installed).
+    """
+    m = _PACKAGE.search(query)
+    if m is not None and m.group(1).lower() not in _PACKAGE_FILLER:
+        return m.group(1)
+    candidates = [t for t in _NAME_TOKEN.findall(query) if t.lower() not in _PACKAGE_FILLER]
+    for token in candidates:
+        if _installed(token):
+            return token
+    return candidates[0] if candidates else None
 
 
 async def package_info(call: ToolCall) -> Mapping[str, Any]:
     """Report whether a Python distribution is installed and its version (never installs anything)."""
     name = call.context.get("package")
     if not isinstance(name, str) or not name.strip():
-        m = _PACKAGE.search(call.query)
-        if m is None:
-            raise ToolError("name a package, e.g. 'install numpy' or context.package")
-        name = m.group(1)
+        name = package_in(call.query)
+        if name is None:
+            raise ToolError("name a package, e.g. 'is numpy installed' or context.package")
     name = name.strip().rstrip(".,;:")
     try:
         dist = importlib.metadata.distribution(name)
@@ -160,15 +312,66 @@ async def package_info(call: ToolCall) -> Mapping[str, Any]:
     }
 
 
+def _same_word(word: str, part: str) -> bool:
+    """``word`` names ``part`` of a tool name: equal, or the same stem ("calculator" / "calculate")."""
+    return word == part or (len(part) >= 5 and len(word) >= 5 and word[:5] == part[:5])
+
+
+def tool_named_in(query: str, names: list[str]) -> tuple[str, str] | None:
+    """The registered tool a query names in words, and the text after it.
+
+    "invoke the calculate tool on 6 * 7" → ``("calculate", "6 * 7")``; "launch the
+    list patterns helper" → ``("list_patterns", "")``. A tool's name matches as its
+    words in order (underscores as spaces, a shared 5-letter stem counts); the
+    longest name wins. Words such as "tool", "function", "helper" after it are dropped.
+    """
+    tokens = list(re.finditer(r"[A-Za-z0-9_]+", query))
+    words = [t.group().lower() for t in tokens]
+    best: tuple[int, str, int] | None = None
+    for name in names:
+        parts = name.split("_")
+        for i in range(len(words) - len(parts) + 1):
+            if words[i] == name or all(_same_word(words[i + k], p) for k, p in enumerate(parts)):
+                size = 1 if words[i] == name else len(parts)
+                if best is None or len(parts) > len(best[1].split("_")):
+                    best = (i, name, size)
+                break
+    if best is None:
+        return None
+    i, name, size = best
+    j = i + size
+    while j < len(words) and words[j] in _TOOL_WORDS:
+        j += 1
+    rest = query[tokens[j].start() :].strip() if j < len(tokens) else ""
+    return name, rest
+
+
 async def run_tool(call: ToolCall) -> Mapping[str, Any]:
-    """Run the registered tool named in the query ("run tool X ...") or in context.tool."""
+    """Run the registered tool named in the query ("run tool X ...", "use the X tool on ...") or in context.tool.
+
+    A query that names no registered tool ("trigger a registered tool for me")
+    is answered with the tools it could run (``ran`` false), not an error.
+    """
     name = call.context.get("tool")
     rest = call.subject
     if not isinstance(name, str) or not name:
         m = _RUN_TOOL.search(call.query)
-        if m is None:
-            raise ToolError(f"name a tool to run; registered: {', '.join(call.services.tools.names())}")
-        name, rest = m.group(1).lower(), m.group(2).strip()
+        named = (m.group(1).lower(), m.group(2).strip()) if m is not None else None
+        if named is None or named[0] not in call.services.tools:
+            others = [n for n in call.services.tools.names() if n != RUN_TOOL_NAME]
+            named = tool_named_in(call.query, others) or named
+        if named is None:
+            return {
+                "tool": None,
+                "ran": False,
+                "registered": [
+                    {"name": spec.name, "description": spec.description}
+                    for spec in call.services.tools.specs()
+                    if spec.name != RUN_TOOL_NAME
+                ],
+                "hint": "name one to run it, e.g. 'run the calculate tool on 6 * 7'",
+            }
+        name, rest = named
     if name == RUN_TOOL_NAME:
         raise ToolError("run_tool cannot run itself")
     if name not in call.services.tools:
@@ -179,19 +382,27 @@ async def run_tool(call: ToolCall) -> Mapping[str, Any]:
     )
     outcome = await call.services.tools.invoke(name, inner)
     if not outcome.success:
+        if not rest:  # named without input ("use the calculator function"): say what it needs
+            spec = call.services.tools.get(name)
+            return {
+                "tool": name,
+                "ran": False,
+                "description": spec.description if spec is not None else "",
+                "needs": f"input: {outcome.error}",
+            }
         raise ToolError(f"tool {name!r} failed: {outcome.error}")
-    return {"tool": name, "output": dict(outcome.output)}
+    return {"tool": name, "ran": True, "output": dict(outcome.output)}
 
 
 async def compare_texts(call: ToolCall) -> Mapping[str, Any]:
     """Cosine similarity of two texts ("compare A with/to/against B", or context.a / context.b) by the embedder."""
     a, b = call.context.get("a"), call.context.get("b")
     if not (isinstance(a, str) and isinstance(b, str) and a.strip() and b.strip()):
-        m = _COMPARE.search(call.query)
-        if m is None:
+        found = next((m for m in (p.search(call.query) for p in _COMPARE) if m is not None), None)
+        if found is None:
             raise ToolError("say what to compare: 'compare A with B' (or context.a and context.b)")
-        a, b = m.group(1), m.group(2)
-    a, b = a.strip(_STRIP), b.strip(_STRIP)
+        a, b = found.group(1), found.group(2)
+    a, b = _LEAD_ARTICLE.sub("", a.strip(_STRIP)), _LEAD_ARTICLE.sub("", b.strip(_STRIP))
     vectors = await call.services.embedder.embed([a, b])
     similarity = float(np.dot(vectors[0], vectors[1]))
     words_a, words_b = set(_WORD.findall(a.lower())), set(_WORD.findall(b.lower()))

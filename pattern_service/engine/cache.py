@@ -222,6 +222,7 @@ class LocalResultCache:
             metadata=data["metadata"],
             routing=t.routing,
             cache_entry=entry,
+            cache_layer="local",
         )
 
     async def set(self, key: str, tenant_id: str, value: ExecutionResult, ttl: float, *, reads_memory: bool) -> None:

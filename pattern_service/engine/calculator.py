@@ -120,6 +120,8 @@ _COUNT = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _QUOTED = re.compile(r"^([\"'“‘])(.*)([\"'”’])$", re.DOTALL)
+#: "in this sentence": the text to count is the query itself.
+_SELF = re.compile(r"^(?:this|the|my)\s+(?:sentence|query|question|request|message|text)\W*$", re.IGNORECASE)
 
 
 def parse_count(query: str) -> tuple[str, str] | None:
@@ -127,7 +129,8 @@ def parse_count(query: str) -> tuple[str, str] | None:
 
     Returns:
         ``(unit, text)`` with unit one of ``words``, ``characters``, ``letters``,
-        ``lines`` and surrounding quotes removed from text, or ``None``.
+        ``lines`` and surrounding quotes removed from text (the whole query when
+        the text is "this sentence", "this query", …), or ``None``.
     """
     m = _COUNT.match(query)
     if m is None:
@@ -138,6 +141,8 @@ def parse_count(query: str) -> tuple[str, str] | None:
     q = _QUOTED.match(text)
     if q is not None:
         text = q.group(2)
+    elif _SELF.match(text):
+        text = query.strip()
     return unit, text
 
 

@@ -27,6 +27,7 @@ from pattern_service.engine.cache import (
 )
 from pattern_service.engine.evaluation import Evaluation, Fit, LabelledUtterance, evaluate, fit
 from pattern_service.engine.executors import (
+    DEFAULT_RECALL_MIN_SCORE,
     HybridExecutor,
     InfrastructureExecutor,
     MemoryCall,
@@ -65,6 +66,7 @@ class PatternExecutionEngine:
         refresh_interval: Seconds between checks of the store's registry version
             (changes by other replicas); 0 disables the check.
         max_query_length: Maximum characters of a trimmed query.
+        recall_min_score: Default relevance floor of ``recall`` (``TMWS_RECALL_MIN_SCORE``).
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class PatternExecutionEngine:
         refresh_interval: float = 5.0,
         max_query_length: int = DEFAULT_MAX_QUERY_CHARS,
         clock: Callable[[], float] = time.monotonic,
+        recall_min_score: float = DEFAULT_RECALL_MIN_SCORE,
     ) -> None:
         self.registry = registry
         self.router = router
@@ -97,7 +100,7 @@ class PatternExecutionEngine:
         self._last_refresh = clock()
         services = ToolServices(registry, health_probe or self._probe, self.get_stats, embedder, tools)
         self._infrastructure = InfrastructureExecutor(tools, services)
-        self._memory = MemoryExecutor(memory_store)
+        self._memory = MemoryExecutor(memory_store, recall_min_score=recall_min_score)
         self._hybrid = HybridExecutor(self._infrastructure, self._memory)
         registry.add_swap_listener(self._drop_stale_results)
 
@@ -174,6 +177,7 @@ class PatternExecutionEngine:
                     time_ms=elapsed,
                     tokens=0,
                     baseline=baseline,
+                    cache_layer=hit.cache_layer,
                 )
                 return ExecutionResult(  # not dataclasses.replace: this is the cache-hit hot path
                     pattern_name=hit.pattern_name,
@@ -187,6 +191,7 @@ class PatternExecutionEngine:
                     metadata=hit.metadata,
                     routing=plan.decision,
                     cache_entry=hit.cache_entry,
+                    cache_layer=hit.cache_layer,
                 )
         try:
             parts = await self._run(plan, call, text, ctx, tenant_id)
@@ -401,11 +406,11 @@ class PatternExecutionEngine:
         Args:
             tenant_id: ``None`` for the process totals; a tenant for that
                 tenant's own numbers: ``engine`` and ``router`` are the
-                tenant's, and in ``cache`` the ``hits``, ``misses`` and
-                ``hit_rate`` are the tenant's lookups (``local_hits`` equals
-                ``hits`` and ``redis_hits`` is 0 while no Redis layer answered;
-                with one, the layer split of a tenant's hits is not tracked and
-                both are 0). Shared facts stay global: the ``registry`` section
+                tenant's, and in ``cache`` the ``hits``, ``misses``,
+                ``local_hits``, ``redis_hits`` and ``hit_rate`` are the tenant's
+                lookups. In either view ``local_hits + redis_hits == hits``:
+                a hit is answered by the in-process layer or, when that missed,
+                by Redis. Shared facts stay global: the ``registry`` section
                 (definitions are shared by all tenants) and the cache's
                 ``evictions``, ``invalidations``, ``local_cache_size`` and
                 ``redis_available``.
@@ -418,15 +423,9 @@ class PatternExecutionEngine:
                 "router": self.router.stats(),
                 "cache": cache,
             }
-        hits, misses = self.tenant_stats.cache_counts(tenant_id)
-        single_layer = not cache.get("redis_hits")
-        cache.update(
-            hits=hits,
-            misses=misses,
-            hit_rate=hits / (hits + misses) if hits + misses else 0.0,
-            local_hits=hits if single_layer else 0,
-            redis_hits=0,
-        )
+        counts = self.tenant_stats.cache_counts(tenant_id)
+        lookups = counts["hits"] + counts["misses"]
+        cache.update(counts, hit_rate=counts["hits"] / lookups if lookups else 0.0)
         return {
             "engine": self.tenant_stats.engine(tenant_id),
             "registry": self.registry.stats(),
@@ -476,6 +475,7 @@ async def build_engine(
     refresh_interval: float = 5.0,
     max_query_length: int = DEFAULT_MAX_QUERY_CHARS,
     cache_timer: Callable[[], float] = time.monotonic,
+    recall_min_score: float = DEFAULT_RECALL_MIN_SCORE,
 ) -> PatternExecutionEngine:
     """Build a ready engine: tools registered, registry loaded (and seeded once).
 
@@ -505,6 +505,8 @@ async def build_engine(
         refresh_interval: Seconds between checks for registry changes by other replicas (0 = never).
         max_query_length: Maximum query characters.
         cache_timer: Clock of the default local cache (seconds, monotonic).
+        recall_min_score: Default relevance floor of ``recall`` in [0, 1]
+            (``TMWS_RECALL_MIN_SCORE``; a context's ``min_score`` overrides it).
 
     Returns:
         The engine.
@@ -541,4 +543,5 @@ async def build_engine(
         generations=generations,
         refresh_interval=refresh_interval,
         max_query_length=max_query_length,
+        recall_min_score=recall_min_score,
     )

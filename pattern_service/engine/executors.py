@@ -32,15 +32,20 @@ from pattern_service.tracing import span
 logger = logging.getLogger(__name__)
 
 DEFAULT_MIN_IMPORTANCE = 0.7
+#: Relevance floor of ``recall`` (cosine similarity, all-MiniLM-L6-v2 scale): below it a memory
+#: shares no meaning with the query (an unrelated memory scores about 0.0-0.15, a related one 0.3+).
+DEFAULT_RECALL_MIN_SCORE = 0.2
 DEFAULT_RECENT_WINDOW = timedelta(days=7)
 _TAG = r"['\"‘’“”]?([\w][\w.\-]*)['\"‘’“”]?"
 #: How a query names a tag: "tagged with X", "tag as X", "tagged X", "labelled X", "the tag X",
-#: "tag: X", "by tag X", "the 'X' tag", "X-tagged", "under the X tag".
+#: "tag: X", "by tag X", "the 'X' tag", "X-tagged", "under the X tag", "filed under X", "in the X category".
 _TAG_IN_QUERY = (
     re.compile(rf"\b(?:tag(?:ged)?|label(?:l?ed)?)\s+(?:with|as)\s+{_TAG}", re.IGNORECASE),
     re.compile(rf"\b(?:tagged|label(?:l)?ed)\s+{_TAG}", re.IGNORECASE),
     re.compile(rf"\b(?:tag|label)\s*:?\s+{_TAG}", re.IGNORECASE),
     re.compile(rf"{_TAG}(?:\s+|-)(?:tag|label)(?:ged|l?ed)?\b", re.IGNORECASE),
+    re.compile(rf"\bfiled\s+(?:under|as|in)\s+(?:the\s+)?{_TAG}", re.IGNORECASE),
+    re.compile(rf"\bin\s+(?:the\s+)?{_TAG}\s+(?:category|bucket)\b", re.IGNORECASE),
 )
 #: Words the tag grammar can capture that are never tags.
 _NOT_TAGS = frozenset(
@@ -195,6 +200,7 @@ class MemoryCall:
         min_importance: Floor of ``filter_by_importance``.
         flt: Filters of every read.
         request: The parsed context.
+        min_score: Relevance floor of ``recall``, or ``None`` for none.
     """
 
     operation: MemoryOperation
@@ -203,6 +209,7 @@ class MemoryCall:
     min_importance: float
     flt: MemoryFilter
     request: MemoryRequest
+    min_score: float | None = None
 
 
 class MemoryExecutor:
@@ -211,11 +218,20 @@ class MemoryExecutor:
     Args:
         store: The memory store.
         clock: Current UTC time (for ``window_seconds`` and ``recent``).
+        recall_min_score: Default relevance floor of ``recall`` in [0, 1]
+            (``TMWS_RECALL_MIN_SCORE``); a context's ``min_score`` overrides it.
     """
 
-    def __init__(self, store: MemoryStore, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        store: MemoryStore,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        recall_min_score: float = DEFAULT_RECALL_MIN_SCORE,
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._recall_min_score = recall_min_score
 
     def prepare(self, operation: MemoryOperation, request: MemoryRequest, *, query: str, subject: str) -> MemoryCall:
         """Resolve what the operation needs from the query and the context.
@@ -224,7 +240,11 @@ class MemoryExecutor:
         empty); ``store`` writes ``context.content`` or else the subject;
         ``search_by_tag`` takes its tag from "tagged with X" / "tag as X" in the
         query and/or ``context.tags``; ``filter_by_importance`` defaults to a
-        floor of 0.7; ``recent`` defaults to the last 7 days.
+        floor of 0.7; ``recent`` defaults to the last 7 days. ``recall``'s
+        relevance floor is the context's ``min_score``, else the server
+        default when the query has a subject; a subject-less recall ("recall
+        memories" with context filters) has nothing to be relevant to and
+        gets no default floor.
 
         Raises:
             InvalidArgumentError: Nothing to store, or no tag to search.
@@ -254,10 +274,18 @@ class MemoryExecutor:
             until=until,
         )
         floor = request.min_importance if request.min_importance is not None else DEFAULT_MIN_IMPORTANCE
-        return MemoryCall(operation, text, tags, floor, flt, request)
+        min_score = request.min_score
+        if min_score is None and subject:
+            min_score = self._recall_min_score
+        return MemoryCall(operation, text, tags, floor, flt, request, min_score)
 
     async def run(self, call: MemoryCall, tenant_id: str) -> PartResult:
         """Run a prepared operation for ``tenant_id``.
+
+        ``recall`` drops the hits scoring below its relevance floor (see
+        :meth:`prepare`) and reports the floor as ``min_score`` (0 for none)
+        and how many of the ``limit`` best hits it dropped as
+        ``below_min_score``; the kept hits are still best first.
 
         Returns:
             A successful part: ``{"operation", "count", "memories": [...]}`` for
@@ -286,8 +314,10 @@ class MemoryExecutor:
             return PartResult("memory", True, {"operation": op.value, "aggregate": aggregate_to_json(agg)})
         extra: dict[str, Any] = {}
         if op is MemoryOperation.RECALL:
-            found = await self._store.recall(tenant_id, call.text, flt, limit)
-            extra = {"query": call.text}
+            hits = await self._store.recall(tenant_id, call.text, flt, limit)
+            floor = call.min_score or 0.0
+            found = [m for m in hits if m.score is None or m.score >= floor] if floor > 0 else list(hits)
+            extra = {"query": call.text, "min_score": floor, "below_min_score": len(hits) - len(found)}
         elif op is MemoryOperation.SEARCH_BY_TAG:
             found = await self._store.search_by_tag(tenant_id, call.tags, flt, limit)
             extra = {"tags": list(call.tags)}

@@ -3,7 +3,8 @@
 Keys (all optional): ``agent`` (str), ``tags`` (list of str), ``memory_type``
 (str), ``min_importance`` (0-1), ``importance`` (0-1, writes), ``content``
 (str, writes), ``since`` / ``until`` (RFC 3339 timestamps with offset),
-``window_seconds`` (> 0) and ``limit`` (1-100, default 10). Every other key is
+``window_seconds`` (> 0), ``limit`` (1-100, default 10) and ``min_score``
+(0-1: the relevance floor of ``recall``; default: the server's). Every other key is
 kept as ``extra`` and becomes the metadata of a stored memory (seed
 ``PATTERN_SERVICE_API.md`` example 2 stores ``{"agent": ..., "plan": ...}``).
 """
@@ -18,7 +19,7 @@ from typing import Any
 from pattern_service.errors import FieldViolation, InvalidArgumentError
 
 _MEMORY_KEYS = ("agent", "tags", "memory_type", "min_importance", "importance", "content", "since", "until")
-KNOWN_KEYS = frozenset((*_MEMORY_KEYS, "window_seconds", "limit"))
+KNOWN_KEYS = frozenset((*_MEMORY_KEYS, "window_seconds", "limit", "min_score"))
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
 MAX_CONTENT_CHARS = 20_000
@@ -40,6 +41,7 @@ class MemoryRequest:
         until: Window end (UTC), or ``None``.
         window_seconds: Window length ending now, seconds, or ``None``.
         limit: Maximum memories returned (1-100).
+        min_score: Relevance floor of ``recall`` in [0, 1], or ``None`` (the server default).
         extra: The other context keys (JSON-compatible).
     """
 
@@ -53,6 +55,7 @@ class MemoryRequest:
     until: datetime | None = None
     window_seconds: float | None = None
     limit: int = DEFAULT_LIMIT
+    min_score: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -138,6 +141,7 @@ def parse_memory_context(context: Mapping[str, Any]) -> MemoryRequest:
         until=_timestamp(out, "until", context.get("until")),
         window_seconds=float(window) if window is not None else None,
         limit=int(limit),
+        min_score=_fraction(out, "min_score", context.get("min_score")),
         extra={k: v for k, v in context.items() if k not in KNOWN_KEYS},
     )
     if request.since and request.until and request.since > request.until:

@@ -209,7 +209,7 @@ class RedisResultCache:
                 self.redis_hits += 1
                 ttl = min(self._local_ttl, pttl / 1000) if pttl and pttl > 0 else self._local_ttl
                 await self._set_local(key, cached.tenant_id, cached.result, ttl, cached.reads_memory)
-                return replace(cached.result, cache_hit=True)
+                return replace(cached.result, cache_hit=True, cache_layer="redis")
         self.misses += 1
         return None
 

@@ -34,7 +34,7 @@ from cachetools import LRUCache
 from pattern_service.calibration import UNCALIBRATED, RoutingCalibration
 from pattern_service.domain import PatternDefinition, PatternType
 from pattern_service.engine.scoring import Candidate, ScoringModel
-from pattern_service.engine.text import normalize_query
+from pattern_service.engine.text import command_span, normalize_query
 from pattern_service.engine.tools import SemanticHit
 from pattern_service.engine.validation import (
     compile_trigger,
@@ -200,12 +200,21 @@ class PatternRegistry:
         return self.semantic_threshold if own is None else own
 
     def trigger_span(self, name: str, query: str) -> tuple[int, int] | None:
-        """Character span of ``query`` that the trigger of ``name`` matches (first match), or ``None``."""
+        """Span of ``query`` holding the command words the trigger of ``name`` matched, or ``None``.
+
+        The first match, cut back to its command words (:func:`.text.command_span`):
+        content the trigger only peeked at stays in the subject.
+        """
         regex = self._state.regexes.get(name)
         if regex is None:
             return None
-        m = regex.search(query)
-        return None if m is None else (m.start(), m.end())
+
+        def search(text: str) -> tuple[int, int] | None:
+            m = regex.search(text)
+            return None if m is None else (m.start(), m.end())
+
+        span = search(query)
+        return None if span is None else command_span(search, query, span)
 
     def stats(self) -> dict[str, Any]:
         """Registry statistics (the seed's names; ``cache_hit_rate`` is a fraction 0-1)."""

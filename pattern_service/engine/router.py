@@ -515,8 +515,12 @@ class HybridDecisionRouter:
             parts.append(f"tool {path.tool!r}")
         if path.operation:
             parts.append(f"memory {path.operation.value!r}")
-        kind = "own" if path.pattern_type is d.pattern_type else path.pattern_type.value
-        return f"the {kind} {path.pattern_type.value} path: {' + '.join(parts)} ({path.cost} tokens)"
+        own = d.pattern_type.value
+        if path.pattern_type is d.pattern_type:
+            where = f"its own {own} path"
+        else:
+            where = f"the {path.pattern_type.value} path instead of its own {own} path"
+        return f"{where}: {' + '.join(parts)} ({path.cost} tokens)"
 
     def stats(self) -> dict[str, Any]:
         """Router statistics: ``total_routes``, ``routes_by_type`` (counts), ``route_distribution`` (fractions 0-1),

@@ -104,6 +104,7 @@ class _Tenant:
     engine: EngineStats = field(default_factory=EngineStats)
     routes: RouteStats = field(default_factory=RouteStats)
     cache_lookups: int = 0
+    redis_hits: int = 0
 
 
 class TenantStats:
@@ -141,6 +142,7 @@ class TenantStats:
         time_ms: float,
         tokens: int,
         baseline: int,
+        cache_layer: str | None = None,
     ) -> None:
         """Count one execution of ``tenant_id`` (see :meth:`EngineStats.record`).
 
@@ -152,12 +154,15 @@ class TenantStats:
             time_ms: Wall time, milliseconds.
             tokens: Tokens of the path executed (0 on a hit).
             baseline: Tokens an all-hybrid uncached run would have used.
+            cache_layer: On a hit, the layer that answered (``"local"`` or ``"redis"``).
         """
         entry = self._of(tenant_id)
         for counters in (self.total, entry.engine):
             counters.record(success=success, cache_hit=cache_hit, time_ms=time_ms, tokens=tokens, baseline=baseline)
         if cache_lookup:
             entry.cache_lookups += 1
+        if cache_hit and cache_layer == "redis":
+            entry.redis_hits += 1
 
     def record_route(self, tenant_id: str, pattern_type: PatternType) -> None:
         """Count one routing decision of ``tenant_id``."""
@@ -174,11 +179,19 @@ class TenantStats:
         """The ``router`` section for one tenant."""
         return self._peek(tenant_id).routes.as_dict()
 
-    def cache_counts(self, tenant_id: str) -> tuple[int, int]:
-        """``(hits, misses)`` of one tenant's result-cache lookups."""
+    def cache_counts(self, tenant_id: str) -> dict[str, int]:
+        """``hits``, ``misses``, ``local_hits`` and ``redis_hits`` of one tenant's result-cache lookups.
+
+        Every hit is either local or Redis: ``local_hits + redis_hits == hits``.
+        """
         entry = self._peek(tenant_id)
         hits = entry.engine.cache_hits
-        return hits, max(0, entry.cache_lookups - hits)
+        return {
+            "hits": hits,
+            "misses": max(0, entry.cache_lookups - hits),
+            "local_hits": hits - entry.redis_hits,
+            "redis_hits": entry.redis_hits,
+        }
 
     def tenants(self) -> list[str]:
         """Tenants with counters, least recently active first."""

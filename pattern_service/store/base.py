@@ -138,8 +138,11 @@ class LearningStore(Protocol):
         page_token: str,
         pattern_type: str | None = None,
         statuses: Sequence[SuccessPatternStatus] = (),
+        parent_pattern_id: str | None = None,
+        tags: Sequence[str] = (),
+        name_prefix: str | None = None,
     ) -> Page[SuccessPattern]:
-        """Newest first.
+        """Newest first; every given filter must hold (``tags``: at least one of them).
 
         Raises:
             InvalidArgumentError: ``page_token`` is malformed or belongs to another query.
@@ -149,13 +152,20 @@ class LearningStore(Protocol):
     async def update(self, tenant_id: str, pattern_id: str, changes: Mapping[str, Any]) -> SuccessPattern:
         """Apply ``changes`` (keys from ``UPDATABLE_SUCCESS_PATTERN_FIELDS``, values validated).
 
+        A changed ``description``, ``execution_trace`` or ``success_criteria``
+        increments ``version`` unless ``changes`` sets it.
+
         Raises:
             NotFoundError, AlreadyExistsError (renamed onto a taken name).
         """
         ...
 
-    async def delete(self, tenant_id: str, pattern_id: str) -> None:
-        """Raises: NotFoundError."""
+    async def delete(self, tenant_id: str, pattern_id: str, *, force: bool = False) -> tuple[str, ...]:
+        """Delete; with ``force`` detach its children first. Returns the detached children's ids.
+
+        Raises:
+            NotFoundError, FailedPreconditionError (``HAS_CHILD_PATTERNS``: it has children, no ``force``).
+        """
         ...
 
     async def record_outcome(self, tenant_id: str, pattern_id: str, success: bool) -> SuccessPattern:

@@ -12,9 +12,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, and_, func, literal, or_, select, update
+from sqlalchemy import Float, and_, exists, func, literal, or_, select, type_coerce, update
+from sqlalchemy.dialects.postgresql import JSONB, array
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from pattern_service.domain import (
     UPDATABLE_SUCCESS_PATTERN_FIELDS,
@@ -28,7 +30,7 @@ from pattern_service.domain import (
     SuccessPatternStatus,
     quality_score,
 )
-from pattern_service.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
+from pattern_service.errors import AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError
 from pattern_service.store.db import Database
 from pattern_service.store.embeddings import Embedder
 from pattern_service.store.orm import SuccessPatternRow, utcnow
@@ -55,6 +57,14 @@ _VECTOR_FIELDS = frozenset(
         "execution_trace",
     }
 )
+
+#: Fields that say what a pattern *is*: an update changing one of them to a different value
+#: increments ``version`` (unless the update sets ``version`` itself). Tags, status, metrics,
+#: performance data, context, success rate, name, type and parent are facts *about* it and do not.
+VERSIONED_FIELDS = frozenset({"description", "execution_trace", "success_criteria"})
+
+#: Ancestors followed when checking that a new parent does not make a cycle.
+MAX_LINEAGE_DEPTH = 10_000
 
 
 def context_hash(context: Mapping[str, Any]) -> str:
@@ -93,9 +103,36 @@ def _to_domain(row: SuccessPatternRow) -> SuccessPattern:
     )
 
 
-def _filter_hash(tenant_id: str, pattern_type: str | None, statuses: Sequence[SuccessPatternStatus]) -> str:
-    key = json.dumps([tenant_id, pattern_type, sorted(str(s) for s in statuses)])
+def _filter_hash(
+    tenant_id: str,
+    pattern_type: str | None,
+    statuses: Sequence[SuccessPatternStatus],
+    parent_pattern_id: str | None,
+    tags: Sequence[str],
+    name_prefix: str | None,
+) -> str:
+    key = json.dumps(
+        [tenant_id, pattern_type, sorted(str(s) for s in statuses), parent_pattern_id, sorted(tags), name_prefix]
+    )
     return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _changes_identity(row: SuccessPatternRow, changes: Mapping[str, Any]) -> bool:
+    """Whether ``changes`` sets a :data:`VERSIONED_FIELDS` field of ``row`` to a different value."""
+    for key in VERSIONED_FIELDS & set(changes):
+        old = row.description if key == "description" else dict(getattr(row, key) or {})
+        new = changes[key] if key == "description" else dict(changes[key])
+        if old != new:
+            return True
+    return False
+
+
+def _has_any_tag(dialect: str, tags: Sequence[str]) -> ColumnElement[bool]:
+    """``tags`` (a JSON list column) holds at least one of ``tags``: ``?|`` on PostgreSQL, ``json_each`` on SQLite."""
+    if dialect == "postgresql":
+        return type_coerce(SuccessPatternRow.tags, JSONB).has_any(array(list(tags)))
+    each = func.json_each(SuccessPatternRow.tags).table_valued("value").alias("tag")
+    return exists(select(literal(1)).select_from(each).where(each.c.value.in_(list(tags))))
 
 
 def _encode_token(created_at: datetime, pattern_id: str, fhash: str) -> str:
@@ -193,6 +230,9 @@ class SqlLearningStore:
     async def create(self, tenant_id: str, data: SuccessPatternInput) -> SuccessPattern:
         """Create a pattern (and its vector, via the outbox).
 
+        ``version`` ``None`` means 1, or the parent's version + 1 when
+        ``parent_pattern_id`` is set.
+
         Raises:
             AlreadyExistsError: The tenant has a pattern of that name.
             NotFoundError: ``parent_pattern_id`` names no pattern of the tenant.
@@ -205,7 +245,7 @@ class SqlLearningStore:
             pattern_type=data.pattern_type,
             name=data.name,
             description=data.description,
-            version=data.version,
+            version=data.version or 1,
             parent_pattern_id=data.parent_pattern_id,
             context_hash=context_hash(data.context),
             execution_trace=dict(data.execution_trace),
@@ -225,7 +265,9 @@ class SqlLearningStore:
         try:
             async with self.db.session(write=True) as session:
                 if data.parent_pattern_id is not None:
-                    await self._row(session, tenant_id, data.parent_pattern_id)
+                    parent = await self._row(session, tenant_id, data.parent_pattern_id)
+                    if data.version is None:
+                        row.version = int(parent.version) + 1
                 await self._check_name_free(session, tenant_id, data.name)
                 session.add(row)
                 enqueue(session, PATTERN_COLLECTION, row.pattern_id, "upsert")
@@ -252,6 +294,9 @@ class SqlLearningStore:
         page_token: str,
         pattern_type: str | None = None,
         statuses: Sequence[SuccessPatternStatus] = (),
+        parent_pattern_id: str | None = None,
+        tags: Sequence[str] = (),
+        name_prefix: str | None = None,
     ) -> Page[SuccessPattern]:
         """One page of the tenant's patterns, newest first (ties broken by id, descending).
 
@@ -263,18 +308,28 @@ class SqlLearningStore:
             page_token: ``""`` for the first page, else a ``next_page_token``.
             pattern_type: Only this pattern type.
             statuses: Only these statuses (empty = all).
+            parent_pattern_id: Only the children of this pattern.
+            tags: Only patterns carrying at least one of these tags (exact match; empty = all).
+            name_prefix: Only names starting with this (case-sensitive on every backend).
 
         Raises:
             InvalidArgumentError: ``page_token`` is malformed or belongs to another query.
             UnavailableError: The database cannot be reached.
         """
         size = DEFAULT_PAGE_SIZE if page_size <= 0 else min(page_size, MAX_PAGE_SIZE)
-        fhash = _filter_hash(tenant_id, pattern_type, statuses)
-        conds = [SuccessPatternRow.tenant_id == tenant_id]
+        fhash = _filter_hash(tenant_id, pattern_type, statuses, parent_pattern_id, tags, name_prefix)
+        conds: list[ColumnElement[bool]] = [SuccessPatternRow.tenant_id == tenant_id]
         if pattern_type is not None:
             conds.append(SuccessPatternRow.pattern_type == pattern_type)
         if statuses:
             conds.append(SuccessPatternRow.status.in_([str(s) for s in statuses]))
+        if parent_pattern_id is not None:
+            conds.append(SuccessPatternRow.parent_pattern_id == parent_pattern_id)
+        if tags:
+            conds.append(_has_any_tag(self.db.dialect, tags))
+        if name_prefix:
+            # substr, not LIKE: LIKE is case-insensitive on SQLite and needs escaping of % and _.
+            conds.append(func.substr(SuccessPatternRow.name, 1, len(name_prefix)) == name_prefix)
         position = []
         if page_token:
             created_at, pattern_id = _decode_token(page_token, fhash)
@@ -302,11 +357,15 @@ class SqlLearningStore:
         """Apply ``changes`` (keys of ``UPDATABLE_SUCCESS_PATTERN_FIELDS``) and bump ``updated_at``.
 
         ``context`` also recomputes ``context_hash``; ``quality_metrics`` also
-        recomputes ``quality_score``. The vector is rewritten (outbox) when an
+        recomputes ``quality_score``. A change of a :data:`VERSIONED_FIELDS`
+        field to a different value increments ``version`` (one SQL
+        ``version + 1``, so concurrent updates never lose an increment) unless
+        ``changes`` sets ``version``. The vector is rewritten (outbox) when an
         embedded or indexed field changes.
 
         Raises:
-            InvalidArgumentError: An unknown field, or a pattern made its own parent.
+            InvalidArgumentError: An unknown field, or a parent that would make a
+                cycle (the pattern itself or one of its descendants).
             NotFoundError: No such pattern, or ``parent_pattern_id`` names no pattern of the tenant.
             AlreadyExistsError: Renamed onto a name the tenant already uses.
             UnavailableError: The database cannot be reached.
@@ -317,16 +376,22 @@ class SqlLearningStore:
         try:
             async with self.db.session(write=True) as session:
                 row = await self._row(session, tenant_id, pattern_id)
+                bump = "version" not in changes and _changes_identity(row, changes)
                 for key, value in changes.items():
                     await self._apply_change(session, row, key, value)
                 row.updated_at = utcnow()
-                if _VECTOR_FIELDS & set(changes):
+                if bump:
+                    row.version = SuccessPatternRow.version + 1
+                rewrite = bool(_VECTOR_FIELDS & set(changes)) or bump
+                if rewrite:
                     enqueue(session, PATTERN_COLLECTION, pattern_id, "upsert")
                 await session.flush()
+                if bump:
+                    await session.refresh(row, ["version"])
                 result = _to_domain(row)
         except IntegrityError as exc:
             raise AlreadyExistsError(RESOURCE, str(changes.get("name", pattern_id))) from exc
-        if _VECTOR_FIELDS & set(changes):
+        if rewrite:
             await self.sync.apply(PATTERN_COLLECTION, [pattern_id])
         return result
 
@@ -342,6 +407,7 @@ class SqlLearningStore:
                 )
             if value is not None:
                 await self._row(session, row.tenant_id, value)
+                await self._check_no_cycle(session, row, value)
             row.parent_pattern_id = value
         elif key == "context":
             row.context = dict(value)
@@ -358,18 +424,67 @@ class SqlLearningStore:
         else:  # pattern_type, description, version, success_rate
             setattr(row, key, value)
 
-    async def delete(self, tenant_id: str, pattern_id: str) -> None:
-        """Delete the pattern and (via the outbox) its vector; children keep a null parent.
+    @staticmethod
+    async def _check_no_cycle(session: AsyncSession, row: SuccessPatternRow, parent_id: str) -> None:
+        """Raises InvalidArgumentError if ``parent_id`` is ``row`` itself or one of its descendants."""
+        t = SuccessPatternRow
+        current: str | None = parent_id
+        for _ in range(MAX_LINEAGE_DEPTH):
+            if current is None:
+                return
+            if current == row.pattern_id:
+                raise InvalidArgumentError.single(
+                    "success_pattern.parent_pattern_id", "would make a cycle: the parent descends from this pattern"
+                )
+            current = await session.scalar(
+                select(t.parent_pattern_id).where(t.tenant_id == row.tenant_id, t.pattern_id == current)
+            )
+
+    async def delete(self, tenant_id: str, pattern_id: str, *, force: bool = False) -> tuple[str, ...]:
+        """Delete the pattern and (via the outbox) its vector.
+
+        A pattern that is the ``parent_pattern_id`` of others is deleted only
+        with ``force``, which detaches those children (their parent becomes
+        ``None`` and their ``updated_at`` now) in the same transaction.
+
+        Returns:
+            The ids of the detached children, oldest first (empty without children).
 
         Raises:
             NotFoundError: No such pattern in the tenant.
+            FailedPreconditionError: ``HAS_CHILD_PATTERNS``: it has children and
+                ``force`` is false (nothing changed).
             UnavailableError: The database cannot be reached.
         """
+        t = SuccessPatternRow
         async with self.db.session(write=True) as session:
             row = await self._row(session, tenant_id, pattern_id)
+            children = tuple(
+                await session.scalars(
+                    select(t.pattern_id)
+                    .where(t.tenant_id == tenant_id, t.parent_pattern_id == pattern_id)
+                    .order_by(t.created_at, t.pattern_id)
+                )
+            )
+            if children and not force:
+                shown = ", ".join(children[:10]) + (", ..." if len(children) > 10 else "")
+                raise FailedPreconditionError(
+                    f"success pattern {pattern_id!r} is the parent of {len(children)} pattern(s) ({shown}); "
+                    "delete or re-parent them first, or delete with force to detach them",
+                    reason="HAS_CHILD_PATTERNS",
+                    metadata={"pattern_id": pattern_id, "child_count": str(len(children))},
+                )
+            if children:
+                await session.execute(
+                    update(t)
+                    .where(t.tenant_id == tenant_id, t.parent_pattern_id == pattern_id)
+                    .values(parent_pattern_id=None, updated_at=utcnow())
+                    .execution_options(synchronize_session=False)
+                )
             await session.delete(row)
             enqueue(session, PATTERN_COLLECTION, pattern_id, "delete")
         await self.sync.apply(PATTERN_COLLECTION, [pattern_id])
+        return children
 
     async def record_outcome(self, tenant_id: str, pattern_id: str, success: bool) -> SuccessPattern:
         """Record one use: ``match_count`` + 1, running success rate, ``last_matched_at`` = now.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from eng_helpers import EngBuilder, EngClock, eng_definition
 
@@ -229,3 +231,15 @@ async def test_semantic_route_reports_its_hybrid_similarity(eng_engine: PatternE
     decision = await eng_engine.route("what do we know about security audits today")
     assert decision.match_source is MatchSource.SEMANTIC and decision.pattern_name == "recall_memory"
     assert 0.3 <= decision.raw_score <= 1.0 and decision.confidence == pytest.approx(decision.raw_score)
+
+
+async def test_route_reasoning_names_the_path_once(eng_engine: PatternExecutionEngine) -> None:
+    own = await eng_engine.route("recall memories about deploys", execution_mode=BALANCED)
+    assert "its own memory path" in own.reasoning
+    widened = await eng_engine.route("recall memories about deploys", execution_mode=COMPREHENSIVE)
+    assert "the hybrid path instead of its own memory path" in widened.reasoning
+    hybrid = await eng_engine.route("find similar deployment problems", execution_mode=COMPREHENSIVE)
+    assert "its own hybrid path" in hybrid.reasoning
+    for decision in (own, widened, hybrid):
+        words = decision.reasoning.split()
+        assert not any(a == b for a, b in itertools.pairwise(words)), decision.reasoning

@@ -71,6 +71,7 @@ async def test_run_tool_tool(eng_engine: PatternExecutionEngine) -> None:
     part = await _tool(eng_engine, "run tool calculate 6 * 7")
     assert part["output"] == {
         "tool": "calculate",
+        "ran": True,
         "output": {"operation": "arithmetic", "expression": "6 * 7", "result": 42},
     }
     via_ctx = await _tool(eng_engine, "call function please", tool="list_patterns", pattern_type="memory")

@@ -420,3 +420,22 @@ async def test_application_wires_redis_layer_and_health(
     finally:
         await server.stop(0)
         await drop_server_database(settings)
+
+
+async def test_tenant_cache_stats_split_every_hit_by_layer_after_a_restart(
+    redis_replica: Callable[..., Awaitable[Replica]],
+) -> None:
+    """A replica restarted with Redis (fresh local layer): its first hit is Redis's, the next local."""
+    before, _ = await redis_replica()
+    await before.execute("store redis eviction is lru", tenant_id="t1")
+    assert not (await before.execute(RECALL, tenant_id="t1")).cache_hit
+    restarted, _ = await redis_replica()  # same Redis namespace and stores, empty local layer
+    from_redis = await restarted.execute(RECALL, tenant_id="t1")
+    from_local = await restarted.execute(RECALL, tenant_id="t1")
+    assert (from_redis.cache_hit, from_redis.cache_layer) == (True, "redis")
+    assert (from_local.cache_hit, from_local.cache_layer) == (True, "local")
+    for view in (restarted.get_stats(tenant_id="t1")["cache"], restarted.get_stats()["cache"]):
+        assert (view["hits"], view["local_hits"], view["redis_hits"]) == (2, 1, 1)
+        assert view["hits"] == view["local_hits"] + view["redis_hits"]
+    other = restarted.get_stats(tenant_id="t2")["cache"]
+    assert (other["hits"], other["local_hits"], other["redis_hits"]) == (0, 0, 0)

@@ -8,6 +8,7 @@ import pathlib
 import pytest
 import yaml
 
+from pattern_service.__main__ import main as cli_main
 from pattern_service.api import keys
 from pattern_service.api.auth import InsecureConfigurationError, check_open_mode, is_loopback, required_scope
 from pattern_service.api.identity import ALL_SCOPES, Scope
@@ -120,3 +121,27 @@ def test_incomplete_tls_settings_are_refused(tmp_path: pathlib.Path) -> None:
         server_credentials(tmp_path / "cert.pem", tmp_path / "key.pem", "")
     with pytest.raises(TlsConfigError, match="missing"):
         server_credentials(tmp_path / "missing.pem", tmp_path / "key.pem", "")
+
+
+@pytest.mark.parametrize("argv", [["hash-key", "--help"], ["--address", "127.0.0.1:1", "hash-key", "--help"]])
+def test_hash_key_help_lists_and_explains_every_option(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        cli_main(argv)
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for option, meaning in (
+        ("--name", "name of the key entry"),
+        ("--tenant", "tenant every call made with this key acts for"),
+        ("--scopes", "comma-separated scopes"),
+        ("KEY", "the key to hash"),
+    ):
+        assert option in text and meaning in text
+    with pytest.raises(SystemExit):
+        cli_main(["--help"])
+    assert "hash-key" in capsys.readouterr().out
+
+
+def test_hash_key_through_the_server_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["hash-key", "s3cret", "--name", "ci", "--tenant", "acme", "--scopes", "admin"]) == 0
+    entry = json.loads(capsys.readouterr().out)
+    assert entry == {"name": "ci", "tenant": "acme", "scopes": ["admin"], "key_sha256": hash_key("s3cret")}

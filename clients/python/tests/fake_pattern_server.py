@@ -84,7 +84,7 @@ CANNED: dict[str, Message] = {
     "GetSuccessPattern": learn_pb2.GetSuccessPatternResponse(success_pattern=SUCCESS_PATTERN),
     "ListSuccessPatterns": learn_pb2.ListSuccessPatternsResponse(success_patterns=[SUCCESS_PATTERN], total_size=1),
     "UpdateSuccessPattern": learn_pb2.UpdateSuccessPatternResponse(success_pattern=SUCCESS_PATTERN),
-    "DeleteSuccessPattern": learn_pb2.DeleteSuccessPatternResponse(),
+    "DeleteSuccessPattern": learn_pb2.DeleteSuccessPatternResponse(detached_pattern_ids=["id-2"]),
     "RecordPatternOutcome": learn_pb2.RecordPatternOutcomeResponse(success_pattern=SUCCESS_PATTERN),
 }
 

@@ -171,8 +171,15 @@ async def test_success_pattern_crud(client: PatternClient, server: TestServer) -
     await client.update_success_pattern(updated, "name, tags")
     assert list(server.recorder.last("UpdateSuccessPattern").update_mask.paths) == ["name", "tags"]
 
-    assert await client.delete_success_pattern("id-1") is None
+    assert await client.delete_success_pattern("id-1") == ["id-2"]
     assert server.recorder.last("DeleteSuccessPattern").pattern_id == "id-1"
+    await client.delete_success_pattern("id-1", force=True)
+    assert server.recorder.last("DeleteSuccessPattern").force
+
+    await client.list_success_patterns(parent_pattern_id="id-0", tags=["a", "b"], name_prefix="cache")
+    assert server.recorder.last("ListSuccessPatterns") == learn_pb2.ListSuccessPatternsRequest(
+        parent_pattern_id="id-0", tags=["a", "b"], name_prefix="cache"
+    )
 
     assert await client.record_pattern_outcome("id-1", True) == SUCCESS_PATTERN
     assert server.recorder.last("RecordPatternOutcome") == learn_pb2.RecordPatternOutcomeRequest(

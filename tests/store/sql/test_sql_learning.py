@@ -110,8 +110,8 @@ async def test_unique_names_per_tenant_and_parents(sql_learning: SqlLearningStor
         await sql_learning.create(A, replace(CACHING, parent_pattern_id=other.pattern_id))
     child = await sql_learning.create(A, replace(CACHING, parent_pattern_id=parent.pattern_id, version=2))
     assert child.parent_pattern_id == parent.pattern_id and child.version == 2
-    await sql_learning.delete(A, parent.pattern_id)
-    assert (await sql_learning.get(A, child.pattern_id)).parent_pattern_id is None  # ON DELETE SET NULL
+    assert await sql_learning.delete(A, parent.pattern_id, force=True) == (child.pattern_id,)
+    assert (await sql_learning.get(A, child.pattern_id)).parent_pattern_id is None
 
 
 async def test_list_pages_newest_first_with_tokens(sql_learning: SqlLearningStore) -> None:

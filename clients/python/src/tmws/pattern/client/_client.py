@@ -68,7 +68,7 @@ class PatternClient:
     ``route`` the ``RoutingDecision``, the single-pattern learning methods the
     ``SuccessPattern``); otherwise it returns the response message (lists,
     ``register_batch``, ``delete_pattern_definition``, ``get_stats``,
-    ``match_patterns``). ``delete_success_pattern`` returns ``None``. The raw
+    ``match_patterns``). ``delete_success_pattern`` returns the ids of the children it detached. The raw
     stubs are available as :attr:`execution_stub` and :attr:`learning_stub`.
 
     Example::
@@ -723,6 +723,9 @@ class PatternClient:
         page_token: str = "",
         pattern_type: str = "",
         statuses: Iterable[SuccessPatternStatusLike] = (),
+        parent_pattern_id: str = "",
+        tags: Iterable[str] = (),
+        name_prefix: str = "",
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
     ) -> learn_pb2.ListSuccessPatternsResponse:
@@ -733,6 +736,9 @@ class PatternClient:
             page_token: ``next_page_token`` of the previous page.
             pattern_type: Only this category; empty: all.
             statuses: Only these statuses; empty: all.
+            parent_pattern_id: Only the children of this pattern; empty: any.
+            tags: Only patterns carrying at least one of these tags; empty: any.
+            name_prefix: Only names starting with this (case-sensitive); empty: any.
             timeout: Deadline in seconds; default: the client's default.
             metadata: Extra call metadata.
 
@@ -749,6 +755,9 @@ class PatternClient:
             page_token=page_token,
             pattern_type=pattern_type,
             statuses=[parse_success_pattern_status(s) for s in statuses],
+            parent_pattern_id=parent_pattern_id,
+            tags=list(tags),
+            name_prefix=name_prefix,
         )
         return await self._unary(self._learning.ListSuccessPatterns, request, timeout, metadata)
 
@@ -758,6 +767,9 @@ class PatternClient:
         page_size: int = 0,
         pattern_type: str = "",
         statuses: Iterable[SuccessPatternStatusLike] = (),
+        parent_pattern_id: str = "",
+        tags: Iterable[str] = (),
+        name_prefix: str = "",
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
     ) -> AsyncIterator[learn_pb2.SuccessPattern]:
@@ -767,6 +779,9 @@ class PatternClient:
             page_size: Patterns per page (0: the server default).
             pattern_type: Only this category; empty: all.
             statuses: Only these statuses; empty: all.
+            parent_pattern_id: Only the children of this pattern; empty: any.
+            tags: Only patterns carrying at least one of these tags; empty: any.
+            name_prefix: Only names starting with this (case-sensitive); empty: any.
             timeout: Deadline in seconds of each page request.
             metadata: Extra call metadata.
 
@@ -777,6 +792,7 @@ class PatternClient:
             PatternServiceError: If a page request fails.
         """
         status_list = list(statuses)
+        tag_list = list(tags)
         token = ""
         while True:
             page = await self.list_success_patterns(
@@ -784,6 +800,9 @@ class PatternClient:
                 page_token=token,
                 pattern_type=pattern_type,
                 statuses=status_list,
+                parent_pattern_id=parent_pattern_id,
+                tags=tag_list,
+                name_prefix=name_prefix,
                 timeout=timeout,
                 metadata=metadata,
             )
@@ -826,21 +845,34 @@ class PatternClient:
         return response.success_pattern
 
     async def delete_success_pattern(
-        self, pattern_id: str, *, timeout: TimeoutLike = DEFAULT, metadata: MetadataLike | None = None
-    ) -> None:
+        self,
+        pattern_id: str,
+        *,
+        force: bool = False,
+        timeout: TimeoutLike = DEFAULT,
+        metadata: MetadataLike | None = None,
+    ) -> list[str]:
         """Delete one success pattern (``DeleteSuccessPattern``).
 
         Args:
             pattern_id: UUID of the pattern.
+            force: Delete it even if other patterns name it as their parent;
+                they are detached (their ``parent_pattern_id`` becomes empty).
             timeout: Deadline in seconds; default: the client's default.
             metadata: Extra call metadata.
 
+        Returns:
+            The ids of the child patterns that were detached (empty without children).
+
         Raises:
             NotFound: If there is no such pattern.
+            FailedPrecondition: If it has children and ``force`` is false
+                (reason ``HAS_CHILD_PATTERNS``); nothing was deleted.
             PatternServiceError: For any other error status.
         """
-        request = learn_pb2.DeleteSuccessPatternRequest(pattern_id=pattern_id)
-        await self._unary(self._learning.DeleteSuccessPattern, request, timeout, metadata)
+        request = learn_pb2.DeleteSuccessPatternRequest(pattern_id=pattern_id, force=force)
+        response = await self._unary(self._learning.DeleteSuccessPattern, request, timeout, metadata)
+        return list(response.detached_pattern_ids)
 
     async def record_pattern_outcome(
         self,

@@ -115,7 +115,12 @@ class PatternDefinition(_message.Message):
     priority: _builtins.int
     """Match order: higher priorities are tried first. 0-100."""
     cache_ttl: _builtins.int
-    """Seconds a result may be served from cache. 0 = never cached. 0-86,400."""
+    """Seconds a result may be served from cache, 0-86,400. Unset means the
+    server default (`TMWS_CACHE_TTL`, applied when the definition is
+    registered, so the stored and returned value is always set); 0 means never
+    cached. A write (`operation: store`) is never cached whatever is given:
+    it is stored and returned as 0.
+    """
     description: _builtins.str
     """Human-readable description. At most 1,000 characters."""
     similarity_threshold: _builtins.float
@@ -155,7 +160,7 @@ class PatternDefinition(_message.Message):
         trigger_pattern: _builtins.str = ...,
         cost_tokens: _builtins.int = ...,
         priority: _builtins.int = ...,
-        cache_ttl: _builtins.int = ...,
+        cache_ttl: _builtins.int | None = ...,
         metadata: _struct_pb2.Struct | None = ...,
         description: _builtins.str = ...,
         examples: _abc.Iterable[_builtins.str] | None = ...,
@@ -163,12 +168,17 @@ class PatternDefinition(_message.Message):
         update_time: _timestamp_pb2.Timestamp | None = ...,
         similarity_threshold: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_similarity_threshold", b"_similarity_threshold", "create_time", b"create_time", "metadata", b"metadata", "similarity_threshold", b"similarity_threshold", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cache_ttl", b"_cache_ttl", "_similarity_threshold", b"_similarity_threshold", "cache_ttl", b"cache_ttl", "create_time", b"create_time", "metadata", b"metadata", "similarity_threshold", b"similarity_threshold", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_similarity_threshold", b"_similarity_threshold", "cache_ttl", b"cache_ttl", "cost_tokens", b"cost_tokens", "create_time", b"create_time", "description", b"description", "examples", b"examples", "metadata", b"metadata", "name", b"name", "pattern_type", b"pattern_type", "priority", b"priority", "similarity_threshold", b"similarity_threshold", "trigger_pattern", b"trigger_pattern", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cache_ttl", b"_cache_ttl", "_similarity_threshold", b"_similarity_threshold", "cache_ttl", b"cache_ttl", "cost_tokens", b"cost_tokens", "create_time", b"create_time", "description", b"description", "examples", b"examples", "metadata", b"metadata", "name", b"name", "pattern_type", b"pattern_type", "priority", b"priority", "similarity_threshold", b"similarity_threshold", "trigger_pattern", b"trigger_pattern", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__cache_ttl: _TypeAlias = _typing.Literal["cache_ttl"]  # noqa: Y015
+    _WhichOneofArgType__cache_ttl: _TypeAlias = _typing.Literal["_cache_ttl", b"_cache_ttl"]  # noqa: Y015
     _WhichOneofReturnType__similarity_threshold: _TypeAlias = _typing.Literal["similarity_threshold"]  # noqa: Y015
     _WhichOneofArgType__similarity_threshold: _TypeAlias = _typing.Literal["_similarity_threshold", b"_similarity_threshold"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cache_ttl) -> _WhichOneofReturnType__cache_ttl | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__similarity_threshold) -> _WhichOneofReturnType__similarity_threshold | None: ...
 
 Global___PatternDefinition: _TypeAlias = PatternDefinition  # noqa: Y015
@@ -203,7 +213,10 @@ class ExecuteRequest(_message.Message):
         """Execution context: `agent` (string), `tags` (list of strings),
         `memory_type` (string), `min_importance` (0-1), `importance` (0-1, for
         writes), `content` (string, for writes), `since`/`until` (RFC 3339),
-        `window_seconds`, `limit` (1-100), plus any metadata to store with a write.
+        `window_seconds`, `limit` (1-100), `min_score` (0-1, the relevance floor
+        of `recall` and of the memory part of hybrid patterns; unset means the
+        server default `TMWS_RECALL_MIN_SCORE`), plus any metadata to store with a
+        write.
         """
 
     def __init__(
@@ -278,7 +291,9 @@ class ExecutionResult(_message.Message):
     """Whether every part of the execution succeeded."""
     execution_time_ms: _builtins.float
     """Server-side wall time of this execution in milliseconds (the cache lookup
-    time on a cache hit).
+    time on a cache hit). In `ExecuteMany` it starts when the item's
+    execution starts, so time the item waited for an execution slot of its
+    stream is not included (see `ExecuteManyResponse.queue_time_ms`).
     """
     tokens_used: _builtins.int
     """Token cost of the path actually executed; 0 on a cache hit."""
@@ -382,8 +397,14 @@ class ExecuteManyResponse(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    QUEUE_TIME_MS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """The `request_id` of the request this answers."""
+    queue_time_ms: _builtins.float
+    """Milliseconds from when the server read this request off the stream until
+    its execution started (waiting for one of the stream's execution slots,
+    `TMWS_STREAM_CONCURRENCY`). Not part of `result.execution_time_ms`.
+    """
     @_builtins.property
     def result(self) -> Global___ExecutionResult:
         """The outcome of a request that could be executed."""
@@ -400,10 +421,11 @@ class ExecuteManyResponse(_message.Message):
         request_id: _builtins.str = ...,
         result: Global___ExecutionResult | None = ...,
         status: _status_pb2.Status | None = ...,
+        queue_time_ms: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["outcome", b"outcome", "result", b"result", "status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["outcome", b"outcome", "request_id", b"request_id", "result", b"result", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["outcome", b"outcome", "queue_time_ms", b"queue_time_ms", "request_id", b"request_id", "result", b"result", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["result", "status"]  # noqa: Y015
     _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
@@ -923,7 +945,9 @@ class EngineStats(_message.Message):
     cache_hits: _builtins.int
     """Executions answered from cache."""
     avg_execution_time_ms: _builtins.float
-    """Mean `execution_time_ms` over all executions."""
+    """Mean `execution_time_ms` over all executions (so, for `ExecuteMany`
+    items, without the time they queued for an execution slot).
+    """
     total_tokens_used: _builtins.int
     """Sum of `tokens_used`."""
     success_rate: _builtins.float
@@ -1121,13 +1145,18 @@ class CacheStats(_message.Message):
     LOCAL_CACHE_SIZE_FIELD_NUMBER: _builtins.int
     REDIS_AVAILABLE_FIELD_NUMBER: _builtins.int
     hits: _builtins.int
-    """Lookups answered from cache."""
+    """Lookups answered from cache (either layer); always
+    `local_hits + redis_hits`.
+    """
     misses: _builtins.int
-    """Lookups not answered from cache."""
+    """Lookups answered by neither layer (the query then ran)."""
     local_hits: _builtins.int
-    """Hits answered by the in-process layer."""
+    """Hits answered by this server's in-process layer."""
     redis_hits: _builtins.int
-    """Hits answered by the Redis layer (0 without Redis)."""
+    """Hits the in-process layer missed and the shared Redis layer answered (0
+    without Redis); e.g. every first hit after a restart, or of a result
+    another replica cached. Such a hit is copied into the in-process layer.
+    """
     evictions: _builtins.int
     """Entries evicted for size."""
     invalidations: _builtins.int

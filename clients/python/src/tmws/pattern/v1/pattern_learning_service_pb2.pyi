@@ -123,7 +123,12 @@ class SuccessPattern(_message.Message):
     description: _builtins.str
     """Description, at most 5,000 characters."""
     version: _builtins.int
-    """Version, >= 1. Unset (0) means 1 on create."""
+    """Version, >= 1. Unset (0) on create means 1, or the parent's version + 1
+    when `parent_pattern_id` is set. An update that changes `description`,
+    `execution_trace` or `success_criteria` to a different value increments
+    it (other fields, such as tags, status, metrics, context or the parent,
+    do not); naming `version` in the update mask sets it as given instead.
+    """
     parent_pattern_id: _builtins.str
     """The pattern this one evolved from (a `pattern_id`); empty for none."""
     context_hash: _builtins.str
@@ -176,9 +181,7 @@ class SuccessPattern(_message.Message):
 
     @_builtins.property
     def context(self) -> _struct_pb2.Struct:
-        """Input only. The context the pattern succeeded in; hashed into
-        `context_hash`.
-        """
+        """The context the pattern succeeded in; hashed into `context_hash`."""
 
     def __init__(
         self,
@@ -551,15 +554,33 @@ class ListSuccessPatternsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     PATTERN_TYPE_FIELD_NUMBER: _builtins.int
     STATUSES_FIELD_NUMBER: _builtins.int
+    PARENT_PATTERN_ID_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    NAME_PREFIX_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """Maximum patterns to return. 0 means 50; at most 1,000."""
     page_token: _builtins.str
     """Token from a previous response's `next_page_token`."""
     pattern_type: _builtins.str
     """Only this `pattern_type`; empty means all."""
+    parent_pattern_id: _builtins.str
+    """Only the children of this pattern (a `pattern_id`): patterns whose
+    `parent_pattern_id` is this. Empty means any. Following it from child to
+    parent and back walks a lineage.
+    """
+    name_prefix: _builtins.str
+    """Only patterns whose `name` starts with this (case-sensitive), at most 200
+    characters. Empty means any.
+    """
     @_builtins.property
     def statuses(self) -> _containers.RepeatedScalarFieldContainer[Global___SuccessPatternStatus.ValueType]:
         """Only these statuses; empty means all."""
+
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only patterns carrying at least one of these tags (exact match), each
+        1-100 characters, at most 50. Empty means any.
+        """
 
     def __init__(
         self,
@@ -568,10 +589,13 @@ class ListSuccessPatternsRequest(_message.Message):
         page_token: _builtins.str = ...,
         pattern_type: _builtins.str = ...,
         statuses: _abc.Iterable[Global___SuccessPatternStatus.ValueType] | None = ...,
+        parent_pattern_id: _builtins.str = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
+        name_prefix: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "pattern_type", b"pattern_type", "statuses", b"statuses"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name_prefix", b"name_prefix", "page_size", b"page_size", "page_token", b"page_token", "parent_pattern_id", b"parent_pattern_id", "pattern_type", b"pattern_type", "statuses", b"statuses", "tags", b"tags"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -674,16 +698,23 @@ class DeleteSuccessPatternRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PATTERN_ID_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
     pattern_id: _builtins.str
     """UUID of the pattern."""
+    force: _builtins.bool
+    """Delete even if other patterns name this one as their parent; they are
+    detached (their `parent_pattern_id` becomes empty). Without it such a
+    delete fails with `FAILED_PRECONDITION`.
+    """
     def __init__(
         self,
         *,
         pattern_id: _builtins.str = ...,
+        force: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["pattern_id", b"pattern_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["force", b"force", "pattern_id", b"pattern_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -695,12 +726,21 @@ class DeleteSuccessPatternResponse(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    DETACHED_PATTERN_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def detached_pattern_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The patterns that named the deleted one as their parent and were
+        detached from it (only with `force`); empty if it had no children.
+        """
+
     def __init__(
         self,
+        *,
+        detached_pattern_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detached_pattern_ids", b"detached_pattern_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -113,14 +113,21 @@ class PatternLearningServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateSuccessPattern(self, request, context):
-        """Updates the fields named in `update_mask`.
+        """Updates the fields named in `update_mask`. An update that changes what
+        the pattern is (`description`, `execution_trace` or `success_criteria`
+        set to a different value) increments `version`, unless `version` itself
+        is in the mask.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeleteSuccessPattern(self, request, context):
-        """Deletes one success pattern. `NOT_FOUND` if there is none.
+        """Deletes one success pattern. `NOT_FOUND` if there is none;
+        `FAILED_PRECONDITION` (reason `HAS_CHILD_PATTERNS`) if other patterns name
+        it as their `parent_pattern_id`, unless `force` is set, which detaches
+        them (their `parent_pattern_id` becomes empty) and lists them in the
+        response.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -47,9 +47,18 @@ class PatternLearningServiceStub:
     ListSuccessPatterns: _grpc.UnaryUnaryMultiCallable[_pattern_learning_service_pb2.ListSuccessPatternsRequest, _pattern_learning_service_pb2.ListSuccessPatternsResponse]
     """Lists success patterns, newest first."""
     UpdateSuccessPattern: _grpc.UnaryUnaryMultiCallable[_pattern_learning_service_pb2.UpdateSuccessPatternRequest, _pattern_learning_service_pb2.UpdateSuccessPatternResponse]
-    """Updates the fields named in `update_mask`."""
+    """Updates the fields named in `update_mask`. An update that changes what
+    the pattern is (`description`, `execution_trace` or `success_criteria`
+    set to a different value) increments `version`, unless `version` itself
+    is in the mask.
+    """
     DeleteSuccessPattern: _grpc.UnaryUnaryMultiCallable[_pattern_learning_service_pb2.DeleteSuccessPatternRequest, _pattern_learning_service_pb2.DeleteSuccessPatternResponse]
-    """Deletes one success pattern. `NOT_FOUND` if there is none."""
+    """Deletes one success pattern. `NOT_FOUND` if there is none;
+    `FAILED_PRECONDITION` (reason `HAS_CHILD_PATTERNS`) if other patterns name
+    it as their `parent_pattern_id`, unless `force` is set, which detaches
+    them (their `parent_pattern_id` becomes empty) and lists them in the
+    response.
+    """
     RecordPatternOutcome: _grpc.UnaryUnaryMultiCallable[_pattern_learning_service_pb2.RecordPatternOutcomeRequest, _pattern_learning_service_pb2.RecordPatternOutcomeResponse]
     """Records one use of a pattern and its outcome: increments `match_count`,
     updates the running `success_rate` and sets `last_matched_at`.
@@ -74,9 +83,18 @@ class PatternLearningServiceAsyncStub(PatternLearningServiceStub):
     ListSuccessPatterns: _aio.UnaryUnaryMultiCallable[_pattern_learning_service_pb2.ListSuccessPatternsRequest, _pattern_learning_service_pb2.ListSuccessPatternsResponse]  # type: ignore[assignment]
     """Lists success patterns, newest first."""
     UpdateSuccessPattern: _aio.UnaryUnaryMultiCallable[_pattern_learning_service_pb2.UpdateSuccessPatternRequest, _pattern_learning_service_pb2.UpdateSuccessPatternResponse]  # type: ignore[assignment]
-    """Updates the fields named in `update_mask`."""
+    """Updates the fields named in `update_mask`. An update that changes what
+    the pattern is (`description`, `execution_trace` or `success_criteria`
+    set to a different value) increments `version`, unless `version` itself
+    is in the mask.
+    """
     DeleteSuccessPattern: _aio.UnaryUnaryMultiCallable[_pattern_learning_service_pb2.DeleteSuccessPatternRequest, _pattern_learning_service_pb2.DeleteSuccessPatternResponse]  # type: ignore[assignment]
-    """Deletes one success pattern. `NOT_FOUND` if there is none."""
+    """Deletes one success pattern. `NOT_FOUND` if there is none;
+    `FAILED_PRECONDITION` (reason `HAS_CHILD_PATTERNS`) if other patterns name
+    it as their `parent_pattern_id`, unless `force` is set, which detaches
+    them (their `parent_pattern_id` becomes empty) and lists them in the
+    response.
+    """
     RecordPatternOutcome: _aio.UnaryUnaryMultiCallable[_pattern_learning_service_pb2.RecordPatternOutcomeRequest, _pattern_learning_service_pb2.RecordPatternOutcomeResponse]  # type: ignore[assignment]
     """Records one use of a pattern and its outcome: increments `match_count`,
     updates the running `success_rate` and sets `last_matched_at`.
@@ -128,7 +146,11 @@ class PatternLearningServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _pattern_learning_service_pb2.UpdateSuccessPatternRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_pattern_learning_service_pb2.UpdateSuccessPatternResponse, _abc.Awaitable[_pattern_learning_service_pb2.UpdateSuccessPatternResponse]]:
-        """Updates the fields named in `update_mask`."""
+        """Updates the fields named in `update_mask`. An update that changes what
+        the pattern is (`description`, `execution_trace` or `success_criteria`
+        set to a different value) increments `version`, unless `version` itself
+        is in the mask.
+        """
 
     @_abc_1.abstractmethod
     def DeleteSuccessPattern(
@@ -136,7 +158,12 @@ class PatternLearningServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _pattern_learning_service_pb2.DeleteSuccessPatternRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_pattern_learning_service_pb2.DeleteSuccessPatternResponse, _abc.Awaitable[_pattern_learning_service_pb2.DeleteSuccessPatternResponse]]:
-        """Deletes one success pattern. `NOT_FOUND` if there is none."""
+        """Deletes one success pattern. `NOT_FOUND` if there is none;
+        `FAILED_PRECONDITION` (reason `HAS_CHILD_PATTERNS`) if other patterns name
+        it as their `parent_pattern_id`, unless `force` is set, which detaches
+        them (their `parent_pattern_id` becomes empty) and lists them in the
+        response.
+        """
 
     @_abc_1.abstractmethod
     def RecordPatternOutcome(
