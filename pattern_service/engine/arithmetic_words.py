@@ -20,6 +20,7 @@ not arithmetic and stays in the text, so :func:`.calculator.evaluate` refuses it
 from __future__ import annotations
 
 import re
+from typing import Any
 
 _UNITS = {
     "zero": 0,
@@ -69,14 +70,21 @@ _TRAIL = re.compile(
     r"(?:\s*(?:equal|equals|make|makes|come\s+to|give|gives|please|for\s+me))*\s*[?.!=]*\s*$", re.IGNORECASE
 )
 _NUM = r"(-?\d+(?:\.\d+)?|\([^()]*\))"
+#: Three or more numbers: "12, 30 and 58", "1, 2, 3".
+_NUM_LIST = r"-?\d+(?:\.\d+)?(?:\s*,\s*-?\d+(?:\.\d+)?)+(?:\s*,?\s*(?:and|\+)\s*-?\d+(?:\.\d+)?)?"
 #: (pattern, replacement) applied in order once numbers are digits.
-_PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+_PHRASES: tuple[tuple[re.Pattern[str], Any], ...] = tuple(
     (re.compile(p, re.IGNORECASE), r)
     for p, r in (
         (rf"\bsquare\s+root\s+of\s+{_NUM}", r"(\1) ** 0.5"),
         (rf"\bcube\s+root\s+of\s+{_NUM}", r"(\1) ** (1 / 3)"),
         (rf"{_NUM}\s*(?:%|percent|per\s+cent)\s+of\s+{_NUM}", r"(\1) / 100 * (\2)"),
         (rf"\b(?:add|sum\s+of|total\s+of)\s+{_NUM}\s+(?:and|to|plus)\s+{_NUM}", r"(\1) + (\2)"),
+        # "sum 12, 30 and 58", "add up 45, 55 and 100", "the total of 1, 2, 3": a list joined by +
+        (
+            rf"\b(?:sum|add|total)(?:\s+up)?(?:\s+of)?\s+({_NUM_LIST})",
+            lambda m: " + ".join(re.findall(r"-?\d+(?:\.\d+)?", m.group(1))),
+        ),
         (rf"\bsubtract\s+{_NUM}\s+from\s+{_NUM}", r"(\2) - (\1)"),
         (rf"\b(?:difference\s+between)\s+{_NUM}\s+and\s+{_NUM}", r"(\1) - (\2)"),
         (rf"\b(?:product\s+of)\s+{_NUM}\s+and\s+{_NUM}", r"(\1) * (\2)"),

@@ -131,9 +131,12 @@ _PACKAGE_FILLER = frozenset(
     ]
 )
 _RUN_TOOL = re.compile(
-    r"\b(?:run|execute|call)\s+(?:the\s+|an?\s+)?(?:tool|mcp|function)\s+([A-Za-z][A-Za-z0-9_]*)\s*(.*)$",
+    r"\b(?:run|execute|call|invoke)\s+(?:the\s+|an?\s+)?(?:mcp\s+)?(?:tool|function)\s+(?:named\s+|called\s+)?"
+    r"([A-Za-z][A-Za-z0-9_]*)\s*(.*)$",
     re.IGNORECASE | re.DOTALL,
 )
+#: Words that join a tool's name to its input ("run tool calculate with 3 * 9", "call calculate on 12 / 4").
+_INPUT_JOIN = re.compile(r"^(?:with|on|for|using|over|of)\s+", re.IGNORECASE)
 #: Phrasings of "compare A with B", tried in order; each captures A and B.
 _COMPARE = tuple(
     re.compile(p, re.IGNORECASE | re.DOTALL)
@@ -142,6 +145,12 @@ _COMPARE = tuple(
         r"\bdifferences?\s+between\s+(.+?)\s+and\s+(.+)$",
         r"\b(?:does|do|is|are)\s+(.+?)\s+(?:differ|different|compare)\s+(?:from|to|than|with)\s+(.+)$",
         r"\b(?:separates?|distinguish(?:es)?|differentiates?)\s+(.+?)\s+from\s+(.+)$",
+        r"\b(?:trade-?offs?|pros\s+and\s+cons)\s+(?:between|of)\s+(.+?)\s+(?:and|versus|vs\.?)\s+(.+)$",
+        r"\bhow\s+(?:do|does)\s+(.+?)\s+and\s+(.+?)\s+(?:differ|compare)\b",
+        r"\b(?:does|do)\s+(.+?)\s+stack\s+up\s+(?:against|to|with)\s+(.+)$",
+        r"\b(?:weigh|stack\s+up|pit|measure)\s+(.+?)\s+(?:against|with|versus|vs\.?)\s+(.+)$",
+        r"\bput\s+(.+?)\s+and\s+(.+?)\s+side\s+by\s+side\b",
+        r"\b(?:better|pick|choose|prefer|go\s+with)\b[^,]*?,?\s+(.+?)\s+or\s+(.+)$",
         r"^(?:\w+\s+)*?(.+?)\s+(?:versus|vs\.?)\s+(.+)$",
     )
 )
@@ -256,9 +265,30 @@ async def calculate(call: ToolCall) -> Mapping[str, Any]:
         try:
             value = evaluate(spoken)
         except CalculationError:
-            raise ToolError(f"cannot calculate: {exc}") from None
+            # Arithmetic inside a longer request ("as the billing agent, compute 19.99 * 12"): the
+            # longest span of numbers and operators that evaluates.
+            found = arithmetic_span(spoken)
+            if found is None:
+                raise ToolError(f"cannot calculate: {exc}") from None
+            spoken, value = found
         expression = spoken
     return {"operation": "arithmetic", "expression": expression.strip(), "result": value}
+
+
+_SPAN = re.compile(r"[-(]*\d[\d\s.+\-*/%()]*")
+
+
+def arithmetic_span(text: str) -> tuple[str, float | int] | None:
+    """The longest substring of ``text`` made of numbers and operators that evaluates, with its value."""
+    spans = sorted((m.group(0).strip() for m in _SPAN.finditer(text)), key=len, reverse=True)
+    for span in spans:
+        if not any(op in span for op in "+-*/%") and len(spans) > 1:
+            continue  # a lone number beside other numbers is not the calculation asked for
+        try:
+            return span, evaluate(span)
+        except CalculationError:
+            continue
+    return None
 
 
 def _installed(name: str) -> bool:
@@ -372,6 +402,7 @@ async def run_tool(call: ToolCall) -> Mapping[str, Any]:
                 "hint": "name one to run it, e.g. 'run the calculate tool on 6 * 7'",
             }
         name, rest = named
+        rest = _INPUT_JOIN.sub("", rest)
     if name == RUN_TOOL_NAME:
         raise ToolError("run_tool cannot run itself")
     if name not in call.services.tools:

@@ -116,7 +116,8 @@ def evaluate(expression: str) -> Number:
 
 _COUNT = re.compile(
     r"^\s*(?:count|how\s+many)\s+(?:the\s+)?(?P<unit>words?|characters?|chars?|letters?|lines?)"
-    r"\s+(?:are\s+)?(?:in|of)\s*:?\s*(?P<text>.+)$",
+    r"(?:\s+(?:are\s+)?(?:in|of)|\s+(?:does|do|is|are)\s+(?:this|the|that|my)\s+\w+\s+(?:have|has|contain)|"
+    r"\s+(?:does|do)\s+.{1,40}?\s+(?:have|contain))\s*:?\s*(?P<text>.+)$",
     re.IGNORECASE | re.DOTALL,
 )
 _QUOTED = re.compile(r"^([\"'“‘])(.*)([\"'”’])$", re.DOTALL)
