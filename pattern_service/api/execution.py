@@ -18,7 +18,7 @@ import grpc
 
 from pattern_service import domain
 from pattern_service.api import convert, convert_routing, paging
-from pattern_service.api.identity import Scope, has_scope, tenant_of
+from pattern_service.api.identity import Scope, has_scope, require_scope, tenant_of
 from pattern_service.api.limits import StreamLength
 from pattern_service.api.status import status_code_of, stream_errors, to_rpc_status, unary_errors
 from pattern_service.api.streaming import bounded_map
@@ -36,7 +36,7 @@ from pattern_service.api.validation import (
 )
 from pattern_service.config import Settings
 from pattern_service.engine.evaluation import Evaluation, Fit, LabelledUtterance
-from pattern_service.errors import FieldViolation
+from pattern_service.errors import FieldViolation, InvalidArgumentError
 from pattern_service.health import ComponentStatus
 from pattern_service.metrics import Metrics
 from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
@@ -347,7 +347,13 @@ class PatternExecutionServicer(pe_grpc.PatternExecutionServiceServicer):
 
     @unary_errors
     async def GetStats(self, request: pe.GetStatsRequest, context: ServicerContext) -> pe.GetStatsResponse:
-        """Return the caller tenant's engine, router and cache statistics and the shared registry's (see the proto)."""
-        response = convert.stats_to_proto(self._engine.get_stats(tenant_id=tenant_of(context)))
+        """Return the caller tenant's (or, for an admin, the process's) statistics and the shared registry's."""
+        tenant: str | None = tenant_of(context)
+        if request.scope == pe.STATS_SCOPE_PROCESS:
+            require_scope(Scope.ADMIN)  # other tenants' activity shows in the totals
+            tenant = None
+        elif request.scope not in (pe.STATS_SCOPE_UNSPECIFIED, pe.STATS_SCOPE_TENANT):
+            raise InvalidArgumentError.single("scope", "must be STATS_SCOPE_TENANT or STATS_SCOPE_PROCESS")
+        response = convert.stats_to_proto(self._engine.get_stats(tenant_id=tenant))
         response.components.extend(convert.component_to_proto(c) for c in self._components())
         return response

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tmws.pattern.client import NotFound, PatternClient
+from tmws.pattern.client import NotFound, PatternClient, PermissionDenied
 from tmws.pattern.v1 import pattern_learning_service_pb2 as pl
 
 Connect = Callable[..., PatternClient]
@@ -67,3 +67,19 @@ async def test_tenants_never_see_each_other(connect: Connect) -> None:
         reported = summary.result["infrastructure"]["output"]
         assert reported["engine"]["total_executions"] == 2  # beta's two executions, none of alpha's four
         assert reported["cache"]["hits"] == 0  # alpha's cache hit is not in it
+
+
+async def test_process_totals_need_the_admin_scope(connect: Connect) -> None:
+    async with connect("a-all") as alpha, connect("b-all") as beta, connect("a-admin") as admin:
+        await alpha.execute("calculate 2 + 2")
+        await beta.execute("calculate 3 + 3")
+        await beta.execute("calculate 4 + 4")
+        with pytest.raises(PermissionDenied) as denied:
+            await beta.get_stats(process_totals=True)
+        assert denied.value.error_info is not None
+        assert denied.value.error_info.metadata["required_scope"] == "admin"
+        totals = await admin.get_stats(process_totals=True)
+        own = await admin.get_stats()
+        assert totals.engine.total_executions == 3  # both tenants' executions
+        assert totals.router.total_routes >= 3
+        assert own.engine.total_executions == 1  # the default stays tenant-a's own numbers (alpha's one)

@@ -33,6 +33,9 @@ SERVICES = ("", "tmws.pattern.v1.PatternExecutionService", "tmws.pattern.v1.Patt
 def add_parser(commands: Any) -> None:
     """Add ``stats`` and ``health`` to the subcommands."""
     stats = commands.add_parser("stats", help="show server statistics", description="Show statistics (GetStats).")
+    stats.add_argument(
+        "--process", action="store_true", help="the server process's totals over every tenant (admin scope)"
+    )
     stats.set_defaults(handler=stats_command)
     health = commands.add_parser(
         "health",
@@ -47,7 +50,8 @@ def add_parser(commands: Any) -> None:
 
 async def stats_command(client: PatternClient, args: argparse.Namespace, io: Io, timeout: TimeoutLike) -> int:
     """Print ``GetStats``."""
-    print_json(message_to_dict(await client.get_stats(timeout=timeout)), io.out)
+    stats = await client.get_stats(process_totals=args.process, timeout=timeout)
+    print_json(message_to_dict(stats), io.out)
     return EXIT_OK
 
 

@@ -588,21 +588,30 @@ class PatternClient:
         return await self._unary(self._execution.DeletePatternDefinition, request, timeout, metadata)
 
     async def get_stats(
-        self, *, timeout: TimeoutLike = DEFAULT, metadata: MetadataLike | None = None
+        self,
+        *,
+        process_totals: bool = False,
+        timeout: TimeoutLike = DEFAULT,
+        metadata: MetadataLike | None = None,
     ) -> exec_pb2.GetStatsResponse:
-        """Return the server process's statistics (``GetStats``).
+        """Return the caller tenant's statistics, or the server process's totals (``GetStats``).
 
         Args:
+            process_totals: The totals of the server process over every tenant
+                (``STATS_SCOPE_PROCESS``; needs the ``admin`` scope).
             timeout: Deadline in seconds; default: the client's default.
             metadata: Extra call metadata.
 
         Returns:
-            Engine, registry, router and cache statistics.
+            Engine, registry, router and cache statistics, and component health.
 
         Raises:
-            PatternServiceError: For any error status.
+            PermissionDenied: ``process_totals`` without the ``admin`` scope.
+            PatternServiceError: For any other error status.
         """
-        return await self._unary(self._execution.GetStats, exec_pb2.GetStatsRequest(), timeout, metadata)
+        scope = exec_pb2.STATS_SCOPE_PROCESS if process_totals else exec_pb2.STATS_SCOPE_UNSPECIFIED
+        request = exec_pb2.GetStatsRequest(scope=scope)
+        return await self._unary(self._execution.GetStats, request, timeout, metadata)
 
     # --- PatternLearningService --------------------------------------------------------------------------------
 

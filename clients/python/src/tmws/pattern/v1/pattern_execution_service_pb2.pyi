@@ -84,6 +84,34 @@ EXECUTION_MODE_COMPREHENSIVE: ExecutionMode.ValueType  # 3
 """Always hybrid: the matched pattern's path plus the complementary part."""
 Global___ExecutionMode: _TypeAlias = ExecutionMode  # noqa: Y015
 
+class _StatsScope:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StatsScopeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StatsScope.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STATS_SCOPE_UNSPECIFIED: _StatsScope.ValueType  # 0
+    """Not set: `STATS_SCOPE_TENANT`."""
+    STATS_SCOPE_TENANT: _StatsScope.ValueType  # 1
+    """The caller tenant's own engine, router and cache numbers (the default)."""
+    STATS_SCOPE_PROCESS: _StatsScope.ValueType  # 2
+    """The totals of this server process over every tenant. Needs the `admin`
+    scope (`PERMISSION_DENIED` otherwise).
+    """
+
+class StatsScope(_StatsScope, metaclass=_StatsScopeEnumTypeWrapper):
+    """Whose statistics `GetStats` reports."""
+
+STATS_SCOPE_UNSPECIFIED: StatsScope.ValueType  # 0
+"""Not set: `STATS_SCOPE_TENANT`."""
+STATS_SCOPE_TENANT: StatsScope.ValueType  # 1
+"""The caller tenant's own engine, router and cache numbers (the default)."""
+STATS_SCOPE_PROCESS: StatsScope.ValueType  # 2
+"""The totals of this server process over every tenant. Needs the `admin`
+scope (`PERMISSION_DENIED` otherwise).
+"""
+Global___StatsScope: _TypeAlias = StatsScope  # noqa: Y015
+
 @_typing.final
 class PatternDefinition(_message.Message):
     """A registered trigger pattern and how to execute it."""
@@ -818,12 +846,17 @@ class GetStatsRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    SCOPE_FIELD_NUMBER: _builtins.int
+    scope: Global___StatsScope.ValueType
+    """Whose statistics. Unset means `STATS_SCOPE_TENANT`."""
     def __init__(
         self,
+        *,
+        scope: Global___StatsScope.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["scope", b"scope"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
