@@ -8,10 +8,12 @@ The waits are bounded hang guards, never timing assertions.
 from __future__ import annotations
 
 import asyncio
+import pathlib
 from typing import Any
 
 import pytest
 from sec_helpers import SLOW_TRIGGER_QUERY, install_slow_tool, other_tasks, settle
+from server_helpers import drop_server_database, make_settings, start_server
 
 from pattern_service.server import PatternServer
 from tmws.pattern.client import DeadlineExceeded, PatternClient
@@ -62,20 +64,33 @@ async def test_an_expired_deadline_cancels_a_learning_store_call(
         await settle(lambda: not other_tasks(baseline))
 
 
-async def test_cancelling_execute_many_mid_stream_leaves_no_task_behind(server: PatternServer, target: str) -> None:
-    async with PatternClient.connect(target, default_timeout=60.0) as client:
-        tool = await install_slow_tool(server, client)
-        baseline = await _baseline(client)
-        stream = client.execution_stub.ExecuteMany(
-            iter(
-                [pe.ExecuteManyRequest(request_id=str(i), query=SLOW_TRIGGER_QUERY) for i in range(5)]
-                + [pe.ExecuteManyRequest(request_id="fast", query="calculate 1 + 1")]
-            )
-        )
-        first = await stream.read()
-        assert first.request_id == "fast" and first.HasField("result")
-        await tool.wait_started(5)
-        stream.cancel()
-        await settle(lambda: tool.cancelled == 5 and not tool.running)
-        await settle(lambda: not other_tasks(baseline))
-        assert tool.finished == 0
+@pytest.mark.parametrize("concurrency", [8, 2])
+async def test_cancelling_execute_many_mid_stream_leaves_no_task_behind(
+    tmp_path: pathlib.Path, concurrency: int
+) -> None:
+    """With 8 execution slots all six items run and the fast one overtakes; with 2, four wait for a slot.
+
+    Either way, cancelling the stream cancels what runs and what waits, and nothing is left.
+    """
+    settings = make_settings(tmp_path / "data", stream_concurrency=concurrency)
+    server = await start_server(settings)
+    try:
+        async with PatternClient.connect(f"127.0.0.1:{server.port}", default_timeout=60.0) as client:
+            tool = await install_slow_tool(server, client)
+            baseline = await _baseline(client)
+            items = [pe.ExecuteManyRequest(request_id="fast", query="calculate 1 + 1")] if concurrency == 2 else []
+            items += [pe.ExecuteManyRequest(request_id=str(i), query=SLOW_TRIGGER_QUERY) for i in range(5)]
+            if concurrency > 2:
+                items.append(pe.ExecuteManyRequest(request_id="fast", query="calculate 1 + 1"))
+            stream = client.execution_stub.ExecuteMany(iter(items))
+            first = await stream.read()
+            assert first.request_id == "fast" and first.HasField("result")
+            running = min(5, concurrency)
+            await tool.wait_started(running)
+            stream.cancel()
+            await settle(lambda: tool.cancelled == running and not tool.running)
+            await settle(lambda: not other_tasks(baseline))
+            assert tool.finished == 0 and tool.started == tool.cancelled == running  # the queued ones never started
+    finally:
+        await server.stop(0)
+        await drop_server_database(settings)
