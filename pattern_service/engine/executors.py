@@ -101,6 +101,10 @@ _NOT_TAGS = frozenset(
         "whatever",
         "something",
         "things",
+        "tag",
+        "tags",
+        "label",
+        "labels",
     }
 )
 

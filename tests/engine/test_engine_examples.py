@@ -17,7 +17,7 @@ import yaml
 
 from pattern_service.domain import MemoryOperation, NewMemory
 from pattern_service.engine import PatternExecutionEngine
-from pattern_service.engine.executors import InfrastructureExecutor, MemoryExecutor
+from pattern_service.engine.executors import InfrastructureExecutor, MemoryExecutor, tags_in
 from pattern_service.engine.memory_context import parse_memory_context
 from pattern_service.engine.text import command_span, subject_of
 from pattern_service.engine.tools import ToolServices
@@ -74,6 +74,9 @@ async def test_example_succeeds_on_its_own_pattern(
         ("caching with a short ttl cut read latency", ("performance",)),
     ):
         await eng_memories.store(NewMemory(tenant_id=TENANT, content=content, tags=tags, importance=0.9))
+    named = tags_in(example, {})
+    if named:  # a memory carrying the tags the example names, for search_by_tag to find
+        await eng_memories.store(NewMemory(tenant_id=TENANT, content=f"notes on {example}", tags=named))
     subject = _subject(definition.trigger_pattern, example)
     if definition.tool is not None:
         services = ToolServices(eng_engine.registry, _probe, eng_engine.get_stats, eng_embedder, eng_engine.tools)
