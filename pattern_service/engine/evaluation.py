@@ -135,7 +135,7 @@ def check_labels(registry: PatternRegistry, utterances: Sequence[LabelledUtteran
 
 
 async def _outcomes(registry: PatternRegistry, utterances: Sequence[LabelledUtterance]) -> list[MatchOutcome]:
-    return [await registry.match(u.query) for u in utterances]
+    return [await registry.match(u.query, remember=False) for u in utterances]
 
 
 def _decide(
@@ -288,11 +288,8 @@ async def fit(
     before = summarize(_decide(router, outcomes, utterances, mode, registry.calibration))
     by_pattern: dict[str, list[tuple[float, bool, bool]]] = defaultdict(list)
     for u, outcome in zip(utterances, outcomes, strict=True):
-        if outcome.exact is not None:
-            continue
-        pinned = router.choose(outcome, mode, u.query, {}, lambda _d: 2.0)  # exact or trigger only
-        if pinned is not None:
-            continue
+        if router.pinned_choice(outcome, u.query, {}) is not None:
+            continue  # chosen by name or trigger: no threshold to fit
         best = router.best_candidate(outcome, mode, u.query, {})
         if best is not None and not best.definition.is_write:
             by_pattern[best.definition.name].append(

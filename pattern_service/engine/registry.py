@@ -234,11 +234,14 @@ class PatternRegistry:
 
     # --------------------------------------------------------------- matching
 
-    async def match(self, query: str) -> MatchOutcome:
+    async def match(self, query: str, *, remember: bool = True) -> MatchOutcome:
         """Find what a query matches: exact name, triggers and hybrid similarity candidates.
 
         Args:
             query: Natural-language query (any case and spacing).
+            remember: Keep a fresh outcome in the match cache. Off for bulk
+                evaluation, whose thousands of one-off queries would evict the
+                outcomes (and the routing plans kept with them) of live traffic.
 
         Returns:
             The outcome, served from the LRU match cache when the same
@@ -259,23 +262,9 @@ class PatternRegistry:
             vector = (await self._embedder.embed([norm]))[0]
             ranked, extra = state.model.top(vector, norm, SEMANTIC_KEEP, also=[h.definition.name for h in triggers])
         outcome = MatchOutcome(norm, exact, triggers, tuple(ranked), extra, state.version)
-        if self._state is state:
+        if remember and self._state is state:
             self._match_cache[norm] = outcome
         return outcome
-
-    async def score(self, query: str, limit: int = SEMANTIC_KEEP) -> list[Candidate]:
-        """Every pattern's hybrid similarity to ``query``, best first (no threshold, no cache).
-
-        Args:
-            query: Any text.
-            limit: Most candidates.
-        """
-        state = self._state
-        norm = normalize_query(query)
-        if not state.model.owners or not norm or limit <= 0:
-            return []
-        vector = (await self._embedder.embed([norm]))[0]
-        return state.model.top(vector, norm, limit)[0]
 
     def _triggers(self, state: _State, norm: str) -> tuple[TriggerHit, ...]:
         if state.trigger_set is not None:

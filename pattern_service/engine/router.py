@@ -345,7 +345,24 @@ class HybridDecisionRouter:
             threshold: Per-pattern similarity threshold; default the registry's
                 (a fit evaluates candidate thresholds through this).
         """
+        pinned = self.pinned_choice(outcome, query, context)
+        if pinned is not None:
+            return pinned
         threshold_of = threshold or self._registry.threshold
+        best = self.best_candidate(outcome, mode, query, context)
+        if best is None or best.definition.is_write:
+            return None
+        limit = threshold_of(best.definition)
+        if best.score < limit:
+            return None
+        why = (
+            f"hybrid similarity of {best.definition.name!r} {best.score:.3f} >= {limit:.3f} "
+            f"(closest example {best.example!r})"
+        )
+        return Choice(best.definition, MatchSource.SEMANTIC, best.score, why)
+
+    def pinned_choice(self, outcome: MatchOutcome, query: str, context: Mapping[str, Any]) -> Choice | None:
+        """The exact-name or confirmed-trigger choice, which no similarity threshold affects; ``None`` if neither."""
         if outcome.exact is not None:
             return Choice(outcome.exact, MatchSource.EXACT_NAME, 1.0, f"the query names pattern {outcome.exact.name!r}")
         norm_len = len(outcome.normalized)
@@ -364,17 +381,7 @@ class HybridDecisionRouter:
                 return Choice(d, MatchSource.TRIGGER, trigger_confidence(hit.span_length, norm_len), why)
             if in_domain:
                 return Choice(d, MatchSource.TRIGGER, scored.score, f"{why}, similarity {scored.score:.3f}")
-        best = self.best_candidate(outcome, mode, query, context)
-        if best is None or best.definition.is_write:
-            return None
-        limit = threshold_of(best.definition)
-        if best.score < limit:
-            return None
-        why = (
-            f"hybrid similarity of {best.definition.name!r} {best.score:.3f} >= {limit:.3f} "
-            f"(closest example {best.example!r})"
-        )
-        return Choice(best.definition, MatchSource.SEMANTIC, best.score, why)
+        return None
 
     def best_candidate(
         self, outcome: MatchOutcome, mode: ExecutionMode, query: str, context: Mapping[str, Any]
