@@ -58,7 +58,7 @@ SCAN_BATCH = 500
 
 
 class RedisGenerationStore:
-    """:class:`~pattern_service.engine.cache.GenerationStore` in Redis, with a local outage space.
+    """:class:`~pattern_service.engine.ports.GenerationStore` in Redis, with a local outage space.
 
     Args:
         link: The Redis link.
@@ -155,7 +155,7 @@ def _combine(values: Any) -> int:
 
 
 class RedisResultCache:
-    """:class:`~pattern_service.engine.cache.ResultCache` with a local layer in front of Redis.
+    """:class:`~pattern_service.engine.ports.ResultCache` with a local layer in front of Redis.
 
     Args:
         link: The Redis link.

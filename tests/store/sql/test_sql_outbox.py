@@ -183,3 +183,21 @@ async def test_collections_refuse_another_model(
     with pytest.raises(FailedPreconditionError) as info:
         await other.ensure_collections()
     assert info.value.reason == "EMBEDDING_MODEL_MISMATCH"
+
+
+async def test_sync_serves_exactly_the_bindings_it_is_given(sql_db: Database, sql_vector_root: pathlib.Path) -> None:
+    index = EdgeVectorIndex(sql_vector_root)
+    try:
+        embedder = HashingEmbedder()
+        sync = VectorSync(sql_db, index, embedder, (MEMORY_BINDING,))
+        await sync.ensure_collections()
+        memories = SqlMemoryStore(sql_db, index, embedder, sync)
+        m = await memories.store(NewMemory(A, "only memories are mirrored by this syncer"))
+        assert await index.list_ids(MEMORY_COLLECTION) == {m.memory_id}
+        assert await sync.reconcile_all() == {MEMORY_COLLECTION: (0, 0)}
+        with pytest.raises(ValueError):
+            await sync.reconcile(PATTERN_COLLECTION)
+        with pytest.raises(ValueError):
+            VectorSync(sql_db, index, embedder, (MEMORY_BINDING, MEMORY_BINDING))
+    finally:
+        await index.close()
