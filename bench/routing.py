@@ -323,7 +323,7 @@ async def fit_defaults(client: PatternClient, embedder: OnnxEmbedder) -> None:
         for p in patterns
     ]
     from pattern_service.domain import MatchRanking
-    from pattern_service.store.outbox import pattern_embedding_text
+    from pattern_service.store.learning_binding import pattern_embedding_text
 
     matrix = await _embed(embedder, [pattern_embedding_text(r) for r in rows])  # type: ignore[arg-type]
     scores: list[float] = []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from pattern_service.domain import (
@@ -16,15 +15,7 @@ from pattern_service.domain import (
     PatternType,
     RoutingDecision,
 )
-from pattern_service.engine.builtin_tools import register_builtin_tools
-from pattern_service.engine.cache import (
-    DEFAULT_MAX_SIZE,
-    GenerationStore,
-    LocalGenerationStore,
-    LocalResultCache,
-    ResultCache,
-    cache_key,
-)
+from pattern_service.engine.cache import LocalGenerationStore, LocalResultCache, cache_key
 from pattern_service.engine.evaluation import Evaluation, Fit, LabelledUtterance, evaluate, fit
 from pattern_service.engine.executors import (
     DEFAULT_RECALL_MIN_SCORE,
@@ -35,13 +26,12 @@ from pattern_service.engine.executors import (
     PartResult,
 )
 from pattern_service.engine.memory_context import parse_memory_context
+from pattern_service.engine.ports import Embedder, GenerationStore, MemoryStore, ResultCache
 from pattern_service.engine.registry import PatternRegistry
 from pattern_service.engine.router import ExecutionPlan, HybridDecisionRouter
 from pattern_service.engine.stats import EngineStats, TenantStats
 from pattern_service.engine.tools import HealthProbe, ToolRegistry, ToolServices
 from pattern_service.errors import FieldViolation, InvalidArgumentError, NotFoundError, PermissionDeniedError
-from pattern_service.store.base import MemoryStore, PatternDefinitionStore
-from pattern_service.store.embeddings import Embedder
 from pattern_service.tracing import span
 
 logger = logging.getLogger(__name__)
@@ -452,96 +442,3 @@ class PatternExecutionEngine:
             latency = round((time.perf_counter() - started) * 1000, 3)
             components["memory_store"] = {"healthy": True, "latency_ms": latency}
         return components
-
-
-async def build_engine(
-    *,
-    definition_store: PatternDefinitionStore,
-    memory_store: MemoryStore,
-    embedder: Embedder,
-    health_probe: HealthProbe | None = None,
-    semantic_threshold: float = 0.3,
-    trigger_threshold: float = 0.2,
-    keyword_fallback: bool = False,
-    cache_max_size: int = DEFAULT_MAX_SIZE,
-    match_cache_size: int = 4096,
-    load_defaults: bool = True,
-    default_cache_ttl: int = 300,
-    default_patterns_path: Path | None = None,
-    load_entry_point_tools: bool = True,
-    tools: ToolRegistry | None = None,
-    cache: ResultCache | None = None,
-    generations: GenerationStore | None = None,
-    refresh_interval: float = 5.0,
-    max_query_length: int = DEFAULT_MAX_QUERY_CHARS,
-    cache_timer: Callable[[], float] = time.monotonic,
-    recall_min_score: float = DEFAULT_RECALL_MIN_SCORE,
-) -> PatternExecutionEngine:
-    """Build a ready engine: tools registered, registry loaded (and seeded once).
-
-    Args:
-        definition_store: Persistent pattern definitions (e.g. ``SqlPatternDefinitionStore``).
-        memory_store: Memories (e.g. ``SqlMemoryStore``).
-        embedder: Embeds examples, queries and compared texts.
-        health_probe: ``async () -> {component: {"healthy": bool, ...}}`` for the
-            ``health_check`` tool; default: the engine's own probe.
-        semantic_threshold: Global minimum hybrid similarity of a match by meaning
-            (settings ``semantic_match_threshold``; a pattern's own threshold wins).
-        trigger_threshold: Minimum hybrid similarity that confirms a trigger match
-            (settings ``trigger_min_similarity``).
-        keyword_fallback: Whether the seed's keyword guess runs when nothing
-            matched and the request does not say (settings ``keyword_fallback``).
-        cache_max_size: Entries of the local result cache (``TMWS_CACHE_MAX_SIZE``).
-        match_cache_size: Entries of the registry's match cache.
-        load_defaults: Seed the bundled default set into a never-seeded store
-            (settings ``load_default_patterns``).
-        default_cache_ttl: Cache TTL (seconds) of default-set entries that give
-            none (``TMWS_CACHE_TTL``).
-        default_patterns_path: Another default set to seed (YAML, same layout as ``patterns.yaml``).
-        load_entry_point_tools: Load third-party tools from the ``tmws.tools`` entry-point group.
-        tools: A tool registry to use (built-ins are added to it); default: a new one.
-        cache: Result cache; default: ``LocalResultCache(cache_max_size, timer=cache_timer)``.
-        generations: Tenant generation store; default: in-process.
-        refresh_interval: Seconds between checks for registry changes by other replicas (0 = never).
-        max_query_length: Maximum query characters.
-        cache_timer: Clock of the default local cache (seconds, monotonic).
-        recall_min_score: Default relevance floor of ``recall`` in [0, 1]
-            (``TMWS_RECALL_MIN_SCORE``; a context's ``min_score`` overrides it).
-
-    Returns:
-        The engine.
-
-    Raises:
-        InvalidArgumentError: The default pattern set is invalid (e.g. names an unregistered tool).
-    """
-    registry_tools = tools if tools is not None else ToolRegistry()
-    register_builtin_tools(registry_tools)
-    if load_entry_point_tools:
-        registry_tools.load_entry_points()
-    registry = PatternRegistry(
-        definition_store,
-        embedder,
-        registry_tools,
-        semantic_threshold=semantic_threshold,
-        match_cache_size=match_cache_size,
-        load_defaults=load_defaults,
-        default_cache_ttl=default_cache_ttl,
-        defaults_path=default_patterns_path,
-    )
-    await registry.load()
-    router = HybridDecisionRouter(
-        registry, memory_store, trigger_threshold=trigger_threshold, keyword_fallback=keyword_fallback
-    )
-    return PatternExecutionEngine(
-        registry,
-        router,
-        registry_tools,
-        memory_store,
-        embedder,
-        health_probe=health_probe,
-        cache=cache if cache is not None else LocalResultCache(cache_max_size, timer=cache_timer),
-        generations=generations,
-        refresh_interval=refresh_interval,
-        max_query_length=max_query_length,
-        recall_min_score=recall_min_score,
-    )

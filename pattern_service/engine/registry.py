@@ -33,6 +33,7 @@ from cachetools import LRUCache
 
 from pattern_service.calibration import UNCALIBRATED, RoutingCalibration
 from pattern_service.domain import PatternDefinition, PatternType
+from pattern_service.engine.ports import Embedder, PatternDefinitionStore
 from pattern_service.engine.scoring import Candidate, ScoringModel
 from pattern_service.engine.text import command_span, normalize_query
 from pattern_service.engine.tools import SemanticHit
@@ -45,8 +46,6 @@ from pattern_service.engine.validation import (
     validate_definitions,
 )
 from pattern_service.errors import FieldViolation, InvalidArgumentError, NotFoundError
-from pattern_service.store.base import PatternDefinitionStore
-from pattern_service.store.embeddings import Embedder
 
 logger = logging.getLogger(__name__)
 

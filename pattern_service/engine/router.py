@@ -63,11 +63,11 @@ from pattern_service.domain import (
     RoutingDecision,
 )
 from pattern_service.engine.executors import tags_in
+from pattern_service.engine.ports import MemoryStore
 from pattern_service.engine.registry import MatchOutcome, PatternRegistry
 from pattern_service.engine.scoring import Candidate
 from pattern_service.engine.text import subject_of
 from pattern_service.errors import FailedPreconditionError, NotFoundError
-from pattern_service.store.base import MemoryStore
 
 INFRASTRUCTURE_BASE_COST = 50
 MEMORY_BASE_COST = 100

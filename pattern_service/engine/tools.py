@@ -26,7 +26,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from pattern_service.domain import PatternDefinition, PatternType
-from pattern_service.store.embeddings import Embedder
+from pattern_service.engine.ports import Embedder
 
 logger = logging.getLogger(__name__)
 

@@ -30,13 +30,14 @@ from pattern_service.domain import (
     SuccessPatternStatus,
     quality_score,
 )
+from pattern_service.engine.ports import Embedder
 from pattern_service.errors import AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError
 from pattern_service.store.db import Database
-from pattern_service.store.embeddings import Embedder
+from pattern_service.store.learning_binding import PATTERN_BINDING, recommendation_texts
 from pattern_service.store.orm import SuccessPatternRow, utcnow
-from pattern_service.store.outbox import PATTERN_COLLECTION, VectorSync, enqueue, recommendation_texts
+from pattern_service.store.outbox import VectorSync, enqueue
 from pattern_service.store.relevance import MATCH_CANDIDATES, dense_floor, rank_matches
-from pattern_service.store.vectors.base import Condition, MatchAny, Range, VectorFilter, VectorIndex
+from pattern_service.store.vectors.base import VectorIndex
 
 RESOURCE = "SuccessPattern"
 DEFAULT_PAGE_SIZE = 50
@@ -161,23 +162,6 @@ def _decode_token(token: str, fhash: str) -> tuple[datetime, str]:
     return created_at, pattern_id
 
 
-def _match_vector_filter(tenant_id: str, f: MatchFilters) -> VectorFilter:
-    statuses = f.statuses or (SuccessPatternStatus.ACTIVE,)
-    must: list[Condition] = [
-        MatchAny("tenant_id", (tenant_id,)),
-        MatchAny("status", tuple(str(s) for s in statuses)),
-    ]
-    if f.pattern_types:
-        must.append(MatchAny("pattern_type", tuple(f.pattern_types)))
-    if f.tags:
-        must.append(MatchAny("tags", tuple(f.tags)))
-    if f.min_quality_score is not None:
-        must.append(Range("quality_score", gte=float(f.min_quality_score)))
-    if f.min_success_rate is not None:
-        must.append(Range("success_rate", gte=float(f.min_success_rate)))
-    return VectorFilter(must=tuple(must))
-
-
 def _passes(p: SuccessPattern, f: MatchFilters) -> bool:
     """Whether the SQL row (the truth) passes the filters the index applied."""
     statuses = f.statuses or (SuccessPatternStatus.ACTIVE,)
@@ -191,11 +175,11 @@ def _passes(p: SuccessPattern, f: MatchFilters) -> bool:
 
 
 class SqlLearningStore:
-    """:class:`~pattern_service.store.base.LearningStore` on SQL plus the ``pattern_embeddings`` collection.
+    """:class:`~pattern_service.store.base.LearningStore` on SQL plus the collection of :data:`PATTERN_BINDING`.
 
     Args:
         db: The database (source of truth).
-        index: The vector index holding ``pattern_embeddings``.
+        index: The vector index holding :data:`PATTERN_BINDING`'s collection.
         embedder: Embeds match queries (same model as :class:`VectorSync`'s).
         sync: Applies the outbox after each write.
     """
@@ -270,10 +254,10 @@ class SqlLearningStore:
                         row.version = int(parent.version) + 1
                 await self._check_name_free(session, tenant_id, data.name)
                 session.add(row)
-                enqueue(session, PATTERN_COLLECTION, row.pattern_id, "upsert")
+                enqueue(session, PATTERN_BINDING.collection, row.pattern_id, "upsert")
         except IntegrityError as exc:  # a concurrent create took the name
             raise AlreadyExistsError(RESOURCE, data.name) from exc
-        await self.sync.apply(PATTERN_COLLECTION, [row.pattern_id])
+        await self.sync.apply(PATTERN_BINDING.collection, [row.pattern_id])
         return _to_domain(row)
 
     async def get(self, tenant_id: str, pattern_id: str) -> SuccessPattern:
@@ -384,7 +368,7 @@ class SqlLearningStore:
                     row.version = SuccessPatternRow.version + 1
                 rewrite = bool(_VECTOR_FIELDS & set(changes)) or bump
                 if rewrite:
-                    enqueue(session, PATTERN_COLLECTION, pattern_id, "upsert")
+                    enqueue(session, PATTERN_BINDING.collection, pattern_id, "upsert")
                 await session.flush()
                 if bump:
                     await session.refresh(row, ["version"])
@@ -392,7 +376,7 @@ class SqlLearningStore:
         except IntegrityError as exc:
             raise AlreadyExistsError(RESOURCE, str(changes.get("name", pattern_id))) from exc
         if rewrite:
-            await self.sync.apply(PATTERN_COLLECTION, [pattern_id])
+            await self.sync.apply(PATTERN_BINDING.collection, [pattern_id])
         return result
 
     async def _apply_change(self, session: AsyncSession, row: SuccessPatternRow, key: str, value: Any) -> None:
@@ -482,8 +466,8 @@ class SqlLearningStore:
                     .execution_options(synchronize_session=False)
                 )
             await session.delete(row)
-            enqueue(session, PATTERN_COLLECTION, pattern_id, "delete")
-        await self.sync.apply(PATTERN_COLLECTION, [pattern_id])
+            enqueue(session, PATTERN_BINDING.collection, pattern_id, "delete")
+        await self.sync.apply(PATTERN_BINDING.collection, [pattern_id])
         return children
 
     async def record_outcome(self, tenant_id: str, pattern_id: str, success: bool) -> SuccessPattern:
@@ -512,9 +496,9 @@ class SqlLearningStore:
             )
             if getattr(result, "rowcount", 0) == 0:
                 raise NotFoundError(RESOURCE, pattern_id)
-            enqueue(session, PATTERN_COLLECTION, pattern_id, "upsert")
+            enqueue(session, PATTERN_BINDING.collection, pattern_id, "upsert")
             pattern = _to_domain(await self._row(session, tenant_id, pattern_id))
-        await self.sync.apply(PATTERN_COLLECTION, [pattern_id])
+        await self.sync.apply(PATTERN_BINDING.collection, [pattern_id])
         return pattern
 
     async def match(self, tenant_id: str, query: MatchQuery) -> MatchResult:
@@ -536,10 +520,10 @@ class SqlLearningStore:
         text = " ".join(part for part in (query.intent, query.context, *query.requirements) if part)
         vector = (await self.embedder.embed([text]))[0]
         hits = await self.index.search(
-            PATTERN_COLLECTION,
+            PATTERN_BINDING.collection,
             vector,
             limit=max(MATCH_CANDIDATES, query.limit),
-            flt=_match_vector_filter(tenant_id, query.filters),
+            flt=PATTERN_BINDING.vector_filter(tenant_id, query.filters),
             score_threshold=dense_floor(query.min_confidence),
         )
         candidates: list[SuccessPattern] = []

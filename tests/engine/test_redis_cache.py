@@ -35,10 +35,10 @@ from pattern_service.domain import (
     RoutingDecision,
 )
 from pattern_service.engine import PatternExecutionEngine
-from pattern_service.engine.redis_cache import RedisResultCache
-from pattern_service.engine.redis_codec import decode_result, encode_result
-from pattern_service.engine.redis_sync import RedisCacheBackend
 from pattern_service.errors import NotFoundError
+from pattern_service.redis.cache import RedisResultCache
+from pattern_service.redis.codec import decode_result, encode_result
+from pattern_service.redis.sync import RedisCacheBackend
 from pattern_service.store.definitions import SqlPatternDefinitionStore
 
 Replica = tuple[PatternExecutionEngine, RedisCacheBackend]

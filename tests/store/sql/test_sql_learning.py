@@ -21,7 +21,7 @@ from pattern_service.domain import (
 from pattern_service.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from pattern_service.store.embeddings import HashingEmbedder
 from pattern_service.store.learning import SqlLearningStore
-from pattern_service.store.outbox import PATTERN_COLLECTION
+from pattern_service.store.learning_binding import PATTERN_BINDING
 from pattern_service.store.vectors.edge import EdgeVectorIndex
 
 A, B = "tenant-a", "tenant-b"
@@ -52,6 +52,8 @@ CACHING = SuccessPatternInput(
     quality_metrics={"accuracy": 0.6},
     tags=("redis", "cache"),
 )
+
+PATTERN_COLLECTION = PATTERN_BINDING.collection
 BACKPRESSURE = SuccessPatternInput(
     pattern_type="streaming",
     name="Bounded stream window",

@@ -4,10 +4,10 @@ Layers: a :class:`~pattern_service.engine.cache.LocalResultCache` in front
 (entries live ``min(pattern ttl, local_ttl)``, default 60 s), Redis behind it
 (entries live the pattern's own ``cache_ttl``; a TTL of 0 is cached nowhere).
 Keys: ``tmws:<namespace>:result:<sha256 cache key>`` (values:
-:mod:`.redis_codec`), ``tmws:<namespace>:gen:<tenant>`` (the tenant's data
+:mod:`.codec`), ``tmws:<namespace>:gen:<tenant>`` (the tenant's data
 generation counter) and ``tmws:<namespace>:epoch`` (random, set once per
 Redis data set). Invalidation messages travel on ``tmws:<namespace>:events``
-(:mod:`.redis_sync`).
+(:mod:`.sync`).
 
 Correctness rules:
 
@@ -47,8 +47,8 @@ from redis.asyncio import Redis
 
 from pattern_service.domain import ExecutionResult
 from pattern_service.engine.cache import DEFAULT_MAX_SIZE, LocalResultCache
-from pattern_service.engine.redis_codec import decode_result, encode_result
-from pattern_service.engine.redis_link import RedisLink, RedisUnavailable
+from pattern_service.redis.codec import decode_result, encode_result
+from pattern_service.redis.link import RedisLink, RedisUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ SCAN_BATCH = 500
 
 
 class RedisGenerationStore:
-    """:class:`~pattern_service.engine.cache.GenerationStore` in Redis, with a local outage space.
+    """:class:`~pattern_service.engine.ports.GenerationStore` in Redis, with a local outage space.
 
     Args:
         link: The Redis link.
@@ -155,7 +155,7 @@ def _combine(values: Any) -> int:
 
 
 class RedisResultCache:
-    """:class:`~pattern_service.engine.cache.ResultCache` with a local layer in front of Redis.
+    """:class:`~pattern_service.engine.ports.ResultCache` with a local layer in front of Redis.
 
     Args:
         link: The Redis link.
