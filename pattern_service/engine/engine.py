@@ -46,8 +46,6 @@ from pattern_service.tracing import span
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_QUERY_CHARS = 10_000
-
 
 class PatternExecutionEngine:
     """Matches, routes, caches and executes queries.
@@ -65,7 +63,6 @@ class PatternExecutionEngine:
         stats: Engine counters (default: fresh).
         refresh_interval: Seconds between checks of the store's registry version
             (changes by other replicas); 0 disables the check.
-        max_query_length: Maximum characters of a trimmed query.
         recall_min_score: Default relevance floor of ``recall`` (``TMWS_RECALL_MIN_SCORE``).
     """
 
@@ -82,7 +79,6 @@ class PatternExecutionEngine:
         generations: GenerationStore | None = None,
         stats: EngineStats | None = None,
         refresh_interval: float = 5.0,
-        max_query_length: int = DEFAULT_MAX_QUERY_CHARS,
         clock: Callable[[], float] = time.monotonic,
         recall_min_score: float = DEFAULT_RECALL_MIN_SCORE,
     ) -> None:
@@ -95,7 +91,6 @@ class PatternExecutionEngine:
         self.tenant_stats = TenantStats(self.stats)
         self._memory_store = memory_store
         self._refresh_interval = refresh_interval
-        self._max_query_length = max_query_length
         self._clock = clock
         self._last_refresh = clock()
         services = ToolServices(registry, health_probe or self._probe, self.get_stats, embedder, tools)
@@ -120,7 +115,10 @@ class PatternExecutionEngine:
         """Execute a query.
 
         Args:
-            query: Natural-language query (1..max_query_length characters after trimming).
+            query: Natural-language query, non-blank. Its length limit
+                (``TMWS_MAX_QUERY_LENGTH``) is the API's to check
+                (:func:`pattern_service.api.validation.check_query`); the
+                engine trusts the length it is given.
             execution_mode: FAST (infrastructure only), BALANCED (own path) or
                 COMPREHENSIVE (always hybrid); see :mod:`.router`.
             context: JSON-compatible context (memory keys: :mod:`.memory_context`).
@@ -137,7 +135,7 @@ class PatternExecutionEngine:
             ``subject``, ``confidence``, ``registry_version``, ``write``.
 
         Raises:
-            InvalidArgumentError: Bad query or context (nothing ran).
+            InvalidArgumentError: Blank query or context keys that are not strings (nothing ran).
             FailedPreconditionError: ``MODE_EXCLUDES_PATH`` (FAST and a memory read).
             NotFoundError: ``NO_PATTERN_MATCHED``: nothing matched (details name the closest candidates).
             PermissionDeniedError: ``MISSING_SCOPE``: a write and not ``allow_write`` (nothing ran).
@@ -261,8 +259,8 @@ class PatternExecutionEngine:
 
     def _check_request(self, query: str, context: Mapping[str, Any] | None) -> tuple[str, dict[str, Any]]:
         text = query.strip() if isinstance(query, str) else ""
-        if not text or len(text) > self._max_query_length:
-            raise InvalidArgumentError.single("query", f"must be 1-{self._max_query_length} characters after trimming")
+        if not text:
+            raise InvalidArgumentError.single("query", "must not be empty")
         ctx = dict(context or {})
         if not all(isinstance(k, str) for k in ctx):
             raise InvalidArgumentError.single("context", "keys must be strings")
@@ -473,7 +471,6 @@ async def build_engine(
     cache: ResultCache | None = None,
     generations: GenerationStore | None = None,
     refresh_interval: float = 5.0,
-    max_query_length: int = DEFAULT_MAX_QUERY_CHARS,
     cache_timer: Callable[[], float] = time.monotonic,
     recall_min_score: float = DEFAULT_RECALL_MIN_SCORE,
 ) -> PatternExecutionEngine:
@@ -503,7 +500,6 @@ async def build_engine(
         cache: Result cache; default: ``LocalResultCache(cache_max_size, timer=cache_timer)``.
         generations: Tenant generation store; default: in-process.
         refresh_interval: Seconds between checks for registry changes by other replicas (0 = never).
-        max_query_length: Maximum query characters.
         cache_timer: Clock of the default local cache (seconds, monotonic).
         recall_min_score: Default relevance floor of ``recall`` in [0, 1]
             (``TMWS_RECALL_MIN_SCORE``; a context's ``min_score`` overrides it).
@@ -542,6 +538,5 @@ async def build_engine(
         cache=cache if cache is not None else LocalResultCache(cache_max_size, timer=cache_timer),
         generations=generations,
         refresh_interval=refresh_interval,
-        max_query_length=max_query_length,
         recall_min_score=recall_min_score,
     )
