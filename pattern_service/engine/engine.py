@@ -37,7 +37,7 @@ from pattern_service.engine.executors import (
 from pattern_service.engine.memory_context import parse_memory_context
 from pattern_service.engine.registry import PatternRegistry
 from pattern_service.engine.router import ExecutionPlan, HybridDecisionRouter
-from pattern_service.engine.stats import EngineStats, TenantStats
+from pattern_service.engine.stats import EngineStats, StatsSnapshot, TenantStats
 from pattern_service.engine.tools import HealthProbe, ToolRegistry, ToolServices
 from pattern_service.errors import FieldViolation, InvalidArgumentError, NotFoundError, PermissionDeniedError
 from pattern_service.store.base import MemoryStore, PatternDefinitionStore
@@ -93,7 +93,7 @@ class PatternExecutionEngine:
         self._refresh_interval = refresh_interval
         self._clock = clock
         self._last_refresh = clock()
-        services = ToolServices(registry, health_probe or self._probe, self.get_stats, embedder, tools)
+        services = ToolServices(registry, health_probe or self._probe, self._stats_dict, embedder, tools)
         self._infrastructure = InfrastructureExecutor(tools, services)
         self._memory = MemoryExecutor(memory_store, recall_min_score=recall_min_score)
         self._hybrid = HybridExecutor(self._infrastructure, self._memory)
@@ -389,17 +389,13 @@ class PatternExecutionEngine:
 
     # ------------------------------------------------------------------ stats
 
-    def get_stats(self, tenant_id: str | None = None) -> dict[str, Any]:
-        """``{"engine": {...}, "registry": {...}, "router": {...}, "cache": {...}}``; rates are fractions 0-1.
+    def get_stats(self, tenant_id: str | None = None) -> StatsSnapshot:
+        """The engine, registry, router and cache sections of ``GetStats``; rates are fractions 0-1.
 
-        engine: total_executions, successful_executions, failed_executions,
-        cache_hits, avg_execution_time_ms, total_tokens_used, success_rate,
-        cache_hit_rate, baseline_tokens, tokens_saved, token_reduction_rate
-        (:mod:`.stats`). registry: total_patterns, patterns_by_type, cache_hits,
-        cache_misses, cache_hit_rate, cache_size, registry_version. router:
-        total_routes, routes_by_type, route_distribution. cache: hits, misses,
-        local_hits, redis_hits, evictions, invalidations, hit_rate,
-        local_cache_size, redis_available.
+        The fields of each section are those of :mod:`.stats`' snapshots
+        (``EngineSnapshot``, ``RegistrySnapshot``, ``RouterSnapshot``,
+        ``CacheSnapshot``); the process view's router also counts
+        ``no_match_count`` and a Redis cache its own errors, which stay off the wire.
 
         Args:
             tenant_id: ``None`` for the process totals; a tenant for that
@@ -413,23 +409,19 @@ class PatternExecutionEngine:
                 ``evictions``, ``invalidations``, ``local_cache_size`` and
                 ``redis_available``.
         """
-        cache = dict(self.cache.stats())
+        cache = self.cache.stats()
         if tenant_id is None:
-            return {
-                "engine": self.stats.as_dict(),
-                "registry": self.registry.stats(),
-                "router": self.router.stats(),
-                "cache": cache,
-            }
-        counts = self.tenant_stats.cache_counts(tenant_id)
-        lookups = counts["hits"] + counts["misses"]
-        cache.update(counts, hit_rate=counts["hits"] / lookups if lookups else 0.0)
-        return {
-            "engine": self.tenant_stats.engine(tenant_id),
-            "registry": self.registry.stats(),
-            "router": self.tenant_stats.router(tenant_id),
-            "cache": cache,
-        }
+            return StatsSnapshot(self.stats.snapshot(), self.registry.stats(), self.router.stats(), cache)
+        return StatsSnapshot(
+            self.tenant_stats.engine(tenant_id),
+            self.registry.stats(),
+            self.tenant_stats.router(tenant_id),
+            self.tenant_stats.cache(tenant_id, cache),
+        )
+
+    def _stats_dict(self, tenant_id: str | None) -> dict[str, Any]:
+        """:meth:`get_stats` as JSON-ready sections (what tools see, :data:`.tools.StatsProvider`)."""
+        return self.get_stats(tenant_id).as_dict()
 
     async def _probe(self) -> Mapping[str, Any]:
         """Default health probe: registry, tools and a round trip to the memory store."""
