@@ -411,17 +411,33 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
+class KeysetCursor:
+    """A position in a list ordered newest first (ties by id, descending): just after this item.
+
+    The API turns it into and out of an opaque ``page_token``
+    (:mod:`pattern_service.api.paging`); a store takes and returns only this.
+
+    Attributes:
+        created_at: ``created_at`` of the last item of the previous page, as stored.
+        id: Its id (the tie-breaker).
+    """
+
+    created_at: datetime
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
     """One page of a list.
 
     Attributes:
         items: The page.
-        next_page_token: Opaque token for the next page, ``""`` on the last.
+        next_cursor: Where the next page starts; ``None`` on the last page.
         total_size: Items matching the filter across all pages.
     """
 
     items: Sequence[T]
-    next_page_token: str
+    next_cursor: KeysetCursor | None
     total_size: int
 
 

@@ -9,6 +9,7 @@ import pytest
 from server_helpers import drop_server_database, make_settings, start_server
 
 from tmws.pattern.client import InvalidArgument, PatternClient
+from tmws.pattern.v1 import pattern_learning_service_pb2 as pl
 
 #: A query length above the engine's former own limit (10,000 characters).
 LIMIT = 20_000
@@ -54,3 +55,23 @@ async def test_a_query_over_the_setting_is_refused_with_a_field_violation(
         assert [v.field for v in info.value.field_violations] == ["query"]
         assert str(LIMIT) in info.value.field_violations[0].description
     assert (await long_query_client.get_stats()).engine.total_executions == 0  # nothing ran
+
+
+async def test_a_page_token_continues_its_own_list_only(client: PatternClient, other_tenant: PatternClient) -> None:
+    for name in ("first", "second", "third"):
+        await client.create_success_pattern(pl.SuccessPattern(pattern_type="caching", name=name, tags=["redis"]))
+    first = await client.list_success_patterns(page_size=2, tags=["redis"])
+    assert len(first.success_patterns) == 2 and first.next_page_token
+    rest = await client.list_success_patterns(page_size=2, tags=["redis"], page_token=first.next_page_token)
+    assert [p.name for p in rest.success_patterns] == ["first"] and not rest.next_page_token
+    for replay in (
+        client.list_success_patterns(page_size=2, page_token=first.next_page_token),  # filters changed
+        other_tenant.list_success_patterns(page_size=2, tags=["redis"], page_token=first.next_page_token),
+    ):
+        with pytest.raises(InvalidArgument) as info:
+            await replay
+        assert [v.field for v in info.value.field_violations] == ["page_token"]
+        assert info.value.reason == "INVALID_PAGE_TOKEN"
+    with pytest.raises(InvalidArgument) as info:  # the same codec for the definitions list
+        await client.list_pattern_definitions(page_size=2, page_token=first.next_page_token)
+    assert [v.field for v in info.value.field_violations] == ["page_token"]
