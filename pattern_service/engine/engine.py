@@ -143,9 +143,42 @@ class PatternExecutionEngine:
         """
         start = time.perf_counter()
         text, ctx = self._check_request(query, context)
+        plan, call = await self._plan(text, execution_mode, ctx, tenant_id, allow_write, keyword_fallback)
+        key = await self._cache_key(plan, text, execution_mode, ctx, tenant_id) if use_cache else None
+        if key is not None:
+            hit = await self._lookup(key, plan, start)
+            if hit is not None:
+                self._account(tenant_id, plan, hit, cache_lookup=True)
+                return hit
+        try:
+            result = await self._run_plan(plan, call, text, ctx, execution_mode, tenant_id, start)
+        except Exception:
+            elapsed = (time.perf_counter() - start) * 1000
+            self._account(tenant_id, plan, None, cache_lookup=key is not None, time_ms=elapsed)
+            raise
+        if key is not None and result.success:
+            await self.cache.set(key, tenant_id, result, plan.definition.cache_ttl, reads_memory=plan.reads_memory)
+        self._account(tenant_id, plan, result, cache_lookup=key is not None)
+        return result
+
+    async def _plan(
+        self,
+        text: str,
+        mode: ExecutionMode,
+        ctx: Mapping[str, Any],
+        tenant_id: str,
+        allow_write: bool,
+        keyword_fallback: bool | None,
+    ) -> tuple[ExecutionPlan, MemoryCall | None]:
+        """Route a checked request and prepare its memory call; counts the routing decision.
+
+        Raises:
+            PermissionDeniedError: ``MISSING_SCOPE``: a write and not ``allow_write``.
+            InvalidArgumentError, FailedPreconditionError, NotFoundError: As :meth:`execute`.
+        """
         await self._maybe_refresh()
         with span("route"):
-            plan = await self.router.plan(text, execution_mode, ctx, tenant_id, keyword_fallback=keyword_fallback)
+            plan = await self.router.plan(text, mode, ctx, tenant_id, keyword_fallback=keyword_fallback)
         if plan.is_write and not allow_write:
             raise PermissionDeniedError(
                 f"the query routes to a write (pattern {plan.definition.name!r}), which needs the 'write' scope",
@@ -154,88 +187,113 @@ class PatternExecutionEngine:
             )
         call = self._prepare_memory(plan, text, ctx)
         self.tenant_stats.record_route(tenant_id, plan.path.pattern_type)
-        baseline = plan.baseline_cost
-        key = None
-        if use_cache and not plan.is_write and plan.definition.cache_ttl > 0:
-            generation = await self.generations.get(tenant_id) if plan.reads_memory else None
-            try:
-                key = cache_key(tenant_id, text, execution_mode, ctx, self.registry.version, generation)
-            except (TypeError, ValueError):
-                key = None
-        if key is not None:
-            with span("cache.lookup"):
-                hit = await self.cache.get(key)
-            if hit is not None:
-                elapsed = (time.perf_counter() - start) * 1000
-                self.tenant_stats.record(
-                    tenant_id,
-                    success=hit.success,
-                    cache_hit=True,
-                    cache_lookup=True,
-                    time_ms=elapsed,
-                    tokens=0,
-                    baseline=baseline,
-                    cache_layer=hit.cache_layer,
-                )
-                return ExecutionResult(  # not dataclasses.replace: this is the cache-hit hot path
-                    pattern_name=hit.pattern_name,
-                    pattern_type=hit.pattern_type,
-                    success=hit.success,
-                    result=hit.result,
-                    execution_time_ms=elapsed,
-                    tokens_used=0,
-                    cache_hit=True,
-                    error=hit.error,
-                    metadata=hit.metadata,
-                    routing=plan.decision,
-                    cache_entry=hit.cache_entry,
-                    cache_layer=hit.cache_layer,
-                )
+        return plan, call
+
+    async def _cache_key(
+        self, plan: ExecutionPlan, text: str, mode: ExecutionMode, ctx: Mapping[str, Any], tenant_id: str
+    ) -> str | None:
+        """The result-cache key of a plan, or ``None`` when its result is not cached.
+
+        Writes, patterns with ``cache_ttl`` 0 and contexts that are not JSON are
+        not cached; a memory read's key includes the tenant's data generation.
+        """
+        if plan.is_write or plan.definition.cache_ttl <= 0:
+            return None
+        generation = await self.generations.get(tenant_id) if plan.reads_memory else None
         try:
-            parts = await self._run(plan, call, text, ctx, tenant_id)
-        except Exception:
-            elapsed = (time.perf_counter() - start) * 1000
-            self.tenant_stats.record(
-                tenant_id,
-                success=False,
-                cache_hit=False,
-                cache_lookup=key is not None,
-                time_ms=elapsed,
-                tokens=plan.path.cost,
-                baseline=baseline,
-            )
-            raise
+            return cache_key(tenant_id, text, mode, ctx, self.registry.version, generation)
+        except (TypeError, ValueError):
+            return None
+
+    async def _lookup(self, key: str, plan: ExecutionPlan, start: float) -> ExecutionResult | None:
+        """The cached result under ``key`` as this request's result (timed from ``start``), or ``None``."""
+        with span("cache.lookup"):
+            hit = await self.cache.get(key)
+        if hit is None:
+            return None
+        return ExecutionResult(  # not dataclasses.replace: this is the cache-hit hot path
+            pattern_name=hit.pattern_name,
+            pattern_type=hit.pattern_type,
+            success=hit.success,
+            result=hit.result,
+            execution_time_ms=(time.perf_counter() - start) * 1000,
+            tokens_used=0,
+            cache_hit=True,
+            error=hit.error,
+            metadata=hit.metadata,
+            routing=plan.decision,
+            cache_entry=hit.cache_entry,
+            cache_layer=hit.cache_layer,
+        )
+
+    async def _run_plan(
+        self,
+        plan: ExecutionPlan,
+        call: MemoryCall | None,
+        text: str,
+        ctx: Mapping[str, Any],
+        mode: ExecutionMode,
+        tenant_id: str,
+        start: float,
+    ) -> ExecutionResult:
+        """Run the plan's parts; a successful memory write bumps the tenant's generation and drops its results.
+
+        Raises:
+            PatternServiceError: A backend of a memory-only path failed.
+        """
+        parts = await self._run(plan, call, text, ctx, tenant_id)
         success = all(p.success for p in parts)
         errors = [f"{p.part} part failed: {p.error}" for p in parts if not p.success]
         if plan.is_write and any(p.part == "memory" and p.success for p in parts):
             await self.generations.bump(tenant_id)
             await self.cache.invalidate_tenant(tenant_id)
-        elapsed = (time.perf_counter() - start) * 1000
-        result = ExecutionResult(
+        return ExecutionResult(
             pattern_name=plan.definition.name,
             pattern_type=plan.path.pattern_type,
             success=success,
             result={p.part: p.to_json() for p in parts},
-            execution_time_ms=elapsed,
+            execution_time_ms=(time.perf_counter() - start) * 1000,
             tokens_used=plan.path.cost,
             cache_hit=False,
             error="; ".join(errors) or None,
-            metadata=self._metadata(plan, execution_mode, tenant_id, parts),
+            metadata=self._metadata(plan, mode, tenant_id, parts),
             routing=plan.decision,
         )
-        if key is not None and success:
-            ttl = plan.definition.cache_ttl
-            await self.cache.set(key, tenant_id, result, ttl, reads_memory=plan.reads_memory)
+
+    def _account(
+        self,
+        tenant_id: str,
+        plan: ExecutionPlan,
+        result: ExecutionResult | None,
+        *,
+        cache_lookup: bool,
+        time_ms: float | None = None,
+    ) -> None:
+        """Count one execution in the tenant's and the process's statistics (:mod:`.stats`).
+
+        Args:
+            tenant_id: Caller tenant.
+            plan: What was routed (its path cost and all-hybrid baseline).
+            result: The result returned (a cache hit costs 0 tokens); ``None`` when
+                the run raised, which counts as a failure at the path's cost.
+            cache_lookup: Whether the result cache was consulted.
+            time_ms: Wall time when there is no result to take it from.
+        """
+        if result is None:
+            success, cache_hit, tokens, layer, elapsed = False, False, plan.path.cost, None, time_ms or 0.0
+        else:
+            success, cache_hit, tokens = result.success, result.cache_hit, result.tokens_used
+            layer, elapsed = result.cache_layer, result.execution_time_ms
         self.tenant_stats.record(
             tenant_id,
             success=success,
-            cache_hit=False,
-            cache_lookup=key is not None,
+            cache_hit=cache_hit,
+            cache_lookup=cache_lookup,
             time_ms=elapsed,
-            tokens=plan.path.cost,
-            baseline=baseline,
+            tokens=tokens,
+            baseline=plan.baseline_cost,
+            cache_layer=layer,
         )
-        return result
 
     async def route(
         self,
