@@ -17,13 +17,13 @@ from pattern_service.engine.stats import (
     RouterTotals,
     StatsSnapshot,
 )
-from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
+from tmws.pattern.v1 import GetStatsResponse
 
 
 def test_each_section_type_has_exactly_the_fields_of_its_message() -> None:
-    assert set(STATS_SECTIONS) == set(pe.GetStatsResponse.DESCRIPTOR.fields_by_name) - {"components"}
+    assert set(STATS_SECTIONS) == set(GetStatsResponse.DESCRIPTOR.fields_by_name) - {"components"}
     for name, kind in STATS_SECTIONS.items():
-        message = pe.GetStatsResponse.DESCRIPTOR.fields_by_name[name].message_type
+        message = GetStatsResponse.DESCRIPTOR.fields_by_name[name].message_type
         assert {f.name for f in dataclasses.fields(kind)} == set(message.fields_by_name), name
 
 

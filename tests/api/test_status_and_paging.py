@@ -13,7 +13,7 @@ from pattern_service import errors
 from pattern_service.api import paging, success_patterns
 from pattern_service.api.status import ERROR_DOMAIN, to_rpc_status
 from pattern_service.domain import KeysetCursor, Page
-from tmws.pattern.v1 import pattern_learning_service_pb2 as pl
+from tmws.pattern.v1 import ListSuccessPatternsRequest
 
 
 def _detail(status, cls):  # type: ignore[no-untyped-def]
@@ -76,7 +76,7 @@ def test_page_tokens_round_trip_and_are_bound_to_their_query() -> None:
 
 
 def _list_query(tenant: str = "tenant-a", token: str = "", **fields: Any) -> success_patterns.ListQuery:
-    return success_patterns.list_query(pl.ListSuccessPatternsRequest(page_token=token, **fields), tenant)
+    return success_patterns.list_query(ListSuccessPatternsRequest(page_token=token, **fields), tenant)
 
 
 @pytest.mark.parametrize("bad", ["garbage!!", "e30", "eyJjIjoxfQ", "%%%", paging.encode_token(3, "x")])

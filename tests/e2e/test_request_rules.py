@@ -9,7 +9,7 @@ import pytest
 from server_helpers import drop_server_database, make_settings, start_server
 
 from tmws.pattern.client import InvalidArgument, PatternClient
-from tmws.pattern.v1 import pattern_learning_service_pb2 as pl
+from tmws.pattern.v1 import SuccessPattern
 
 #: A query length above the engine's former own limit (10,000 characters).
 LIMIT = 20_000
@@ -59,7 +59,7 @@ async def test_a_query_over_the_setting_is_refused_with_a_field_violation(
 
 async def test_a_page_token_continues_its_own_list_only(client: PatternClient, other_tenant: PatternClient) -> None:
     for name in ("first", "second", "third"):
-        await client.create_success_pattern(pl.SuccessPattern(pattern_type="caching", name=name, tags=["redis"]))
+        await client.create_success_pattern(SuccessPattern(pattern_type="caching", name=name, tags=["redis"]))
     first = await client.list_success_patterns(page_size=2, tags=["redis"])
     assert len(first.success_patterns) == 2 and first.next_page_token
     rest = await client.list_success_patterns(page_size=2, tags=["redis"], page_token=first.next_page_token)
