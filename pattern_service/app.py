@@ -18,7 +18,7 @@ from typing import Any
 from pattern_service.config import Settings
 from pattern_service.engine.builtin_tools import register_builtin_tools
 from pattern_service.engine.cache import DEFAULT_MAX_SIZE, LocalResultCache
-from pattern_service.engine.engine import DEFAULT_MAX_QUERY_CHARS, PatternExecutionEngine
+from pattern_service.engine.engine import PatternExecutionEngine
 from pattern_service.engine.executors import DEFAULT_RECALL_MIN_SCORE
 from pattern_service.engine.ports import Embedder, GenerationStore, MemoryStore, PatternDefinitionStore, ResultCache
 from pattern_service.engine.registry import PatternRegistry
@@ -78,7 +78,6 @@ async def build_engine(
     cache: ResultCache | None = None,
     generations: GenerationStore | None = None,
     refresh_interval: float = 5.0,
-    max_query_length: int = DEFAULT_MAX_QUERY_CHARS,
     cache_timer: Callable[[], float] = time.monotonic,
     recall_min_score: float = DEFAULT_RECALL_MIN_SCORE,
 ) -> PatternExecutionEngine:
@@ -108,7 +107,6 @@ async def build_engine(
         cache: Result cache; default: ``LocalResultCache(cache_max_size, timer=cache_timer)``.
         generations: Tenant generation store; default: in-process.
         refresh_interval: Seconds between checks for registry changes by other replicas (0 = never).
-        max_query_length: Maximum query characters.
         cache_timer: Clock of the default local cache (seconds, monotonic).
         recall_min_score: Default relevance floor of ``recall`` in [0, 1]
             (``TMWS_RECALL_MIN_SCORE``; a context's ``min_score`` overrides it).
@@ -147,7 +145,6 @@ async def build_engine(
         cache=cache if cache is not None else LocalResultCache(cache_max_size, timer=cache_timer),
         generations=generations,
         refresh_interval=refresh_interval,
-        max_query_length=max_query_length,
         recall_min_score=recall_min_score,
     )
 

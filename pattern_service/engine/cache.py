@@ -30,6 +30,7 @@ from typing import Any
 from cachetools import TLRUCache
 
 from pattern_service.domain import ExecutionMode, ExecutionResult
+from pattern_service.engine.stats import CacheSnapshot
 from pattern_service.engine.text import normalize_query
 
 DEFAULT_MAX_SIZE = 10_000
@@ -217,18 +218,18 @@ class LocalResultCache:
         self._by_tenant.clear()
         self._indexed = 0
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> CacheSnapshot:
         """See :meth:`ResultCache.stats` (no Redis layer: ``redis_hits`` 0, ``redis_available`` false)."""
         self._cache.expire()
         lookups = self.hits + self.misses
-        return {
-            "hits": self.hits,
-            "misses": self.misses,
-            "local_hits": self.hits,
-            "redis_hits": 0,
-            "evictions": self._cache.evictions,
-            "invalidations": self.invalidations,
-            "hit_rate": self.hits / lookups if lookups else 0.0,
-            "local_cache_size": len(self._cache),
-            "redis_available": False,
-        }
+        return CacheSnapshot(
+            hits=self.hits,
+            misses=self.misses,
+            local_hits=self.hits,
+            redis_hits=0,
+            evictions=self._cache.evictions,
+            invalidations=self.invalidations,
+            hit_rate=self.hits / lookups if lookups else 0.0,
+            local_cache_size=len(self._cache),
+            redis_available=False,
+        )

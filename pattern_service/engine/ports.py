@@ -25,6 +25,7 @@ from pattern_service.domain import (
     NewMemory,
     PatternDefinition,
 )
+from pattern_service.engine.stats import CacheSnapshot
 
 
 class Embedder(Protocol):
@@ -182,9 +183,9 @@ class ResultCache(Protocol):
         """Release connections and local memory (never flushes a shared store)."""
         ...
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> CacheSnapshot:
         """``hits, misses, local_hits, redis_hits, evictions, invalidations, hit_rate (0-1),
-        local_cache_size, redis_available``."""
+        local_cache_size, redis_available`` (a subclass may add counters of its own layer)."""
         ...
 
 

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from pattern_service.domain import (
+    KeysetCursor,
     MatchQuery,
     MatchResult,
     Page,
@@ -48,18 +49,15 @@ class LearningStore(Protocol):
         tenant_id: str,
         *,
         page_size: int,
-        page_token: str,
+        after: KeysetCursor | None = None,
         pattern_type: str | None = None,
         statuses: Sequence[SuccessPatternStatus] = (),
         parent_pattern_id: str | None = None,
         tags: Sequence[str] = (),
         name_prefix: str | None = None,
     ) -> Page[SuccessPattern]:
-        """Newest first; every given filter must hold (``tags``: at least one of them).
-
-        Raises:
-            InvalidArgumentError: ``page_token`` is malformed or belongs to another query.
-        """
+        """Newest first, from just after ``after`` (``None``: the first page); every given filter
+        must hold (``tags``: at least one of them). The page's ``next_cursor`` continues it."""
         ...
 
     async def update(self, tenant_id: str, pattern_id: str, changes: Mapping[str, Any]) -> SuccessPattern:

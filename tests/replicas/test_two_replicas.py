@@ -20,7 +20,7 @@ from server_helpers import create_database, drop_database, postgres_maintenance_
 
 from pattern_service.store.db import aupgrade_to_head
 from tmws.pattern.client import NotFound, PatternClient
-from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
+from tmws.pattern.v1 import PATTERN_TYPE_MEMORY, PatternDefinition
 
 REDIS_URL = os.environ.get("TMWS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -67,8 +67,8 @@ async def test_register_store_and_invalidate_across_replicas(replicas: tuple[Ser
     a_proc, b_proc = replicas
     async with PatternClient.connect(a_proc.target) as a, PatternClient.connect(b_proc.target) as b:
         # Register on A, route on B.
-        custom = pe.PatternDefinition(
-            name="database_optimization", pattern_type=pe.PATTERN_TYPE_MEMORY, trigger_pattern=r"optimize\s+database"
+        custom = PatternDefinition(
+            name="database_optimization", pattern_type=PATTERN_TYPE_MEMORY, trigger_pattern=r"optimize\s+database"
         )
         custom.metadata.update({"operation": "recall"})
         await a.register_batch([custom])

@@ -142,7 +142,7 @@ async def test_closed_index_then_restart_applies_pending(
             late.memory_id
         ]
         assert (await learning2.get(A, pattern.pattern_id)).name == "kept"
-        assert (await learning2.list(A, page_size=10, page_token="")).total_size == 1
+        assert (await learning2.list(A, page_size=10)).total_size == 1
     finally:
         await index2.close()
         await db2.dispose()

@@ -79,7 +79,7 @@ async def test_many_concurrent_units_of_work_share_a_bounded_pool(
         ]
         duplicates = [learning.create(T, SuccessPatternInput(pattern_type="ops", name="dup")) for _ in range(8)]
         reads = [memories.search_by_tag(T, ("db",), MemoryFilter(), 100) for _ in range(10)]
-        reads += [learning.list(T, page_size=100, page_token="") for _ in range(10)]
+        reads += [learning.list(T, page_size=100) for _ in range(10)]
         results = await asyncio.gather(*outcomes, *stores, *duplicates, *reads, return_exceptions=True)
 
         dup_results = results[70:78]
@@ -93,7 +93,7 @@ async def test_many_concurrent_units_of_work_share_a_bounded_pool(
         assert final.success_rate == pytest.approx(0.5)
         assert await memories.count(T) == 30
         assert len(await memories.search_by_tag(T, ("db",), MemoryFilter(), 100)) == 15
-        assert (await learning.list(T, page_size=100, page_token="")).total_size == 2
+        assert (await learning.list(T, page_size=100)).total_size == 2
 
         await sync.run_pending()
         async with db.session() as session:
