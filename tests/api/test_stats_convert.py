@@ -9,7 +9,7 @@ import pytest
 
 from pattern_service.api import convert_stats
 from pattern_service.api.convert_stats import STATS_SECTIONS, stats_to_proto
-from pattern_service.engine.redis_cache import RedisCacheSnapshot
+from pattern_service.redis.cache import RedisCacheSnapshot
 from pattern_service.engine.stats import (
     CacheSnapshot,
     EngineSnapshot,
