@@ -9,7 +9,6 @@ import pytest
 
 from pattern_service.api import convert_stats
 from pattern_service.api.convert_stats import STATS_SECTIONS, stats_to_proto
-from pattern_service.redis.cache import RedisCacheSnapshot
 from pattern_service.engine.stats import (
     CacheSnapshot,
     EngineSnapshot,
@@ -17,6 +16,7 @@ from pattern_service.engine.stats import (
     RouterTotals,
     StatsSnapshot,
 )
+from pattern_service.redis.cache import RedisCacheSnapshot
 from tmws.pattern.v1 import GetStatsResponse
 
 
