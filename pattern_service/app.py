@@ -17,6 +17,7 @@ from pattern_service.store.base import PatternDefinitionStore
 from pattern_service.store.db import Database, aupgrade_to_head
 from pattern_service.store.definitions import SqlPatternDefinitionStore
 from pattern_service.store.embeddings import Embedder, OnnxEmbedder, create_embedder
+from pattern_service.store.emptied import check_not_emptied
 from pattern_service.store.learning import SqlLearningStore
 from pattern_service.store.memories import SqlMemoryStore
 from pattern_service.store.outbox import VectorSync
@@ -29,7 +30,8 @@ METRICS_REFRESH_SECONDS = 5.0
 RECONCILE_SECONDS = 30.0
 
 
-def _vector_index(settings: Settings) -> VectorIndex:
+def vector_index(settings: Settings) -> VectorIndex:
+    """The vector index ``settings`` name (Qdrant server, qdrant-client local mode or embedded qdrant-edge)."""
     if settings.qdrant_url:
         from pattern_service.store.vectors.qdrant import QdrantVectorIndex
 
@@ -81,7 +83,8 @@ class Application:
 
         Raises:
             UnavailableError: A backend cannot be reached.
-            FailedPreconditionError: The index holds vectors of another embedding model.
+            FailedPreconditionError: The index holds vectors of another embedding model, or the
+                database is empty beside a populated index (:mod:`pattern_service.store.emptied`).
         """
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         url = settings.resolved_database_url
@@ -96,9 +99,21 @@ class Application:
         embedder = create_embedder(settings.embedder, model_cache_dir=settings.model_cache_dir)
         if isinstance(embedder, OnnxEmbedder):
             await embedder.aload()  # 0.3-0.7 s, off the event loop, before the first request
-        index = _vector_index(settings)
+        index = vector_index(settings)
         sync = VectorSync(db, index, embedder)
-        await sync.ensure_collections()
+        try:
+            await sync.ensure_collections()
+            await check_not_emptied(
+                db,
+                index,
+                database=url,
+                index_location=settings.vector_location,
+                accept=settings.accept_empty_database,
+            )
+        except BaseException:
+            await index.close()  # released, so the refused start leaves the index as it found it
+            await db.dispose()
+            raise
         repaired = await sync.reconcile_all()
         log.info("vector index reconciled: %s", repaired)
         memory_store = SqlMemoryStore(db, index, embedder, sync)

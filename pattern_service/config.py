@@ -29,6 +29,9 @@ class Settings(BaseSettings):
         db_connect_timeout: Seconds to establish one database connection (PostgreSQL) before the
             unit of work fails with ``UNAVAILABLE`` (so calls fail fast while the database is down).
         run_migrations: Run ``alembic upgrade head`` on start.
+        accept_empty_database: Start even when the SQL database is empty beside a vector index that
+            holds points (start-up reconciliation then deletes them); without it such a start is refused
+            (:mod:`pattern_service.store.emptied`). Also ``serve --accept-empty-database``.
         redis_url: Redis URL of the second cache layer (a later issue); empty = none.
         redis_namespace: Redis keys are ``tmws:<namespace>:…`` (letters, digits, ``_.-``).
         redis_timeout: Upper bound of one Redis call, seconds (a slower call counts as Redis down).
@@ -113,6 +116,7 @@ class Settings(BaseSettings):
     db_pool_pre_ping: bool = True
     db_connect_timeout: float = Field(default=2.0, gt=0.0, le=300.0)
     run_migrations: bool = True
+    accept_empty_database: bool = False
     redis_url: str = ""
     redis_namespace: str = Field(default="pattern", pattern=r"^[A-Za-z0-9_.-]+$")
     redis_timeout: float = Field(default=0.5, gt=0.0, le=30.0)
@@ -177,3 +181,8 @@ class Settings(BaseSettings):
     def vector_dir(self) -> Path:
         """Directory of the embedded vector index."""
         return self.data_dir / "vectors"
+
+    @property
+    def vector_location(self) -> str:
+        """Where the vector index is, for messages: the Qdrant URL, the local-mode path or the embedded directory."""
+        return self.qdrant_url or self.qdrant_path or str(self.vector_dir)

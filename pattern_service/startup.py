@@ -111,6 +111,13 @@ def describe(exc: BaseException, settings: Any = None) -> StartupError:
                 "start with the embedder the stored vectors were made with, or move them to the new one with "
                 "`python -m pattern_service reembed --embedder NAME` (then --switch)",
             )
+        if exc.reason == "EMPTY_DATABASE_BESIDE_INDEX":
+            return StartupError(
+                exc.message,
+                "TMWS_DATABASE_URL / TMWS_DATA_DIR",
+                "point TMWS_DATABASE_URL (or TMWS_DATA_DIR) at this index's database; if the empty database is "
+                "right, run `python -m pattern_service reindex` (or serve --accept-empty-database) to empty the index",
+            )
         if exc.reason.startswith("WORKERS_"):
             return StartupError(exc.message, "TMWS_WORKERS", "set TMWS_WORKERS=1 or provide what the message names")
         return StartupError(exc.message, "TMWS_EMBEDDER / TMWS_MODEL_CACHE_DIR", "see the message")
