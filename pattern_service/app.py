@@ -16,6 +16,7 @@ from pattern_service.metrics import Metrics
 from pattern_service.store.base import PatternDefinitionStore
 from pattern_service.store.db import Database, aupgrade_to_head
 from pattern_service.store.definitions import SqlPatternDefinitionStore
+from pattern_service.store.disk import MIB, FreeSpace
 from pattern_service.store.embeddings import Embedder, OnnxEmbedder, create_embedder
 from pattern_service.store.emptied import check_not_emptied
 from pattern_service.store.learning import SqlLearningStore
@@ -43,7 +44,10 @@ def vector_index(settings: Settings) -> VectorIndex:
     from pattern_service.store.vectors.edge import EdgeVectorIndex
 
     return EdgeVectorIndex(
-        settings.vector_dir, index_threshold=settings.vector_index_threshold, hnsw_ef=settings.vector_hnsw_ef
+        settings.vector_dir,
+        index_threshold=settings.vector_index_threshold,
+        hnsw_ef=settings.vector_hnsw_ef,
+        min_free_bytes=settings.min_free_disk_mb * MIB,
     )
 
 
@@ -83,11 +87,14 @@ class Application:
 
         Raises:
             UnavailableError: A backend cannot be reached.
+            DiskFullError: A local store's filesystem has less than ``TMWS_MIN_FREE_DISK_MB`` free.
             FailedPreconditionError: The index holds vectors of another embedding model, or the
                 database is empty beside a populated index (:mod:`pattern_service.store.emptied`).
         """
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         url = settings.resolved_database_url
+        space = FreeSpace(settings.local_store_paths, settings.min_free_disk_mb * MIB)
+        space.check("open the stores")  # before the migrations write and the index maps its files
         if settings.run_migrations:
             await aupgrade_to_head(url)
         db = Database(
@@ -95,6 +102,8 @@ class Application:
             pool_size=settings.db_max_connections,
             pool_pre_ping=settings.db_pool_pre_ping,
             connect_timeout=settings.db_connect_timeout,
+            # Every write needs room in the data directory: for SQLite, and for the embedded index that grows after it.
+            before_write=space.check,
         )
         embedder = create_embedder(settings.embedder, model_cache_dir=settings.model_cache_dir)
         if isinstance(embedder, OnnxEmbedder):

@@ -189,10 +189,11 @@ class CallGuard:
         deadline = loop.time() + within
         self.closing = True
         self.last_refusal = loop.time()
-        try:
-            await asyncio.wait_for(self.limit.wait_idle(), within)
-        except TimeoutError:
-            return False
+        if self.limit.active:
+            try:
+                await asyncio.wait_for(self.limit.wait_idle(), within)
+            except TimeoutError:
+                return False
         # grpc ends every call still queued in its core when its stop() begins with CANCELLED, so wait
         # for a quiet moment: callers refused here back off (RetryInfo), and then nothing is queued.
         while (quiet := loop.time() - self.last_refusal) < CUTOVER_QUIET_SECONDS:
