@@ -116,7 +116,12 @@ async def _run(env: dict[str, str], *args: str) -> tuple[int, str]:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    out, _ = await asyncio.wait_for(proc.communicate(), 180)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), 180)
+    except TimeoutError:  # e.g. a server that started instead of refusing: leave nothing running
+        proc.kill()
+        await proc.wait()
+        raise
     assert proc.returncode is not None
     return proc.returncode, "\n".join(x for x in out.decode().splitlines() if not x.startswith(("I1", "W1", "E1")))
 
