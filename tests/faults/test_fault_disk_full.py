@@ -60,7 +60,12 @@ async def _in_small_filesystem(size: str, mount: Path, env: dict[str, str], *com
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    out, _ = await asyncio.wait_for(proc.communicate(), 600)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), 600)
+    except TimeoutError:  # leave nothing running
+        proc.kill()
+        await proc.wait()
+        raise
     assert proc.returncode is not None
     lines = [line for line in out.decode().splitlines() if not line.startswith(("I1", "W1", "E1"))]
     return proc.returncode, "\n".join(lines)
