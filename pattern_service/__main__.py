@@ -1,5 +1,6 @@
-"""Command line: ``python -m pattern_service serve`` (default), ``migrate``, ``prepare-model``, ``hash-key``
-or ``reembed --embedder NAME [--switch]`` (see :mod:`pattern_service.reembed`).
+"""Command line: ``python -m pattern_service serve`` (default; ``--accept-empty-database``), ``migrate``,
+``prepare-model``, ``hash-key``, ``reindex`` or ``reembed --embedder NAME [--switch]`` (see
+:mod:`pattern_service.reembed`; ``reindex`` and ``--accept-empty-database``: :mod:`pattern_service.store.emptied`).
 
 ``prepare-model`` derives the default embedder's int8 model into the model cache
 (``TMWS_MODEL_CACHE_DIR``), e.g. while building an image, so no server start pays for it.
@@ -49,6 +50,23 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--address", help="host:port to listen on (TMWS_GRPC_ADDRESS)")
         sub.add_argument("--data-dir", type=Path, help="data directory of the embedded backends (TMWS_DATA_DIR)")
         sub.add_argument("--workers", type=int, help="server processes sharing the port (TMWS_WORKERS)")
+    accept_help = (
+        "start even if the SQL database is empty beside a populated vector index, deleting the index's points "
+        "(TMWS_ACCEPT_EMPTY_DATABASE)"
+    )
+    parser.add_argument("--accept-empty-database", action="store_true", help=accept_help)
+    commands.choices["serve"].add_argument(
+        "--accept-empty-database", action="store_true", default=argparse.SUPPRESS, help=accept_help
+    )
+    reindex = commands.add_parser(
+        "reindex",
+        help="make the vector index match the SQL database (also when the database is empty) and exit",
+        description="Open the database and the vector index, reconcile the index with the database (adding "
+        "missing vectors, deleting points without a row: all of them when the database is empty) and exit. "
+        "Run it with the server stopped.",
+        argument_default=argparse.SUPPRESS,
+    )
+    reindex.add_argument("--data-dir", type=Path, help="data directory of the embedded backends (TMWS_DATA_DIR)")
     reembed = commands.add_parser(
         "reembed",
         help="rebuild every vector from SQL with another embedder (see pattern_service.reembed)",
@@ -91,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides["data_dir"] = opts.data_dir
     if getattr(opts, "workers", None):
         overrides["workers"] = opts.workers
+    if getattr(opts, "accept_empty_database", False) or opts.command == "reindex":
+        overrides["accept_empty_database"] = True
     settings: Settings | None = None
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
@@ -134,6 +154,12 @@ def _run(command: str, settings: Settings, opts: argparse.Namespace) -> int:
                 sum(built.values()),
                 opts.embedder,
             )
+        return 0
+    if command == "reindex":
+        from pattern_service.reembed import reindex
+
+        repaired = asyncio.run(reindex(settings))
+        log.info("vector index matches the database: %s (upserted, deleted) per collection", repaired)
         return 0
     if command == "migrate":
         from pattern_service.store.db import upgrade_to_head

@@ -29,7 +29,9 @@ from pattern_service.redis.sync import RedisCacheBackend
 from pattern_service.redis.vectors import follow_vector_changes
 from pattern_service.store.db import Database, aupgrade_to_head
 from pattern_service.store.definitions import SqlPatternDefinitionStore
+from pattern_service.store.disk import MIB, FreeSpace
 from pattern_service.store.embeddings import OnnxEmbedder, create_embedder
+from pattern_service.store.emptied import check_not_emptied
 from pattern_service.store.learning import SqlLearningStore
 from pattern_service.store.memories import SqlMemoryStore
 from pattern_service.store.outbox import VectorSync
@@ -43,7 +45,8 @@ METRICS_REFRESH_SECONDS = 5.0
 RECONCILE_SECONDS = 30.0
 
 
-def _vector_index(settings: Settings) -> VectorIndex:
+def vector_index(settings: Settings) -> VectorIndex:
+    """The vector index ``settings`` name (Qdrant server, qdrant-client local mode or embedded qdrant-edge)."""
     if settings.qdrant_url:
         from pattern_service.store.vectors.qdrant import QdrantVectorIndex
 
@@ -55,7 +58,10 @@ def _vector_index(settings: Settings) -> VectorIndex:
     from pattern_service.store.vectors.edge import EdgeVectorIndex
 
     return EdgeVectorIndex(
-        settings.vector_dir, index_threshold=settings.vector_index_threshold, hnsw_ef=settings.vector_hnsw_ef
+        settings.vector_dir,
+        index_threshold=settings.vector_index_threshold,
+        hnsw_ef=settings.vector_hnsw_ef,
+        min_free_bytes=settings.min_free_disk_mb * MIB,
     )
 
 
@@ -185,10 +191,14 @@ class Application:
 
         Raises:
             UnavailableError: A backend cannot be reached.
-            FailedPreconditionError: The index holds vectors of another embedding model.
+            DiskFullError: A local store's filesystem has less than ``TMWS_MIN_FREE_DISK_MB`` free.
+            FailedPreconditionError: The index holds vectors of another embedding model, or the
+                database is empty beside a populated index (:mod:`pattern_service.store.emptied`).
         """
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         url = settings.resolved_database_url
+        space = FreeSpace(settings.local_store_paths, settings.min_free_disk_mb * MIB)
+        space.check("open the stores")  # before the migrations write and the index maps its files
         if settings.run_migrations:
             await aupgrade_to_head(url)
         db = Database(
@@ -196,13 +206,27 @@ class Application:
             pool_size=settings.db_max_connections,
             pool_pre_ping=settings.db_pool_pre_ping,
             connect_timeout=settings.db_connect_timeout,
+            # Every write needs room in the data directory: for SQLite, and for the embedded index that grows after it.
+            before_write=space.check,
         )
         embedder = create_embedder(settings.embedder, model_cache_dir=settings.model_cache_dir)
         if isinstance(embedder, OnnxEmbedder):
             await embedder.aload()  # 0.3-0.7 s, off the event loop, before the first request
-        index = _vector_index(settings)
+        index = vector_index(settings)
         sync = VectorSync(db, index, embedder, VECTOR_BINDINGS)
-        await sync.ensure_collections()
+        try:
+            await sync.ensure_collections()
+            await check_not_emptied(
+                db,
+                index,
+                database=url,
+                index_location=settings.vector_location,
+                accept=settings.accept_empty_database,
+            )
+        except BaseException:
+            await index.close()  # released, so the refused start leaves the index as it found it
+            await db.dispose()
+            raise
         repaired = await sync.reconcile_all()
         log.info("vector index reconciled: %s", repaired)
         memory_store = SqlMemoryStore(db, index, embedder, sync)

@@ -29,6 +29,13 @@ class Settings(BaseSettings):
         db_connect_timeout: Seconds to establish one database connection (PostgreSQL) before the
             unit of work fails with ``UNAVAILABLE`` (so calls fail fast while the database is down).
         run_migrations: Run ``alembic upgrade head`` on start.
+        min_free_disk_mb: MiB that must stay free on the filesystem of each local store (SQLite file,
+            embedded vector index) before it is opened and before each write; below it writes fail
+            ``RESOURCE_EXHAUSTED`` ``INSUFFICIENT_DISK_SPACE`` and a start exits (instead of the embedded
+            index dying of ``SIGBUS``; :mod:`pattern_service.store.disk`). 0 = no check.
+        accept_empty_database: Start even when the SQL database is empty beside a vector index that
+            holds points (start-up reconciliation then deletes them); without it such a start is refused
+            (:mod:`pattern_service.store.emptied`). Also ``serve --accept-empty-database``.
         redis_url: Redis URL of the second cache layer (a later issue); empty = none.
         redis_namespace: Redis keys are ``tmws:<namespace>:…`` (letters, digits, ``_.-``).
         redis_timeout: Upper bound of one Redis call, seconds (a slower call counts as Redis down).
@@ -113,6 +120,8 @@ class Settings(BaseSettings):
     db_pool_pre_ping: bool = True
     db_connect_timeout: float = Field(default=2.0, gt=0.0, le=300.0)
     run_migrations: bool = True
+    accept_empty_database: bool = False
+    min_free_disk_mb: int = Field(default=256, ge=0)
     redis_url: str = ""
     redis_namespace: str = Field(default="pattern", pattern=r"^[A-Za-z0-9_.-]+$")
     redis_timeout: float = Field(default=0.5, gt=0.0, le=30.0)
@@ -177,3 +186,21 @@ class Settings(BaseSettings):
     def vector_dir(self) -> Path:
         """Directory of the embedded vector index."""
         return self.data_dir / "vectors"
+
+    @property
+    def local_store_paths(self) -> list[Path]:
+        """Where the local stores live: the SQLite file's directory and the embedded index's (if used)."""
+        from sqlalchemy.engine import make_url
+
+        paths: list[Path] = []
+        url = make_url(self.resolved_database_url)
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            paths.append(Path(url.database).parent)
+        if not self.qdrant_url:
+            paths.append(Path(self.qdrant_path) if self.qdrant_path else self.vector_dir)
+        return paths
+
+    @property
+    def vector_location(self) -> str:
+        """Where the vector index is, for messages: the Qdrant URL, the local-mode path or the embedded directory."""
+        return self.qdrant_url or self.qdrant_path or str(self.vector_dir)

@@ -120,6 +120,12 @@ class ResourceExhaustedError(PatternServiceError):
     default_reason = "RESOURCE_EXHAUSTED"
 
 
+class DiskFullError(ResourceExhaustedError):
+    """A local store's filesystem has less free space than ``TMWS_MIN_FREE_DISK_MB``; nothing was written."""
+
+    default_reason = "INSUFFICIENT_DISK_SPACE"
+
+
 class UnauthenticatedError(PatternServiceError):
     """The call carries no valid credentials (gRPC ``UNAUTHENTICATED``)."""
 

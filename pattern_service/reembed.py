@@ -260,3 +260,45 @@ async def _embedder(settings: Settings, name: str) -> Embedder:
 def _close(embedder: Embedder) -> None:
     if isinstance(embedder, OnnxEmbedder):
         embedder.close()
+
+
+async def reindex(settings: Settings) -> dict[str, tuple[int, int]]:
+    """``python -m pattern_service reindex``: make the vector index match SQL, with the server stopped.
+
+    Every missing vector is embedded and written, every point without a row is deleted, also
+    when the database is empty (what a start refuses: :mod:`pattern_service.store.emptied`;
+    the points about to go are logged).
+
+    Returns:
+        ``{collection: (upserted, deleted)}``.
+
+    Raises:
+        UnavailableError: The database or the index cannot be reached.
+        FailedPreconditionError: The index holds vectors of another embedding model.
+    """
+    from pattern_service.app import vector_index
+    from pattern_service.store.db import aupgrade_to_head
+    from pattern_service.store.emptied import check_not_emptied
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = settings.resolved_database_url
+    if settings.run_migrations:
+        await aupgrade_to_head(url)
+    db = Database(url, connect_timeout=settings.db_connect_timeout)
+    embedder = await _embedder(settings, settings.embedder)
+    index = vector_index(settings)
+    try:
+        sync = VectorSync(db, index, embedder, VECTOR_BINDINGS)
+        await sync.ensure_collections()
+        await check_not_emptied(
+            db,
+            index,
+            database=url,
+            index_location=settings.vector_location,
+            accept=True,
+        )
+        return await sync.reconcile_all()
+    finally:
+        await index.close()
+        await db.dispose()
+        _close(embedder)

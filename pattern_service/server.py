@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 EXECUTION_SERVICE = pe.DESCRIPTOR.services_by_name["PatternExecutionService"].full_name
 LEARNING_SERVICE = pl.DESCRIPTOR.services_by_name["PatternLearningService"].full_name
+#: Event-loop turns between the guard's cut-over and grpc's stop (see :meth:`PatternServer.stop`).
+CUTOVER_YIELDS = 20
 #: Components the learning service cannot answer without (see :mod:`pattern_service.health`).
 LEARNING_NEEDS = frozenset({"sql", "vector_index", "embedding"})
 
@@ -110,8 +112,9 @@ class PatternServer:
 
     async def stop(self, grace: float | None = None) -> None:
         """Graceful shutdown: health NOT_SERVING first, then (after the drain) end the
-        health ``Watch`` streams and refuse new calls, let in-flight calls finish
-        within ``grace`` seconds, then close the stores."""
+        health ``Watch`` streams and refuse new calls with ``UNAVAILABLE`` (reason
+        ``SHUTTING_DOWN``; never ``CANCELLED``), let admitted calls finish within
+        ``grace`` seconds (default ``TMWS_GRACE_PERIOD``), stop grpc, then close the stores."""
         if self._server is None or self._stopped.is_set():
             return
         self._stopped.set()
@@ -123,7 +126,19 @@ class PatternServer:
             await asyncio.sleep(self.settings.shutdown_drain)
         # An open Watch never ends by itself: it would hold the stop for the whole grace period.
         await self.health.end_watches()
-        await self._server.stop(self.settings.grace_period if grace is None else grace)
+        # The cut-over: grpc's own stop() ends the calls that reached it but had not started with
+        # CANCELLED (grpc/grpc#41785), which clients do not retry. So first the guard answers every new
+        # call UNAVAILABLE while the admitted ones finish (within the grace period), and grpc's stop
+        # comes only when nothing is left running; by then a call still arriving is answered at once.
+        budget = self.settings.grace_period if grace is None else grace
+        started = asyncio.get_running_loop().time()
+        if not await self.security.guard.close(budget):
+            log.warning("calls still running after the %.1f s grace period are cancelled", budget)
+        for _ in range(CUTOVER_YIELDS):
+            # Let grpc's request loop pick up (and the guard refuse) calls queued in the core meanwhile.
+            await asyncio.sleep(0)
+        remaining = max(0.0, budget - (asyncio.get_running_loop().time() - started))
+        await self._server.stop(remaining)
         await self.app.close()
         log.info("stopped")
 

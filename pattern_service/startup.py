@@ -10,6 +10,8 @@ exit code  meaning
 =========  ====================================================================
 69         a backend is unreachable (``EX_UNAVAILABLE``: database, Redis, Qdrant)
 71         the listen address cannot be bound (``EX_OSERR``)
+73         too little free disk space for the local stores (``EX_CANTCREAT``,
+           ``TMWS_MIN_FREE_DISK_MB``; :mod:`pattern_service.store.disk`)
 78         the configuration is wrong (``EX_CONFIG``: settings, key/TLS/pattern files,
            embedder that does not match the stored vectors, workers)
 =========  ====================================================================
@@ -23,6 +25,7 @@ from typing import Any
 
 EXIT_UNAVAILABLE = 69
 EXIT_OSERR = 71
+EXIT_CANTCREAT = 73
 EXIT_CONFIG = 78
 
 
@@ -81,7 +84,7 @@ def describe(exc: BaseException, settings: Any = None) -> StartupError:
     from pattern_service.api.auth import InsecureConfigurationError
     from pattern_service.api.keys import KeyConfigError
     from pattern_service.api.tls import TlsConfigError
-    from pattern_service.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
+    from pattern_service.errors import DiskFullError, FailedPreconditionError, InvalidArgumentError, UnavailableError
 
     if isinstance(exc, StartupError):
         return exc
@@ -111,9 +114,23 @@ def describe(exc: BaseException, settings: Any = None) -> StartupError:
                 "start with the embedder the stored vectors were made with, or move them to the new one with "
                 "`python -m pattern_service reembed --embedder NAME` (then --switch)",
             )
+        if exc.reason == "EMPTY_DATABASE_BESIDE_INDEX":
+            return StartupError(
+                exc.message,
+                "TMWS_DATABASE_URL / TMWS_DATA_DIR",
+                "point TMWS_DATABASE_URL (or TMWS_DATA_DIR) at this index's database; if the empty database is "
+                "right, run `python -m pattern_service reindex` (or serve --accept-empty-database) to empty the index",
+            )
         if exc.reason.startswith("WORKERS_"):
             return StartupError(exc.message, "TMWS_WORKERS", "set TMWS_WORKERS=1 or provide what the message names")
         return StartupError(exc.message, "TMWS_EMBEDDER / TMWS_MODEL_CACHE_DIR", "see the message")
+    if isinstance(exc, DiskFullError):
+        return StartupError(
+            exc.message,
+            "TMWS_DATA_DIR / TMWS_MIN_FREE_DISK_MB",
+            "free disk space there or move TMWS_DATA_DIR to a larger filesystem",
+            EXIT_CANTCREAT,
+        )
     if isinstance(exc, UnavailableError):
         return StartupError(
             exc.message,

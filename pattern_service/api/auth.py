@@ -27,7 +27,10 @@ whether a query (``store …``) is a write. The servicer passes
 with ``PERMISSION_DENIED`` before anything runs or is cached.
 
 Errors: no or an unknown key → ``UNAUTHENTICATED`` (reason ``MISSING_CREDENTIALS``
-or ``INVALID_API_KEY``); missing scope → ``PERMISSION_DENIED`` (reason
+or ``INVALID_API_KEY``); more than one credential (two ``authorization`` or two
+``x-api-key`` headers, or both headers with different keys) → ``UNAUTHENTICATED``
+(reason ``CONFLICTING_CREDENTIALS``); two ``x-tenant-id`` values →
+``INVALID_ARGUMENT`` (field ``metadata.x-tenant-id``); missing scope → ``PERMISSION_DENIED`` (reason
 ``MISSING_SCOPE``, metadata ``required_scope``); an ``x-tenant-id`` header
 other than the key's tenant → ``PERMISSION_DENIED`` (reason ``TENANT_MISMATCH``).
 
@@ -88,21 +91,38 @@ def required_scope(method: str) -> Scope | None:
 def presented_key(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | None:
     """The API key a call presents, or ``None``.
 
+    A call presents at most one credential: one ``authorization: Bearer <key>``
+    header, one ``x-api-key`` header, or both naming the same key. Anything
+    else is refused whatever the order of the headers, so a proxy appending a
+    header cannot change whose call it is ("first one wins" would).
+
     Raises:
         UnauthenticatedError: ``MALFORMED_AUTHORIZATION``: an ``authorization``
-            header that is not ``Bearer <key>``.
+            header that is not ``Bearer <key>``; ``CONFLICTING_CREDENTIALS``: two
+            ``authorization`` or two ``x-api-key`` headers, or both headers with
+            different keys.
     """
+    bearers: list[str] = []
+    api_keys: list[str] = []
     for key, value in metadata or ():
+        if key != "authorization" and key != API_KEY_METADATA_KEY:
+            continue
         text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
         if key == "authorization":
             if not text[: len(BEARER)].lower() == BEARER or not text[len(BEARER) :].strip():
                 raise UnauthenticatedError(
                     "the authorization metadata must be 'Bearer <api key>'", reason="MALFORMED_AUTHORIZATION"
                 )
-            return text[len(BEARER) :].strip()
-        if key == API_KEY_METADATA_KEY and text:
-            return text
-    return None
+            bearers.append(text[len(BEARER) :].strip())
+        elif text:
+            api_keys.append(text)
+    if len(bearers) > 1 or len(api_keys) > 1 or len(set(bearers + api_keys)) > 1:
+        raise UnauthenticatedError(
+            "the call presents more than one credential: send one 'authorization: Bearer <key>' "
+            "or one 'x-api-key' header",
+            reason="CONFLICTING_CREDENTIALS",
+        )
+    return bearers[0] if bearers else api_keys[0] if api_keys else None
 
 
 def authenticate(ring: KeyRing, metadata: Iterable[tuple[str, str | bytes]] | None, scope: Scope) -> Principal:

@@ -33,6 +33,7 @@ from pattern_service.api.validation import (
     check_page,
     check_pattern_type,
     check_query,
+    check_struct,
 )
 from pattern_service.config import Settings
 from pattern_service.engine.evaluation import Evaluation, Fit, LabelledUtterance
@@ -283,9 +284,9 @@ class PatternExecutionServicer(pe_grpc.PatternExecutionServiceServicer):
                 ("trigger_pattern", msg.trigger_pattern),
                 ("description", msg.description),
                 ("examples", list(msg.examples)),
-                ("metadata", convert.struct_to_dict(msg.metadata)),
             ):
                 check_no_nul(v, f"pattern_definitions[{i}].{name}", value)
+            check_struct(v, f"pattern_definitions[{i}].metadata", msg.metadata)
             # Every item goes to the engine's checks, also one without a valid type, so every
             # problem of every item is reported at once (the type itself was reported above).
             definitions.append(convert.definition_from_proto(msg, kind, default_cache_ttl=self._settings.cache_ttl))

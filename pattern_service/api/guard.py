@@ -3,6 +3,8 @@
 For each method of the two ``tmws.pattern.v1`` services, :class:`CallGuard`
 builds, once at start, a handler whose behaviour does in order:
 
+0. **the shutdown cut-over** (:meth:`CallGuard.close`): once the server's
+   drain is over, every new call aborts ``UNAVAILABLE`` ``SHUTTING_DOWN``;
 1. **authentication and scope** (:mod:`pattern_service.api.auth`) when API
    keys are configured: the principal is bound for the call, a refused call
    aborts ``UNAUTHENTICATED``/``PERMISSION_DENIED`` before anything else;
@@ -28,6 +30,9 @@ to act around it; with three of them that was a large share of a cache hit's
 CPU (``bench/profile.py``). Here the handler is built once per method and a
 call pays one wrapper, whose checks are plain attribute tests when no keys are
 configured.
+
+(Over 400 lines: the four handler kinds of :meth:`CallGuard.wrap` repeat one
+wrapper shape each, and are kept side by side so that they stay alike.)
 """
 
 from __future__ import annotations
@@ -47,11 +52,13 @@ from pattern_service.api.keys import KeyRing
 from pattern_service.api.rpc_metrics import RpcMetrics, grpc_type
 from pattern_service.api.status import abort, status_code_of
 from pattern_service.api.traced import traced
-from pattern_service.errors import PatternServiceError, ResourceExhaustedError
+from pattern_service.errors import PatternServiceError, ResourceExhaustedError, UnavailableError
 
 ServicerContext = grpc.aio.ServicerContext[Any, Any]
 #: Seconds before its deadline within which a cancelled call counts as ``DEADLINE_EXCEEDED``.
 DEADLINE_SLACK = 0.05
+#: Seconds without a new call the shutdown cut-over waits for before grpc stops (see :meth:`CallGuard.close`).
+CUTOVER_QUIET_SECONDS = 0.25
 #: A method handler of any request and response types.
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
@@ -97,6 +104,14 @@ class ConcurrencyLimit:
         self.limit = limit
         self.active = 0
         self._on_reject = on_reject
+        self._idle: asyncio.Event | None = None
+
+    async def wait_idle(self) -> None:
+        """Wait until no admitted call is running (the shutdown cut-over waits here, bounded by the grace)."""
+        if self.active == 0:
+            return
+        self._idle = asyncio.Event()
+        await self._idle.wait()
 
     def refusal(self, method: str) -> ResourceExhaustedError | None:
         """Take a slot for ``method`` (``None``), or the error to refuse it with (no slot taken)."""
@@ -114,6 +129,8 @@ class ConcurrencyLimit:
     def release(self) -> None:
         """Give back the slot of a call that ended."""
         self.active -= 1
+        if self.active == 0 and self._idle is not None:
+            self._idle.set()
 
 
 class CallGuard:
@@ -149,6 +166,44 @@ class CallGuard:
         self.max_message_bytes = max_message_bytes
         self.compress_responses = compress_responses
         self.compressed_methods = frozenset(compressed_methods)
+        #: Set by the server's shutdown once the drain is over: new calls get ``UNAVAILABLE`` (see :meth:`close`).
+        self.closing = False
+        self.last_refusal = 0.0
+
+    async def close(self, within: float) -> bool:
+        """The shutdown cut-over: refuse new calls, let the admitted ones finish.
+
+        From now on every new call of a guarded method ends ``UNAVAILABLE`` with
+        reason ``SHUTTING_DOWN`` (and ``RetryInfo``): clients retry it, unlike the
+        ``CANCELLED`` that grpc gives calls arriving once its own ``stop()`` has
+        begun (grpc/grpc#41785). Calls already admitted run on. Once they have
+        ended, it waits for :data:`CUTOVER_QUIET_SECONDS` without a new call (the
+        refused callers back off as ``RetryInfo`` asks), so that nothing is queued
+        when grpc stops; a caller retrying without any backoff at that instant can
+        still be cancelled by grpc.
+
+        Args:
+            within: Seconds to wait for the admitted calls (the grace period).
+
+        Returns:
+            Whether every admitted call ended within ``within`` seconds.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        self.closing = True
+        self.last_refusal = loop.time()
+        if self.limit.active:
+            try:
+                await asyncio.wait_for(self.limit.wait_idle(), within)
+            except TimeoutError:
+                return False
+        # grpc ends every call still queued in its core when its stop() begins with CANCELLED, so wait
+        # for a quiet moment: callers refused here back off (RetryInfo), and then nothing is queued.
+        while (quiet := loop.time() - self.last_refusal) < CUTOVER_QUIET_SECONDS:
+            if loop.time() + CUTOVER_QUIET_SECONDS - quiet > deadline:
+                break
+            await asyncio.sleep(CUTOVER_QUIET_SECONDS - quiet)
+        return True
 
     def _admit(self, name: str, scope: Scope | None, context: ServicerContext) -> Any:
         """Authenticate and admit one call; returns the principal token (or ``None``).
@@ -159,6 +214,11 @@ class CallGuard:
             PatternServiceError: The call is refused (no slot is held and no principal bound).
         """
         token = None
+        if self.closing:
+            self.last_refusal = asyncio.get_running_loop().time()
+            raise UnavailableError(
+                "the server is shutting down; retry (another replica will answer)", reason="SHUTTING_DOWN"
+            )
         try:
             if scope is not None and self._ring.enabled:
                 try:

@@ -118,18 +118,25 @@ def metadata_tenant(metadata: Iterable[tuple[str, str | bytes]] | None) -> str |
 
     Raises:
         InvalidArgumentError: The value is not 1-64 characters of
-            ``[A-Za-z0-9_.-]`` starting with a letter or digit (field
-            ``metadata.x-tenant-id``).
+            ``[A-Za-z0-9_.-]`` starting with a letter or digit, or the header is
+            given more than once (even with equal values: which tenant a call
+            belongs to is never decided by header order). Field
+            ``metadata.x-tenant-id``.
     """
+    found: str | None = None
     for key, value in metadata or ():
         if key == TENANT_METADATA_KEY:
+            if found is not None:
+                raise InvalidArgumentError.single(
+                    f"metadata.{TENANT_METADATA_KEY}", "must be given once; the call carries it more than once"
+                )
             text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
             if not _TENANT.match(text):
                 raise InvalidArgumentError.single(
                     f"metadata.{TENANT_METADATA_KEY}", "must be 1-64 characters of [A-Za-z0-9_.-]"
                 )
-            return text
-    return None
+            found = text
+    return found
 
 
 def tenant_of(context: grpc.aio.ServicerContext[Any, Any]) -> str:

@@ -23,9 +23,9 @@ from pattern_service.api.validation import (
     NUL_MESSAGE,
     Violations,
     check_fraction,
-    check_no_nul,
     check_page,
     check_statuses,
+    check_struct,
     check_tags,
     check_text,
     check_uuid,
@@ -40,9 +40,7 @@ def _struct(v: Violations, field: str, value: struct_pb2.Struct) -> dict[str, An
     if value.ByteSize() > MAX_STRUCT_BYTES:
         v.add(field, f"must serialize to at most {MAX_STRUCT_BYTES} bytes")
         return {}
-    data = convert.struct_to_dict(value)
-    check_no_nul(v, field, data)
-    return data
+    return check_struct(v, field, value)
 
 
 def _status(v: Violations, field: str, value: int) -> domain.SuccessPatternStatus:

@@ -2,12 +2,16 @@
 
 The engine and the stores validate the semantics they own (regexes, tools,
 context keys); this module checks what the wire format allows but the API
-forbids: lengths, ranges, enum numbers, ids, page sizes and field masks.
+forbids: lengths, ranges, enum numbers, ids, page sizes and field masks, and
+(:func:`check_struct`, the one door of every request Struct) NaN, ±Infinity and NUL.
 Limits are documented on the proto fields.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import re
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -93,6 +97,62 @@ def check_no_nul(v: Violations, field: str, value: Any) -> None:
         v.add(field, NUL_MESSAGE)
 
 
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+NON_FINITE_MESSAGE = "must be a finite number (JSON has no NaN or Infinity)"
+
+
+def _member_path(field: str, key: str) -> str:
+    """``field.key``, or ``field["key"]`` (JSON-quoted) for a key that is not an identifier."""
+    return f"{field}.{key}" if _IDENTIFIER.match(key) else f"{field}[{json.dumps(key, ensure_ascii=False)}]"
+
+
+def non_finite_paths(field: str, value: Any) -> list[str]:
+    """Paths of every NaN or ±Infinity inside a JSON-like value.
+
+    Args:
+        field: Path of ``value`` in the request (e.g. ``context``).
+        value: A number, string, bool, ``None``, or dicts/lists of them (a converted Struct).
+
+    Returns:
+        Field paths in the ``BadRequest.FieldViolation.field`` style, e.g.
+        ``context.weights[1]`` or ``context["a b"]``; empty when every number is finite.
+    """
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [field]
+    if isinstance(value, dict):
+        return [p for k, item in value.items() for p in non_finite_paths(_member_path(field, str(k)), item)]
+    if isinstance(value, list | tuple):
+        return [p for i, item in enumerate(value) for p in non_finite_paths(f"{field}[{i}]", item)]
+    return []
+
+
+def check_struct(v: Violations, field: str, struct: struct_pb2.Struct) -> dict[str, Any]:
+    """A request's Struct as a dict, after the checks every Struct of every RPC gets.
+
+    JSON (and so PostgreSQL's JSONB and SQLite's JSON) has no NaN or Infinity and
+    PostgreSQL stores no NUL; a Struct holding either is refused here, with the same
+    answer on every backend, instead of failing ``INTERNAL`` in one store and being
+    silently changed to ``null`` in another.
+
+    Args:
+        v: Where violations are recorded.
+        field: Path of the Struct in the request (e.g. ``success_pattern.quality_metrics``).
+        struct: The Struct.
+
+    Returns:
+        The Struct as a dict (:func:`~pattern_service.api.convert.struct_to_dict`);
+        ``{}`` when it was refused.
+    """
+    data = convert.struct_to_dict(struct)
+    bad = non_finite_paths(field, data)
+    for path in bad:
+        v.add(path, NON_FINITE_MESSAGE)
+    if contains_nul(data):
+        v.add(field, NUL_MESSAGE)
+        return {}
+    return {} if bad else data
+
+
 def check_query(v: Violations, field: str, query: str, max_length: int) -> str:
     """Validate and trim a query (1..``max_length`` characters after trimming, no NUL)."""
     text = query.strip()
@@ -114,7 +174,7 @@ def check_mode(v: Violations, field: str, mode: int) -> domain.ExecutionMode:
 
 
 def check_context(v: Violations, field: str, context: struct_pb2.Struct, max_bytes: int) -> dict[str, Any]:
-    """Validate a context Struct's size and nesting and return it as a dict."""
+    """Validate a context Struct's size and nesting (and :func:`check_struct`) and return it as a dict."""
     size = context.ByteSize()
     if size == 0:  # no context (the common case): nothing to check or convert
         return {}
@@ -124,11 +184,7 @@ def check_context(v: Violations, field: str, context: struct_pb2.Struct, max_byt
     if _depth(context) > MAX_CONTEXT_DEPTH:
         v.add(field, f"must be nested at most {MAX_CONTEXT_DEPTH} levels deep")
         return {}
-    data = convert.struct_to_dict(context)
-    if contains_nul(data):
-        v.add(field, NUL_MESSAGE)
-        return {}
-    return data
+    return check_struct(v, field, context)
 
 
 def check_page(v: Violations, page_size: int) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,8 @@ class Database:
         connect_timeout: Seconds to establish one new connection (PostgreSQL,
             ``TMWS_DB_CONNECT_TIMEOUT``); a slower connect fails the unit of work with ``UNAVAILABLE``.
         echo: Log every SQL statement.
+        before_write: Called before each unit of work that writes; what it raises refuses the write
+            before anything is written (the free-space check, :mod:`pattern_service.store.disk`).
 
     Attributes:
         url: The URL given.
@@ -97,8 +99,10 @@ class Database:
         pool_timeout: float = POOL_TIMEOUT_S,
         connect_timeout: float = CONNECT_TIMEOUT_S,
         echo: bool = False,
+        before_write: Callable[[], None] | None = None,
     ):
         self.url = url
+        self._before_write = before_write
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
         kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": pool_pre_ping and self.dialect != "sqlite"}
@@ -137,7 +141,10 @@ class Database:
         Raises:
             UnavailableError: The database could not be reached or is locked, or no pooled
                 connection became free within the pool timeout.
+            DiskFullError: ``write`` and the data directory's filesystem is nearly full.
         """
+        if write and self._before_write is not None:
+            self._before_write()
         if write and self._write_lock is not None:
             async with self._write_lock, self._unit() as session:
                 yield session

@@ -45,6 +45,7 @@ import numpy.typing as npt
 import qdrant_edge as qe
 
 from pattern_service.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError
+from pattern_service.store.disk import FreeSpace
 from pattern_service.store.vectors.base import (
     CollectionSpec,
     MatchAny,
@@ -146,6 +147,9 @@ class EdgeVectorIndex:
         full_scan_threshold_kb: Segments with fewer KB of vectors than this get no graph and
             are always searched exactly (qdrant's ``full_scan_threshold``; set when a
             collection is created; ≈ 6,500 vectors of 384-d at the default).
+        min_free_bytes: Free bytes the filesystem of ``root`` must keep before a collection is
+            opened or points are upserted (:mod:`pattern_service.store.disk`: a full disk is a
+            ``DiskFullError``, not a ``SIGBUS``); 0 = no check.
 
     Calls on a collection that :meth:`ensure_collection` has not opened in
     this process raise :class:`~pattern_service.errors.NotFoundError`; calls
@@ -166,10 +170,12 @@ class EdgeVectorIndex:
         index_threshold: int = INDEX_THRESHOLD,
         hnsw_ef: int = HNSW_EF,
         full_scan_threshold_kb: int = _FULL_SCAN_THRESHOLD_KB,
+        min_free_bytes: int = 0,
     ):
         if index_threshold < 0 or hnsw_ef < 1 or full_scan_threshold_kb < 1:
             raise ValueError("index_threshold must be >= 0 (0 = never build), hnsw_ef and full_scan_threshold_kb >= 1")
         self._root = pathlib.Path(root)
+        self._space = FreeSpace([self._root], min_free_bytes)
         self._full_scan_kb = full_scan_threshold_kb
         self._index_threshold = index_threshold
         self._search_params = qe.SearchParams(hnsw_ef=hnsw_ef)
@@ -202,6 +208,7 @@ class EdgeVectorIndex:
                 (reason ``VECTOR_STORE_LOCKED``; qdrant-edge locks its WAL).
             InvalidArgumentError: The spec's name is not ``[a-z0-9_]+``.
             UnavailableError: The index is closed, or the shard cannot be opened.
+            DiskFullError: The filesystem of the index is nearly full (nothing was opened).
         """
         check_collection_name(spec.name)
         await self._run(lambda: self._ensure_sync(spec))
@@ -215,6 +222,8 @@ class EdgeVectorIndex:
         cdir = self._root / spec.name
         sidecar = cdir / _SIDECAR
         shard_dir = cdir / _SHARD_DIR
+        if not sidecar.exists():
+            self._space.check(f"create vector collection {spec.name!r}")
         if sidecar.exists():
             tag = json.loads(sidecar.read_text(encoding="utf-8"))
             check_model_tag(spec, tag.get("model_id"), tag.get("dimension"))
@@ -224,6 +233,8 @@ class EdgeVectorIndex:
             tmp = cdir / (_SIDECAR + ".tmp")
             tmp.write_text(json.dumps(tag), encoding="utf-8")
             os.replace(tmp, sidecar)
+        # Opening maps sparse files (WAL segments, segments) whose pages a full disk cannot back.
+        self._space.check(f"open vector collection {spec.name!r}")
         try:
             if shard_dir.exists() and any(shard_dir.iterdir()):
                 shard = qe.EdgeShard.load(str(shard_dir))
@@ -279,10 +290,12 @@ class EdgeVectorIndex:
         Raises:
             InvalidArgumentError: An id is not a UUID or a vector has the wrong shape.
             NotFoundError: The collection is not open.
+            DiskFullError: The filesystem of the index is nearly full (nothing was written).
         """
         coll = self._get(collection)
         if not points:
             return
+        self._space.check(f"add {len(points)} point(s) to vector collection {collection!r}")
         edge_points = [
             qe.Point(
                 normalise_point_id(p.id),
