@@ -153,7 +153,7 @@ class Application:
         if redis is not None:
             if not settings.qdrant_url:
                 app._follow_other_replicas(redis)
-            await redis.start(engine.registry.refresh_if_changed)
+            await redis.start(engine.registries.refresh_if_changed)
         sync.start()
         app._tasks.append(asyncio.create_task(app._refresh_metrics(), name="metrics-refresh"))
         return app

@@ -35,6 +35,7 @@ from pattern_service.engine.executors import (
     PartResult,
 )
 from pattern_service.engine.memory_context import parse_memory_context
+from pattern_service.engine.registries import PatternLayer, TenantRegistries
 from pattern_service.engine.registry import PatternRegistry
 from pattern_service.engine.router import ExecutionPlan, HybridDecisionRouter
 from pattern_service.engine.stats import EngineStats, TenantStats
@@ -53,8 +54,8 @@ class PatternExecutionEngine:
     """Matches, routes, caches and executes queries.
 
     Args:
-        registry: Loaded pattern registry.
-        router: Router over ``registry``.
+        registry: Loaded global pattern registry.
+        router: Router over ``registry`` (and the tenants' registries of ``registries``).
         tools: Tool registry (built-ins and entry-point tools).
         memory_store: The learning store's memories.
         embedder: The service's embedder (given to tools).
@@ -67,6 +68,8 @@ class PatternExecutionEngine:
             (changes by other replicas); 0 disables the check.
         max_query_length: Maximum characters of a trimmed query.
         recall_min_score: Default relevance floor of ``recall`` (``TMWS_RECALL_MIN_SCORE``).
+        registries: The tenants' registries over ``registry`` (loaded); default:
+            every tenant routes with ``registry`` (no tenant layers).
     """
 
     def __init__(
@@ -85,8 +88,10 @@ class PatternExecutionEngine:
         max_query_length: int = DEFAULT_MAX_QUERY_CHARS,
         clock: Callable[[], float] = time.monotonic,
         recall_min_score: float = DEFAULT_RECALL_MIN_SCORE,
+        registries: TenantRegistries | None = None,
     ) -> None:
         self.registry = registry
+        self.registries = registries if registries is not None else TenantRegistries(registry, None)
         self.router = router
         self.tools = tools
         self.cache: ResultCache = cache if cache is not None else LocalResultCache()
@@ -102,7 +107,7 @@ class PatternExecutionEngine:
         self._infrastructure = InfrastructureExecutor(tools, services)
         self._memory = MemoryExecutor(memory_store, recall_min_score=recall_min_score)
         self._hybrid = HybridExecutor(self._infrastructure, self._memory)
-        registry.add_swap_listener(self._drop_stale_results)
+        self.registries.add_swap_listener(self._drop_stale_results)
 
     # ---------------------------------------------------------------- queries
 
@@ -161,7 +166,8 @@ class PatternExecutionEngine:
         if use_cache and not plan.is_write and plan.definition.cache_ttl > 0:
             generation = await self.generations.get(tenant_id) if plan.reads_memory else None
             try:
-                key = cache_key(tenant_id, text, execution_mode, ctx, self.registry.version, generation)
+                version = self.registries.version_of(tenant_id)
+                key = cache_key(tenant_id, text, execution_mode, ctx, version, generation)
             except (TypeError, ValueError):
                 key = None
         if key is not None:
@@ -305,7 +311,7 @@ class PatternExecutionEngine:
             "operation": plan.path.operation.value if plan.path.operation else None,
             "subject": plan.subject,
             "pattern_own_type": plan.definition.pattern_type.value,
-            "registry_version": self.registry.version,
+            "registry_version": self.registries.version_of(tenant_id),
             "write": plan.is_write,
         }
 
@@ -318,72 +324,112 @@ class PatternExecutionEngine:
             return
         self._last_refresh = self._clock()
         try:
-            await self.registry.refresh_if_changed()
+            await self.registries.refresh_if_changed()
         except Exception:
             logger.warning("registry refresh check failed; serving the loaded definitions", exc_info=True)
 
     # ------------------------------------------------------------ definitions
 
     async def register_batch(
-        self, definitions: Sequence[PatternDefinition], *, validate_only: bool = False
+        self,
+        definitions: Sequence[PatternDefinition],
+        *,
+        validate_only: bool = False,
+        tenant_id: str = DEFAULT_TENANT,
+        layer: PatternLayer = PatternLayer.GLOBAL,
     ) -> tuple[list[PatternDefinition], int, int, int]:
-        """Register or replace definitions atomically (see :meth:`PatternRegistry.register_batch`).
+        """Register or replace definitions in one registry layer atomically (:mod:`.registries`).
+
+        Args:
+            definitions: The batch (unique names).
+            validate_only: Only validate.
+            tenant_id: The caller's tenant (whose layer ``TENANT`` is).
+            layer: The layer to change (the caller's scopes were checked by the API).
 
         Returns:
-            (stored definitions, created count, replaced count, registry version).
+            (stored definitions, created count, replaced count, registry version:
+            the tenant's effective version for its layer).
 
         Raises:
             InvalidArgumentError: With every violation; nothing changed.
         """
-        res = await self.registry.register_batch(definitions, validate_only=validate_only)
+        res = await self.registries.register_batch(
+            definitions, tenant_id=tenant_id, layer=layer, validate_only=validate_only
+        )
         return res.definitions, res.created, res.replaced, res.version
 
-    async def delete_definition(self, name: str) -> int:
-        """Delete a definition; returns the new registry version.
+    async def delete_definition(
+        self, name: str, *, tenant_id: str = DEFAULT_TENANT, layer: PatternLayer = PatternLayer.GLOBAL
+    ) -> int:
+        """Delete a definition of one layer; returns the new version (see :meth:`TenantRegistries.delete`).
 
         Raises:
             NotFoundError: No definition has that name.
+            FailedPreconditionError: ``GLOBAL_LAYER_PATTERN``: the tenant layer
+                was targeted and only the global layer has ``name``.
         """
-        return await self.registry.delete(name)
+        return await self.registries.delete(name, tenant_id=tenant_id, layer=layer)
 
     async def evaluate_routing(
-        self, utterances: Sequence[LabelledUtterance], *, execution_mode: ExecutionMode = ExecutionMode.BALANCED
+        self,
+        utterances: Sequence[LabelledUtterance],
+        *,
+        execution_mode: ExecutionMode = ExecutionMode.BALANCED,
+        tenant_id: str = DEFAULT_TENANT,
     ) -> Evaluation:
-        """Route labelled utterances without executing them and report the quality (:mod:`.evaluation`).
+        """Route labelled utterances with the tenant's registry, without executing, and report the quality.
 
         Raises:
             InvalidArgumentError: An utterance names an unregistered pattern.
         """
         await self._maybe_refresh()
-        return (await evaluate(self.router, self.registry, utterances, execution_mode))[0]
+        registry = self.registries.for_tenant(tenant_id)
+        return (await evaluate(self.router, registry, utterances, execution_mode))[0]
 
-    async def fit_routing(self, utterances: Sequence[LabelledUtterance], *, validate_only: bool = False) -> Fit:
-        """Fit per-pattern thresholds and the calibration on labelled utterances and apply them atomically.
+    async def fit_routing(
+        self,
+        utterances: Sequence[LabelledUtterance],
+        *,
+        validate_only: bool = False,
+        tenant_id: str = DEFAULT_TENANT,
+        layer: PatternLayer = PatternLayer.GLOBAL,
+    ) -> Fit:
+        """Fit thresholds and the calibration of one layer on labelled utterances and apply them atomically.
+
+        A tenant layer's fit routes with the tenant's effective registry and
+        stores the result as the tenant's (:mod:`.tenant_registry`).
 
         Raises:
             InvalidArgumentError: An utterance names an unregistered pattern.
         """
         await self._maybe_refresh()
-        return await fit(self.router, self.registry, utterances, validate_only=validate_only)
+        async with self.registries.changing(tenant_id, layer) as registry:
+            return await fit(self.router, registry, utterances, validate_only=validate_only)
 
-    def get_definition(self, name: str) -> PatternDefinition:
-        """The registered definition named ``name``.
+    def get_definition(self, name: str, *, tenant_id: str = DEFAULT_TENANT) -> PatternDefinition:
+        """The tenant's effective definition named ``name``.
 
         Raises:
             NotFoundError: No definition has that name.
         """
-        definition = self.registry.get(name)
+        definition = self.registries.for_tenant(tenant_id).get(name)
         if definition is None:
             raise NotFoundError("PatternDefinition", name)
         return definition
+
+    def definition_layer(self, name: str, *, tenant_id: str = DEFAULT_TENANT) -> PatternLayer:
+        """The layer the tenant's effective definition ``name`` comes from."""
+        return self.registries.layer_of(tenant_id, name)
 
     def validate_definitions(self, definitions: Sequence[PatternDefinition]) -> list[FieldViolation]:
         """Every problem of a batch as field violations ``pattern_definitions[i].<field>`` (changes nothing)."""
         return self.registry.validate(definitions)
 
-    def list_definitions(self, pattern_type: PatternType | None = None) -> list[PatternDefinition]:
-        """Registered definitions (optionally of one type), priority descending then name."""
-        return self.registry.definitions(pattern_type)
+    def list_definitions(
+        self, pattern_type: PatternType | None = None, *, tenant_id: str = DEFAULT_TENANT
+    ) -> list[PatternDefinition]:
+        """The tenant's effective definitions (optionally of one type), priority descending then name."""
+        return self.registries.definitions(tenant_id, pattern_type)
 
     async def close(self) -> None:
         """Release the result cache (the stores belong to the caller)."""
@@ -410,8 +456,8 @@ class PatternExecutionEngine:
                 ``local_hits``, ``redis_hits`` and ``hit_rate`` are the tenant's
                 lookups. In either view ``local_hits + redis_hits == hits``:
                 a hit is answered by the in-process layer or, when that missed,
-                by Redis. Shared facts stay global: the ``registry`` section
-                (definitions are shared by all tenants) and the cache's
+                by Redis. The ``registry`` section is the tenant's effective
+                registry (its version the tenant's). Shared facts stay global: the cache's
                 ``evictions``, ``invalidations``, ``local_cache_size`` and
                 ``redis_available``.
         """
@@ -426,9 +472,11 @@ class PatternExecutionEngine:
         counts = self.tenant_stats.cache_counts(tenant_id)
         lookups = counts["hits"] + counts["misses"]
         cache.update(counts, hit_rate=counts["hits"] / lookups if lookups else 0.0)
+        registry = self.registries.for_tenant(tenant_id).stats()
+        registry["registry_version"] = self.registries.version_of(tenant_id)
         return {
             "engine": self.tenant_stats.engine(tenant_id),
-            "registry": self.registry.stats(),
+            "registry": registry,
             "router": self.tenant_stats.router(tenant_id),
             "cache": cache,
         }
@@ -528,9 +576,14 @@ async def build_engine(
         default_cache_ttl=default_cache_ttl,
         defaults_path=default_patterns_path,
     )
-    await registry.load()
+    registries = TenantRegistries(registry, definition_store)
+    await registries.load()
     router = HybridDecisionRouter(
-        registry, memory_store, trigger_threshold=trigger_threshold, keyword_fallback=keyword_fallback
+        registry,
+        memory_store,
+        trigger_threshold=trigger_threshold,
+        keyword_fallback=keyword_fallback,
+        registries=registries.for_tenant,
     )
     return PatternExecutionEngine(
         registry,
@@ -544,4 +597,5 @@ async def build_engine(
         refresh_interval=refresh_interval,
         max_query_length=max_query_length,
         recall_min_score=recall_min_score,
+        registries=registries,
     )
