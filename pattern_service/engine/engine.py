@@ -107,7 +107,7 @@ class PatternExecutionEngine:
         self._infrastructure = InfrastructureExecutor(tools, services)
         self._memory = MemoryExecutor(memory_store, recall_min_score=recall_min_score)
         self._hybrid = HybridExecutor(self._infrastructure, self._memory)
-        self.registries.add_swap_listener(self._drop_stale_results)
+        registry.add_swap_listener(self._drop_stale_results)
 
     # ---------------------------------------------------------------- queries
 
@@ -316,7 +316,11 @@ class PatternExecutionEngine:
         }
 
     def _drop_stale_results(self, _version: int) -> None:
-        """Result keys include the registry version: after a change the local entries are unreachable."""
+        """Result keys include the registry version: after a global change the local entries are unreachable.
+
+        (After a change of one tenant's layer only that tenant's entries are;
+        they age out, and other tenants keep their cached results.)
+        """
         self.cache.drop_local()
 
     async def _maybe_refresh(self) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from pattern_service.domain import PatternDefinition, PatternType
@@ -72,7 +72,6 @@ class TenantRegistries:
         self._layers: dict[str, LayeredDefinitionStore] = {}
         #: Layer versions of tenants that have (had) a layer but are served by the global registry.
         self._offsets: dict[str, int] = {}
-        self._listeners: list[Callable[[int], None]] = []
         self._lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ reads
@@ -101,13 +100,6 @@ class TenantRegistries:
     def tenants_with_layers(self) -> frozenset[str]:
         """Tenants served by a compiled registry of their own."""
         return frozenset(self._tenants)
-
-    def add_swap_listener(self, listener: Callable[[int], None]) -> None:
-        """Call ``listener(version)`` after every swap of any registry (global or a tenant's)."""
-        self._listeners.append(listener)
-        self.global_registry.add_swap_listener(listener)
-        for registry in self._tenants.values():
-            registry.add_swap_listener(listener)
 
     # ---------------------------------------------------------------- loading
 
@@ -172,10 +164,7 @@ class TenantRegistries:
                 "RegistryLayer", tenant_id, "this definition store has no tenant layers", reason="NO_TENANT_LAYERS"
             )
         layer = LayeredDefinitionStore(tenant_id, self.global_registry, self._stores.for_layer(tenant_id))
-        registry = self.global_registry.derive(layer)
-        for listener in self._listeners:
-            registry.add_swap_listener(listener)
-        return registry, layer
+        return self.global_registry.derive(layer), layer
 
     def _settle(self, tenant_id: str, registry: PatternRegistry, layer: LayeredDefinitionStore) -> None:
         """Keep ``registry`` for ``tenant_id``, or serve it by the global one when its layer is empty."""
