@@ -70,6 +70,8 @@ class TenantRegistries:
         self._stores = store if isinstance(store, LayeredStores) else None
         self._tenants: dict[str, PatternRegistry] = {}
         self._layers: dict[str, LayeredDefinitionStore] = {}
+        #: Names of each served tenant layer, as of its registry's current compiled state.
+        self._own: dict[str, frozenset[str]] = {}
         #: Layer versions of tenants that have (had) a layer but are served by the global registry.
         self._offsets: dict[str, int] = {}
         self._lock = asyncio.Lock()
@@ -89,8 +91,8 @@ class TenantRegistries:
 
     def layer_of(self, tenant_id: str, name: str) -> PatternLayer:
         """The layer ``tenant_id``'s effective definition ``name`` comes from."""
-        layer = self._layers.get(tenant_id)
-        return PatternLayer.TENANT if layer is not None and name in layer.own_names else PatternLayer.GLOBAL
+        own = self._own.get(tenant_id)
+        return PatternLayer.TENANT if own is not None and name in own else PatternLayer.GLOBAL
 
     def definitions(self, tenant_id: str, pattern_type: PatternType | None = None) -> list[PatternDefinition]:
         """``tenant_id``'s effective definitions (optionally of one type), priority descending then name."""
@@ -167,14 +169,20 @@ class TenantRegistries:
         return self.global_registry.derive(layer), layer
 
     def _settle(self, tenant_id: str, registry: PatternRegistry, layer: LayeredDefinitionStore) -> None:
-        """Keep ``registry`` for ``tenant_id``, or serve it by the global one when its layer is empty."""
+        """Keep ``registry`` for ``tenant_id``, or serve it by the global one when its layer is empty.
+
+        Called once ``registry`` swapped in its new state, so the layers
+        reported (:meth:`layer_of`) are those of the state that routes.
+        """
         if layer.is_empty:
             self._tenants.pop(tenant_id, None)
             self._layers.pop(tenant_id, None)
+            self._own.pop(tenant_id, None)
             self._offsets[tenant_id] = registry.version - self.global_registry.version
         else:
             self._tenants[tenant_id] = registry
             self._layers[tenant_id] = layer
+            self._own[tenant_id] = layer.own_names
             self._offsets.pop(tenant_id, None)
 
     async def _writable(self, tenant_id: str) -> tuple[PatternRegistry, LayeredDefinitionStore]:

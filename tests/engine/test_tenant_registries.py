@@ -25,7 +25,9 @@ NOTE = "store another note about the release train"
 def _b_layer() -> list[object]:
     """B's replacements: ``quick_calculation`` runs a failing tool, ``store_memory`` becomes a read."""
     return [
-        eng_definition("quick_calculation", trigger_pattern=r"\b(calculate|compute)\s+\S", metadata={"tool": "explode"}),
+        eng_definition(
+            "quick_calculation", trigger_pattern=r"\b(calculate|compute)\s+\S", metadata={"tool": "explode"}
+        ),
         eng_definition(
             "store_memory",
             pattern_type=PatternType.MEMORY,
@@ -128,8 +130,10 @@ async def test_global_changes_reach_every_tenant_and_layers_survive_a_restart(
     # B deletes on the first; the other notices through the stored layer versions.
     await engine.delete_definition("store_memory", tenant_id="B", layer=TENANT)
     assert other.definition_layer("store_memory", tenant_id="B") is TENANT
+    assert not (await other.execute(NOTE, tenant_id="B")).metadata["write"]
     assert await other.registries.refresh_if_changed("B")
     assert other.definition_layer("store_memory", tenant_id="B") is GLOBAL
+    assert (await other.execute(NOTE, tenant_id="B")).metadata["write"]
     assert other.registries.version_of("B") == engine.registries.version_of("B")
 
 
