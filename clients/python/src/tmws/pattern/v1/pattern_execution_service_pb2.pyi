@@ -1084,7 +1084,9 @@ Global___EngineStats: _TypeAlias = EngineStats  # noqa: Y015
 
 @_typing.final
 class RegistryStats(_message.Message):
-    """Pattern registry statistics."""
+    """Pattern registry statistics: of the caller tenant's effective registry
+    (`STATS_SCOPE_PROCESS`: of the global layer).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
