@@ -30,7 +30,7 @@ from typing import Protocol, runtime_checkable
 from pattern_service.domain import PatternDefinition, PatternType
 from pattern_service.engine.registry import BatchResult, PatternRegistry
 from pattern_service.engine.tenant_registry import LayeredDefinitionStore, LayerStore
-from pattern_service.errors import NotFoundError
+from pattern_service.errors import FailedPreconditionError
 
 logger = logging.getLogger(__name__)
 
@@ -98,11 +98,6 @@ class TenantRegistries:
         """``tenant_id``'s effective definitions (optionally of one type), priority descending then name."""
         return self.for_tenant(tenant_id).definitions(pattern_type)
 
-    @property
-    def tenants_with_layers(self) -> frozenset[str]:
-        """Tenants served by a compiled registry of their own."""
-        return frozenset(self._tenants)
-
     # ---------------------------------------------------------------- loading
 
     async def load(self) -> None:
@@ -162,8 +157,9 @@ class TenantRegistries:
 
     def _new_registry(self, tenant_id: str) -> tuple[PatternRegistry, LayeredDefinitionStore]:
         if self._stores is None:
-            raise NotFoundError(
-                "RegistryLayer", tenant_id, "this definition store has no tenant layers", reason="NO_TENANT_LAYERS"
+            raise FailedPreconditionError(
+                f"tenant {tenant_id!r} cannot have a registry layer: this definition store keeps the global layer only",
+                reason="NO_TENANT_LAYERS",
             )
         layer = LayeredDefinitionStore(tenant_id, self.global_registry, self._stores.for_layer(tenant_id))
         return self.global_registry.derive(layer), layer

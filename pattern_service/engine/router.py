@@ -233,7 +233,8 @@ class HybridDecisionRouter:
         self._total = 0
         self._no_match = 0
         self._by_type = {t.value: 0 for t in PatternType}
-        self._plans: LRUCache[tuple[str, ExecutionMode], tuple[MatchOutcome, ExecutionPlan]] = LRUCache(
+        # Keyed by (id of the registry routed with, query, mode): tenants sharing the global registry share plans.
+        self._plans: LRUCache[tuple[int, str, ExecutionMode], tuple[MatchOutcome, ExecutionPlan]] = LRUCache(
             self.PLAN_CACHE_SIZE
         )
         registry.add_swap_listener(lambda _version: self._plans.clear())
@@ -278,14 +279,15 @@ class HybridDecisionRouter:
 
         A plan chosen by a trigger or an exact name depends only on the query,
         the mode and the registry's match outcome, so it is kept per
-        ``(query, mode)`` with the outcome it came from, and reused while the
-        registry returns that same outcome object (its match cache is cleared
+        ``(registry, query, mode)`` with the outcome it came from (the tenant's
+        registry: tenants without a layer of their own share the global one's
+        plans), and reused while that registry returns that same outcome object (its match cache is cleared
         on every registry change). Other choices also depend on the context and
         are planned every time.
         """
         registry = self._for_tenant(tenant_id)
         outcome = await registry.match(query)
-        memo = self._plans.get((query, mode))
+        memo = self._plans.get((id(registry), query, mode))
         if memo is not None and memo[0] is outcome:
             plan = memo[1]
             self._total += 1
@@ -330,7 +332,7 @@ class HybridDecisionRouter:
             span = registry.trigger_span(chosen.name, query)
         plan = ExecutionPlan(decision, chosen, path, subject_of(query, span), baseline)
         if source in (MatchSource.TRIGGER, MatchSource.EXACT_NAME):
-            self._plans[(query, mode)] = (outcome, plan)
+            self._plans[(id(registry), query, mode)] = (outcome, plan)
         return plan
 
     def choose(
