@@ -25,11 +25,11 @@ import asyncio
 import enum
 import logging
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
 
 from pattern_service.domain import PatternDefinition, PatternType
+from pattern_service.engine.ports import LayeredStores
 from pattern_service.engine.registry import BatchResult, PatternRegistry
-from pattern_service.engine.tenant_registry import LayeredDefinitionStore, LayerStore
+from pattern_service.engine.tenant_registry import LayeredDefinitionStore
 from pattern_service.errors import FailedPreconditionError
 
 logger = logging.getLogger(__name__)
@@ -40,19 +40,6 @@ class PatternLayer(enum.Enum):
 
     GLOBAL = "global"
     TENANT = "tenant"
-
-
-@runtime_checkable
-class LayeredStores(Protocol):
-    """A global definition store that also serves tenant layers (``SqlPatternDefinitionStore``)."""
-
-    def for_layer(self, tenant_id: str) -> LayerStore:
-        """The store of ``tenant_id``'s layer."""
-        ...
-
-    async def layer_versions(self) -> dict[str, int]:
-        """Every tenant layer's version, by tenant."""
-        ...
 
 
 class TenantRegistries:
@@ -293,4 +280,4 @@ class _Change:
             owner._lock.release()
 
 
-__all__ = ["LayeredStores", "PatternLayer", "TenantRegistries"]
+__all__ = ["PatternLayer", "TenantRegistries"]

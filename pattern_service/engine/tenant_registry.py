@@ -24,8 +24,8 @@ from typing import Any, Protocol
 
 from pattern_service.calibration import RoutingCalibration
 from pattern_service.domain import PatternDefinition
+from pattern_service.engine.ports import LayerStore
 from pattern_service.errors import FailedPreconditionError, NotFoundError
-from pattern_service.store.definitions import LayerState
 
 #: ``ErrorInfo.reason`` of deleting, from a tenant layer, a name only the global layer has.
 GLOBAL_PATTERN_REASON = "GLOBAL_LAYER_PATTERN"
@@ -53,35 +53,8 @@ class GlobalSource(Protocol):
         ...
 
 
-class LayerStore(Protocol):
-    """Persistence of one tenant's layer (:class:`~pattern_service.store.definitions.SqlPatternDefinitionStore`)."""
-
-    async def load_layer(self) -> LayerState:
-        """The layer as stored."""
-        ...
-
-    async def version(self) -> int:
-        """The layer's version."""
-        ...
-
-    async def apply_batch(
-        self,
-        definitions: Sequence[PatternDefinition],
-        *,
-        mark_seeded: bool = False,
-        calibration: Mapping[str, Any] | None = None,
-        thresholds: Mapping[str, float] | None = None,
-    ) -> tuple[list[PatternDefinition], int, int, int]:
-        """Insert or replace definitions of the layer; returns (stored, created, replaced, layer version)."""
-        ...
-
-    async def delete(self, name: str) -> int:
-        """Delete a definition of the layer; returns the layer's version."""
-        ...
-
-
 class LayeredDefinitionStore:
-    """A :class:`~pattern_service.store.base.PatternDefinitionStore` of a tenant's effective registry.
+    """A :class:`~pattern_service.engine.ports.PatternDefinitionStore` of a tenant's effective registry.
 
     Args:
         tenant_id: The tenant.
@@ -207,4 +180,4 @@ class LayeredDefinitionStore:
         return self._global.version + layer_version
 
 
-__all__ = ["GLOBAL_PATTERN_REASON", "GlobalSource", "LayerStore", "LayeredDefinitionStore"]
+__all__ = ["GLOBAL_PATTERN_REASON", "GlobalSource", "LayeredDefinitionStore"]

@@ -10,7 +10,6 @@ a layer bumps that layer's version by one in the same transaction.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -18,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pattern_service.domain import PatternDefinition, PatternType
+from pattern_service.engine.ports import LayerState
 from pattern_service.errors import NotFoundError, UnavailableError
 from pattern_service.store.db import Database
 from pattern_service.store.orm import (
@@ -114,25 +114,8 @@ async def _bump_layer_version(
     return int(row.version)
 
 
-@dataclass(frozen=True, slots=True)
-class LayerState:
-    """One tenant's registry layer as stored.
-
-    Attributes:
-        definitions: The tenant's own definitions, by name.
-        version: The layer's version (0 = the tenant never had a layer).
-        calibration: The tenant's fitted calibration, or ``None`` (the global one applies).
-        thresholds: The tenant's fitted similarity thresholds of global patterns, by name.
-    """
-
-    definitions: list[PatternDefinition]
-    version: int
-    calibration: dict[str, Any] | None = None
-    thresholds: dict[str, float] = field(default_factory=dict)
-
-
 class SqlPatternDefinitionStore:
-    """:class:`~pattern_service.store.base.PatternDefinitionStore` of one registry layer on SQL.
+    """:class:`~pattern_service.engine.ports.PatternDefinitionStore` of one registry layer on SQL.
 
     Each ``apply_batch`` and ``delete`` increments the layer's version by
     exactly one in the same transaction as its change.

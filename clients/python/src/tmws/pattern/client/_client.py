@@ -30,9 +30,47 @@ from tmws.pattern.client._enums import (
 from tmws.pattern.client._errors import Unavailable, from_grpc_error
 from tmws.pattern.client._stream import ExecuteManyItem, ExecuteManyStream
 from tmws.pattern.client._version import __version__
-from tmws.pattern.v1 import pattern_execution_service_pb2 as exec_pb2
+from tmws.pattern.v1 import (
+    MATCH_RANKING_LEARNED,
+    MATCH_RANKING_RELEVANCE,
+    MATCH_RANKING_UNSPECIFIED,
+    PATTERN_LAYER_UNSPECIFIED,
+    STATS_SCOPE_PROCESS,
+    STATS_SCOPE_UNSPECIFIED,
+    CreateSuccessPatternRequest,
+    DeletePatternDefinitionRequest,
+    DeletePatternDefinitionResponse,
+    DeleteSuccessPatternRequest,
+    EvaluateRoutingRequest,
+    ExecuteRequest,
+    ExecutionResult,
+    FitRoutingRequest,
+    FitRoutingResponse,
+    GetPatternDefinitionRequest,
+    GetStatsRequest,
+    GetStatsResponse,
+    GetSuccessPatternRequest,
+    LabelledUtterance,
+    ListPatternDefinitionsRequest,
+    ListPatternDefinitionsResponse,
+    ListSuccessPatternsRequest,
+    ListSuccessPatternsResponse,
+    MatchPatternsRequest,
+    MatchPatternsResponse,
+    MatchRanking,
+    PatternDefinition,
+    PatternLayer,
+    PatternMatchFilters,
+    RecordPatternOutcomeRequest,
+    RegisterBatchRequest,
+    RegisterBatchResponse,
+    RouteRequest,
+    RoutingDecision,
+    RoutingEvaluation,
+    SuccessPattern,
+    UpdateSuccessPatternRequest,
+)
 from tmws.pattern.v1 import pattern_execution_service_pb2_grpc as exec_grpc
-from tmws.pattern.v1 import pattern_learning_service_pb2 as learn_pb2
 from tmws.pattern.v1 import pattern_learning_service_pb2_grpc as learn_grpc
 
 if TYPE_CHECKING:
@@ -257,7 +295,7 @@ class PatternClient:
         keyword_fallback: bool | None = None,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> exec_pb2.ExecutionResult:
+    ) -> ExecutionResult:
         """Execute one query (``Execute``).
 
         Args:
@@ -286,7 +324,7 @@ class PatternClient:
             ValueError: If ``execution_mode`` is not an execution mode.
             TypeError: If ``context`` is not JSON-like.
         """
-        request = exec_pb2.ExecuteRequest(
+        request = ExecuteRequest(
             query=query,
             execution_mode=parse_execution_mode(execution_mode),
             context=to_struct(context),
@@ -361,7 +399,7 @@ class PatternClient:
         keyword_fallback: bool | None = None,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> exec_pb2.RoutingDecision:
+    ) -> RoutingDecision:
         """Return the routing decision for a query without executing it (``Route``).
 
         Args:
@@ -382,7 +420,7 @@ class PatternClient:
             ValueError: If ``execution_mode`` is not an execution mode.
             TypeError: If ``context`` is not JSON-like.
         """
-        request = exec_pb2.RouteRequest(
+        request = RouteRequest(
             query=query,
             execution_mode=parse_execution_mode(execution_mode),
             context=to_struct(context),
@@ -398,7 +436,7 @@ class PatternClient:
         execution_mode: ExecutionModeLike = None,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> exec_pb2.RoutingEvaluation:
+    ) -> RoutingEvaluation:
         """Route labelled utterances without executing them and report the quality (``EvaluateRouting``).
 
         Args:
@@ -418,7 +456,7 @@ class PatternClient:
             InvalidArgument: An utterance is invalid or names an unknown pattern.
             PatternServiceError: For any other error status.
         """
-        request = exec_pb2.EvaluateRoutingRequest(
+        request = EvaluateRoutingRequest(
             utterances=_utterances(utterances), execution_mode=parse_execution_mode(execution_mode)
         )
         response = await self._unary(self._execution.EvaluateRouting, request, timeout, metadata)
@@ -429,10 +467,10 @@ class PatternClient:
         utterances: Iterable[tuple[str, str | None]],
         *,
         validate_only: bool = False,
-        layer: exec_pb2.PatternLayer.ValueType = exec_pb2.PATTERN_LAYER_UNSPECIFIED,
+        layer: PatternLayer.ValueType = PATTERN_LAYER_UNSPECIFIED,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> exec_pb2.FitRoutingResponse:
+    ) -> FitRoutingResponse:
         """Fit per-pattern thresholds and the confidence calibration of one layer and apply them (``FitRouting``).
 
         Args:
@@ -455,20 +493,18 @@ class PatternClient:
                 ``patterns:admin:global`` for the global layer).
             PatternServiceError: For any other error status.
         """
-        request = exec_pb2.FitRoutingRequest(
-            utterances=_utterances(utterances), validate_only=validate_only, layer=layer
-        )
+        request = FitRoutingRequest(utterances=_utterances(utterances), validate_only=validate_only, layer=layer)
         return await self._unary(self._execution.FitRouting, request, timeout, metadata)
 
     async def register_batch(
         self,
-        pattern_definitions: Iterable[exec_pb2.PatternDefinition],
+        pattern_definitions: Iterable[PatternDefinition],
         *,
         validate_only: bool = False,
-        layer: exec_pb2.PatternLayer.ValueType = exec_pb2.PATTERN_LAYER_UNSPECIFIED,
+        layer: PatternLayer.ValueType = PATTERN_LAYER_UNSPECIFIED,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> exec_pb2.RegisterBatchResponse:
+    ) -> RegisterBatchResponse:
         """Register or replace pattern definitions of one layer atomically (``RegisterBatch``).
 
         Args:
@@ -490,7 +526,7 @@ class PatternClient:
                 was registered.
             PatternServiceError: For any other error status.
         """
-        request = exec_pb2.RegisterBatchRequest(
+        request = RegisterBatchRequest(
             pattern_definitions=list(pattern_definitions), validate_only=validate_only, layer=layer
         )
         return await self._unary(self._execution.RegisterBatch, request, timeout, metadata)
@@ -503,7 +539,7 @@ class PatternClient:
         pattern_type: PatternTypeLike = None,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> exec_pb2.ListPatternDefinitionsResponse:
+    ) -> ListPatternDefinitionsResponse:
         """List one page of pattern definitions (``ListPatternDefinitions``).
 
         Args:
@@ -521,7 +557,7 @@ class PatternClient:
             PatternServiceError: For any other error status.
             ValueError: If ``pattern_type`` is not a pattern type.
         """
-        request = exec_pb2.ListPatternDefinitionsRequest(
+        request = ListPatternDefinitionsRequest(
             page_size=page_size, page_token=page_token, pattern_type=parse_pattern_type(pattern_type)
         )
         return await self._unary(self._execution.ListPatternDefinitions, request, timeout, metadata)
@@ -533,7 +569,7 @@ class PatternClient:
         pattern_type: PatternTypeLike = None,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> AsyncIterator[exec_pb2.PatternDefinition]:
+    ) -> AsyncIterator[PatternDefinition]:
         """Iterate over every pattern definition, fetching pages as needed.
 
         Args:
@@ -561,7 +597,7 @@ class PatternClient:
 
     async def get_pattern_definition(
         self, name: str, *, timeout: TimeoutLike = DEFAULT, metadata: MetadataLike | None = None
-    ) -> exec_pb2.PatternDefinition:
+    ) -> PatternDefinition:
         """Get one pattern definition by name (``GetPatternDefinition``).
 
         Args:
@@ -576,7 +612,7 @@ class PatternClient:
             NotFound: If there is no definition of that name.
             PatternServiceError: For any other error status.
         """
-        request = exec_pb2.GetPatternDefinitionRequest(name=name)
+        request = GetPatternDefinitionRequest(name=name)
         response = await self._unary(self._execution.GetPatternDefinition, request, timeout, metadata)
         return response.pattern_definition
 
@@ -584,10 +620,10 @@ class PatternClient:
         self,
         name: str,
         *,
-        layer: exec_pb2.PatternLayer.ValueType = exec_pb2.PATTERN_LAYER_UNSPECIFIED,
+        layer: PatternLayer.ValueType = PATTERN_LAYER_UNSPECIFIED,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> exec_pb2.DeletePatternDefinitionResponse:
+    ) -> DeletePatternDefinitionResponse:
         """Delete one pattern definition of one layer by name (``DeletePatternDefinition``).
 
         Deleting a tenant's definition uncovers a global one of the same name.
@@ -610,7 +646,7 @@ class PatternClient:
                 targeted and only the global layer has the name.
             PatternServiceError: For any other error status.
         """
-        request = exec_pb2.DeletePatternDefinitionRequest(name=name, layer=layer)
+        request = DeletePatternDefinitionRequest(name=name, layer=layer)
         return await self._unary(self._execution.DeletePatternDefinition, request, timeout, metadata)
 
     async def get_stats(
@@ -619,7 +655,7 @@ class PatternClient:
         process_totals: bool = False,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> exec_pb2.GetStatsResponse:
+    ) -> GetStatsResponse:
         """Return the caller tenant's statistics, or the server process's totals (``GetStats``).
 
         Args:
@@ -635,8 +671,8 @@ class PatternClient:
             PermissionDenied: ``process_totals`` without the ``admin`` scope.
             PatternServiceError: For any other error status.
         """
-        scope = exec_pb2.STATS_SCOPE_PROCESS if process_totals else exec_pb2.STATS_SCOPE_UNSPECIFIED
-        request = exec_pb2.GetStatsRequest(scope=scope)
+        scope = STATS_SCOPE_PROCESS if process_totals else STATS_SCOPE_UNSPECIFIED
+        request = GetStatsRequest(scope=scope)
         return await self._unary(self._execution.GetStats, request, timeout, metadata)
 
     # --- PatternLearningService --------------------------------------------------------------------------------
@@ -657,7 +693,7 @@ class PatternClient:
         ranking: Literal["relevance", "learned"] | None = None,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> learn_pb2.MatchPatternsResponse:
+    ) -> MatchPatternsResponse:
         """Find the success patterns closest in meaning to an intent (``MatchPatterns``).
 
         Args:
@@ -685,14 +721,14 @@ class PatternClient:
             PatternServiceError: For any other error status.
             ValueError: If a status is not a success pattern status.
         """
-        filters = learn_pb2.PatternMatchFilters(
+        filters = PatternMatchFilters(
             pattern_types=list(pattern_types),
             statuses=[parse_success_pattern_status(s) for s in statuses],
             tags=list(tags),
             min_quality_score=min_quality_score,
             min_success_rate=min_success_rate,
         )
-        request = learn_pb2.MatchPatternsRequest(
+        request = MatchPatternsRequest(
             intent=intent,
             context=context,
             requirements=list(requirements),
@@ -705,11 +741,11 @@ class PatternClient:
 
     async def create_success_pattern(
         self,
-        success_pattern: learn_pb2.SuccessPattern,
+        success_pattern: SuccessPattern,
         *,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> learn_pb2.SuccessPattern:
+    ) -> SuccessPattern:
         """Create a success pattern (``CreateSuccessPattern``).
 
         Args:
@@ -725,13 +761,13 @@ class PatternClient:
             AlreadyExists: If the name is taken.
             PatternServiceError: For any other error status.
         """
-        request = learn_pb2.CreateSuccessPatternRequest(success_pattern=success_pattern)
+        request = CreateSuccessPatternRequest(success_pattern=success_pattern)
         response = await self._unary(self._learning.CreateSuccessPattern, request, timeout, metadata)
         return response.success_pattern
 
     async def get_success_pattern(
         self, pattern_id: str, *, timeout: TimeoutLike = DEFAULT, metadata: MetadataLike | None = None
-    ) -> learn_pb2.SuccessPattern:
+    ) -> SuccessPattern:
         """Return one success pattern (``GetSuccessPattern``).
 
         Args:
@@ -747,7 +783,7 @@ class PatternClient:
             NotFound: If there is no such pattern.
             PatternServiceError: For any other error status.
         """
-        request = learn_pb2.GetSuccessPatternRequest(pattern_id=pattern_id)
+        request = GetSuccessPatternRequest(pattern_id=pattern_id)
         response = await self._unary(self._learning.GetSuccessPattern, request, timeout, metadata)
         return response.success_pattern
 
@@ -763,7 +799,7 @@ class PatternClient:
         name_prefix: str = "",
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> learn_pb2.ListSuccessPatternsResponse:
+    ) -> ListSuccessPatternsResponse:
         """List one page of success patterns, newest first (``ListSuccessPatterns``).
 
         Args:
@@ -785,7 +821,7 @@ class PatternClient:
             PatternServiceError: For any other error status.
             ValueError: If a status is not a success pattern status.
         """
-        request = learn_pb2.ListSuccessPatternsRequest(
+        request = ListSuccessPatternsRequest(
             page_size=page_size,
             page_token=page_token,
             pattern_type=pattern_type,
@@ -807,7 +843,7 @@ class PatternClient:
         name_prefix: str = "",
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> AsyncIterator[learn_pb2.SuccessPattern]:
+    ) -> AsyncIterator[SuccessPattern]:
         """Iterate over every success pattern, newest first, fetching pages as needed.
 
         Args:
@@ -849,12 +885,12 @@ class PatternClient:
 
     async def update_success_pattern(
         self,
-        success_pattern: learn_pb2.SuccessPattern,
+        success_pattern: SuccessPattern,
         update_mask: Iterable[str] | str | field_mask_pb2.FieldMask,
         *,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> learn_pb2.SuccessPattern:
+    ) -> SuccessPattern:
         """Update the named fields of a success pattern (``UpdateSuccessPattern``).
 
         Args:
@@ -873,9 +909,7 @@ class PatternClient:
             AlreadyExists: If the new name is taken.
             PatternServiceError: For any other error status.
         """
-        request = learn_pb2.UpdateSuccessPatternRequest(
-            success_pattern=success_pattern, update_mask=to_field_mask(update_mask)
-        )
+        request = UpdateSuccessPatternRequest(success_pattern=success_pattern, update_mask=to_field_mask(update_mask))
         response = await self._unary(self._learning.UpdateSuccessPattern, request, timeout, metadata)
         return response.success_pattern
 
@@ -905,7 +939,7 @@ class PatternClient:
                 (reason ``HAS_CHILD_PATTERNS``); nothing was deleted.
             PatternServiceError: For any other error status.
         """
-        request = learn_pb2.DeleteSuccessPatternRequest(pattern_id=pattern_id, force=force)
+        request = DeleteSuccessPatternRequest(pattern_id=pattern_id, force=force)
         response = await self._unary(self._learning.DeleteSuccessPattern, request, timeout, metadata)
         return list(response.detached_pattern_ids)
 
@@ -916,7 +950,7 @@ class PatternClient:
         *,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> learn_pb2.SuccessPattern:
+    ) -> SuccessPattern:
         """Record one use of a pattern and its outcome (``RecordPatternOutcome``).
 
         Args:
@@ -933,17 +967,17 @@ class PatternClient:
             NotFound: If there is no such pattern.
             PatternServiceError: For any other error status.
         """
-        request = learn_pb2.RecordPatternOutcomeRequest(pattern_id=pattern_id, success=success)
+        request = RecordPatternOutcomeRequest(pattern_id=pattern_id, success=success)
         response = await self._unary(self._learning.RecordPatternOutcome, request, timeout, metadata)
         return response.success_pattern
 
 
-def _utterances(pairs: Iterable[tuple[str, str | None]]) -> list[exec_pb2.LabelledUtterance]:
-    return [exec_pb2.LabelledUtterance(query=q, expected_pattern_name=name or "") for q, name in pairs]
+def _utterances(pairs: Iterable[tuple[str, str | None]]) -> list[LabelledUtterance]:
+    return [LabelledUtterance(query=q, expected_pattern_name=name or "") for q, name in pairs]
 
 
-_RANKINGS: dict[str | None, learn_pb2.MatchRanking.ValueType] = {
-    None: learn_pb2.MATCH_RANKING_UNSPECIFIED,
-    "relevance": learn_pb2.MATCH_RANKING_RELEVANCE,
-    "learned": learn_pb2.MATCH_RANKING_LEARNED,
+_RANKINGS: dict[str | None, MatchRanking.ValueType] = {
+    None: MATCH_RANKING_UNSPECIFIED,
+    "relevance": MATCH_RANKING_RELEVANCE,
+    "learned": MATCH_RANKING_LEARNED,
 }
