@@ -77,8 +77,8 @@ async def test_a_tenant_admin_changes_only_its_own_routing(
     assert engine.definition_layer("store_memory", tenant_id="B") is TENANT
     b_names = [d.name for d in engine.list_definitions(tenant_id="B")]
     assert sorted(b_names) == sorted(d.name for d in engine.list_definitions(tenant_id="A"))  # shadowed, not added
-    assert engine.get_stats("B")["registry"]["registry_version"] == global_version + 1
-    assert engine.get_stats("A")["registry"]["registry_version"] == global_version
+    assert engine.get_stats("B").registry.registry_version == global_version + 1
+    assert engine.get_stats("A").registry.registry_version == global_version
 
     # B cannot delete a global pattern; nothing changes.
     with pytest.raises(FailedPreconditionError) as refused:
