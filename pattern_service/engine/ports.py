@@ -50,7 +50,12 @@ class Embedder(Protocol):
 
 
 class PatternDefinitionStore(Protocol):
-    """Persistent pattern definitions (global, shared by all tenants) and the registry version."""
+    """Persistent pattern definitions of one registry layer and its version.
+
+    The global layer's store (every tenant sees it) is the registry's; a
+    tenant's effective registry reads through
+    :class:`~pattern_service.engine.tenant_registry.LayeredDefinitionStore`.
+    """
 
     async def load(self) -> tuple[list[PatternDefinition], int]:
         """All stored definitions and the current registry version."""
