@@ -52,6 +52,9 @@ async def test_two_tenant_admins_cannot_affect_each_others_routing(connect: Conn
             trigger_pattern=r"\b(calculate|compute)\s+\S",
         )
         calc.metadata.update({"operation": "recent"})
+        # validate_only reports the layer a write would go to (what `patterns apply --prune` prunes).
+        dry = await beta_admin.register_batch([calc], validate_only=True)
+        assert (dry.created_count, dry.pattern_definitions[0].layer) == (1, PATTERN_LAYER_TENANT)
         registered = await beta_admin.register_batch(
             [calc, _definition("store_memory", r"\bstore\s+\S", operation="recall")]
         )
