@@ -21,6 +21,7 @@ from pattern_service.engine.cache import DEFAULT_MAX_SIZE, LocalResultCache
 from pattern_service.engine.engine import PatternExecutionEngine
 from pattern_service.engine.executors import DEFAULT_RECALL_MIN_SCORE
 from pattern_service.engine.ports import Embedder, GenerationStore, MemoryStore, PatternDefinitionStore, ResultCache
+from pattern_service.engine.registries import TenantRegistries
 from pattern_service.engine.registry import PatternRegistry
 from pattern_service.engine.router import HybridDecisionRouter
 from pattern_service.engine.tools import HealthProbe, ToolRegistry
@@ -137,9 +138,14 @@ async def build_engine(
         default_cache_ttl=default_cache_ttl,
         defaults_path=default_patterns_path,
     )
-    await registry.load()
+    registries = TenantRegistries(registry, definition_store)
+    await registries.load()
     router = HybridDecisionRouter(
-        registry, memory_store, trigger_threshold=trigger_threshold, keyword_fallback=keyword_fallback
+        registry,
+        memory_store,
+        trigger_threshold=trigger_threshold,
+        keyword_fallback=keyword_fallback,
+        registries=registries.for_tenant,
     )
     return PatternExecutionEngine(
         registry,
@@ -152,6 +158,7 @@ async def build_engine(
         generations=generations,
         refresh_interval=refresh_interval,
         recall_min_score=recall_min_score,
+        registries=registries,
     )
 
 
@@ -281,7 +288,7 @@ class Application:
         if redis is not None:
             if not settings.qdrant_url:
                 app._follow_other_replicas(redis)
-            await redis.start(engine.registry.refresh_if_changed)
+            await redis.start(engine.registries.refresh_if_changed)
         sync.start()
         app._tasks.append(asyncio.create_task(app._refresh_metrics(), name="metrics-refresh"))
         return app

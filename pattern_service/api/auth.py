@@ -17,6 +17,7 @@ MatchPatterns, GetSuccessPattern, ListSuccessPatterns
 CreateSuccessPattern, UpdateSuccessPattern,               write
 DeleteSuccessPattern, RecordPatternOutcome
 RegisterBatch, DeletePatternDefinition, FitRouting        admin
+  … on the global pattern layer (:mod:`.layers`)            + patterns:admin:global
 grpc.health.v1.Health, server reflection                  none (open)
 any other method of ``tmws.pattern.v1``                    admin (fail closed)
 ========================================================  ==========

@@ -169,9 +169,10 @@ def to_timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
 # ---------------------------------------------------------------------------
 
 
-def definition_to_proto(d: domain.PatternDefinition) -> pe.PatternDefinition:
-    """A domain pattern definition as its message."""
+def definition_to_proto(d: domain.PatternDefinition, layer: int = 0) -> pe.PatternDefinition:
+    """A domain pattern definition as its message (``layer``: its ``PatternLayer`` number, 0 = unset)."""
     msg = pe.PatternDefinition(
+        layer=layer,  # type: ignore[arg-type]
         name=d.name,
         pattern_type=PATTERN_TYPE_TO_PROTO[d.pattern_type],  # type: ignore[arg-type]
         trigger_pattern=d.trigger_pattern or "",

@@ -19,6 +19,7 @@ import grpc
 from pattern_service import domain
 from pattern_service.api import convert, convert_routing, convert_stats, paging
 from pattern_service.api.identity import Scope, has_scope, require_scope, tenant_of
+from pattern_service.api.layers import LAYER_TO_PROTO, target_layer
 from pattern_service.api.limits import StreamLength
 from pattern_service.api.status import status_code_of, stream_errors, to_rpc_status, unary_errors
 from pattern_service.api.streaming import bounded_map
@@ -37,6 +38,7 @@ from pattern_service.api.validation import (
 )
 from pattern_service.config import Settings
 from pattern_service.engine.evaluation import Evaluation, Fit, LabelledUtterance
+from pattern_service.engine.registries import PatternLayer
 from pattern_service.engine.stats import StatsSnapshot
 from pattern_service.errors import FieldViolation, InvalidArgumentError
 from pattern_service.health import ComponentStatus
@@ -77,20 +79,26 @@ class Engine(Protocol):
     def validate_definitions(self, definitions: list[domain.PatternDefinition]) -> list[FieldViolation]: ...
 
     async def evaluate_routing(
-        self, utterances: Sequence[LabelledUtterance], *, execution_mode: domain.ExecutionMode
+        self, utterances: Sequence[LabelledUtterance], *, execution_mode: domain.ExecutionMode, tenant_id: str
     ) -> Evaluation: ...
 
-    async def fit_routing(self, utterances: Sequence[LabelledUtterance], *, validate_only: bool) -> Fit: ...
+    async def fit_routing(
+        self, utterances: Sequence[LabelledUtterance], *, validate_only: bool, tenant_id: str, layer: PatternLayer
+    ) -> Fit: ...
 
     async def register_batch(
-        self, definitions: list[domain.PatternDefinition], *, validate_only: bool
+        self, definitions: list[domain.PatternDefinition], *, validate_only: bool, tenant_id: str, layer: PatternLayer
     ) -> tuple[list[domain.PatternDefinition], int, int, int]: ...
 
-    async def delete_definition(self, name: str) -> int: ...
+    async def delete_definition(self, name: str, *, tenant_id: str, layer: PatternLayer) -> int: ...
 
-    def get_definition(self, name: str) -> domain.PatternDefinition: ...
+    def get_definition(self, name: str, *, tenant_id: str) -> domain.PatternDefinition: ...
 
-    def list_definitions(self, pattern_type: domain.PatternType | None = None) -> list[domain.PatternDefinition]: ...
+    def definition_layer(self, name: str, *, tenant_id: str) -> PatternLayer: ...
+
+    def list_definitions(
+        self, pattern_type: domain.PatternType | None = None, *, tenant_id: str
+    ) -> list[domain.PatternDefinition]: ...
 
     def get_stats(self, tenant_id: str | None = None) -> StatsSnapshot: ...
 
@@ -248,25 +256,30 @@ class PatternExecutionServicer(pe_grpc.PatternExecutionServiceServicer):
         utterances = self._utterances(v, request.utterances)
         mode = check_mode(v, "execution_mode", request.execution_mode)
         v.raise_if_any()
-        evaluation = await self._engine.evaluate_routing(utterances, execution_mode=mode)
+        evaluation = await self._engine.evaluate_routing(utterances, execution_mode=mode, tenant_id=tenant_of(context))
         response = pe.EvaluateRoutingResponse()
         convert_routing.evaluation_to_proto(evaluation, response.evaluation)
         return response
 
     @unary_errors
     async def FitRouting(self, request: pe.FitRoutingRequest, context: ServicerContext) -> pe.FitRoutingResponse:
-        """Fit per-pattern thresholds and the calibration and apply them atomically (see the proto)."""
+        """Fit per-pattern thresholds and the calibration of one layer and apply them atomically (see the proto)."""
+        layer = target_layer(request.layer)
         v = Violations()
         utterances = self._utterances(v, request.utterances)
         v.raise_if_any()
-        fitted = await self._engine.fit_routing(utterances, validate_only=request.validate_only)
+        fitted = await self._engine.fit_routing(
+            utterances, validate_only=request.validate_only, tenant_id=tenant_of(context), layer=layer
+        )
         return convert_routing.fit_to_proto(fitted)
 
     @unary_errors
     async def RegisterBatch(
         self, request: pe.RegisterBatchRequest, context: ServicerContext
     ) -> pe.RegisterBatchResponse:
-        """Register or replace definitions atomically (see the proto)."""
+        """Register or replace definitions of one layer atomically (see the proto)."""
+        layer = target_layer(request.layer)
+        tenant = tenant_of(context)
         v = Violations()
         count = len(request.pattern_definitions)
         if not 1 <= count <= MAX_BATCH:
@@ -295,10 +308,10 @@ class PatternExecutionServicer(pe_grpc.PatternExecutionServiceServicer):
                 v.add(violation.field, violation.description)
         v.raise_if_any()
         stored, created, replaced, version = await self._engine.register_batch(
-            definitions, validate_only=request.validate_only
+            definitions, validate_only=request.validate_only, tenant_id=tenant, layer=layer
         )
         return pe.RegisterBatchResponse(
-            pattern_definitions=[convert.definition_to_proto(d) for d in stored],
+            pattern_definitions=[convert.definition_to_proto(d, LAYER_TO_PROTO[layer]) for d in stored],
             created_count=created,
             replaced_count=replaced,
             registry_version=version,
@@ -308,18 +321,19 @@ class PatternExecutionServicer(pe_grpc.PatternExecutionServiceServicer):
     async def ListPatternDefinitions(
         self, request: pe.ListPatternDefinitionsRequest, context: ServicerContext
     ) -> pe.ListPatternDefinitionsResponse:
-        """List definitions, priority order, paged (see the proto)."""
+        """List the caller tenant's effective definitions with their layers, priority order, paged (see the proto)."""
         v = Violations()
         size = check_page(v, request.page_size)
         kind = check_pattern_type(v, "pattern_type", request.pattern_type, allow_unset=True)
         v.raise_if_any()
+        tenant = tenant_of(context)
         key = f"definitions:{kind}"
         offset = paging.decode_token(request.page_token, key)
-        everything = self._engine.list_definitions(kind)
+        everything = self._engine.list_definitions(kind, tenant_id=tenant)
         page = everything[offset : offset + size]
         more = offset + size < len(everything)
         return pe.ListPatternDefinitionsResponse(
-            pattern_definitions=[convert.definition_to_proto(d) for d in page],
+            pattern_definitions=[self._definition(d, tenant) for d in page],
             next_page_token=paging.encode_token(offset + size, key) if more else "",
             total_size=len(everything),
         )
@@ -328,24 +342,29 @@ class PatternExecutionServicer(pe_grpc.PatternExecutionServiceServicer):
     async def DeletePatternDefinition(
         self, request: pe.DeletePatternDefinitionRequest, context: ServicerContext
     ) -> pe.DeletePatternDefinitionResponse:
-        """Delete one definition by name (see the proto)."""
+        """Delete one definition of one layer by name (see the proto)."""
+        layer = target_layer(request.layer)
         v = Violations()
         name = check_name(v, "name", request.name)
         v.raise_if_any()
-        version = await self._engine.delete_definition(name)
+        version = await self._engine.delete_definition(name, tenant_id=tenant_of(context), layer=layer)
         return pe.DeletePatternDefinitionResponse(registry_version=version)
 
     @unary_errors
     async def GetPatternDefinition(
         self, request: pe.GetPatternDefinitionRequest, context: ServicerContext
     ) -> pe.GetPatternDefinitionResponse:
-        """Return one definition by name (see the proto)."""
+        """Return the caller tenant's effective definition by name, with its layer (see the proto)."""
         v = Violations()
         name = check_name(v, "name", request.name)
         v.raise_if_any()
+        tenant = tenant_of(context)
         return pe.GetPatternDefinitionResponse(
-            pattern_definition=convert.definition_to_proto(self._engine.get_definition(name))
+            pattern_definition=self._definition(self._engine.get_definition(name, tenant_id=tenant), tenant)
         )
+
+    def _definition(self, d: domain.PatternDefinition, tenant: str) -> pe.PatternDefinition:
+        return convert.definition_to_proto(d, LAYER_TO_PROTO[self._engine.definition_layer(d.name, tenant_id=tenant)])
 
     @unary_errors
     async def GetStats(self, request: pe.GetStatsRequest, context: ServicerContext) -> pe.GetStatsResponse:

@@ -32,15 +32,23 @@ _TENANT = TENANT_PATTERN
 
 
 class Scope(enum.StrEnum):
-    """What a key may do. ``admin`` implies every other scope."""
+    """What a key may do. ``admin`` implies every other scope except ``patterns:admin:global``.
+
+    ``patterns:admin:global`` changes the global pattern layer every tenant
+    sees (:mod:`pattern_service.engine.registries`) and implies ``admin``;
+    ``admin`` alone changes only its tenant's layer.
+    """
 
     EXECUTE = "execute"
     READ = "read"
     WRITE = "write"
     ADMIN = "admin"
+    PATTERNS_ADMIN_GLOBAL = "patterns:admin:global"
 
 
 ALL_SCOPES = frozenset(Scope)
+#: Scopes ``admin`` does not imply (they reach beyond the key's tenant).
+CROSS_TENANT_SCOPES = frozenset({Scope.PATTERNS_ADMIN_GLOBAL})
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +71,11 @@ class Principal:
 
 
 def expand_scopes(scopes: Iterable[Scope]) -> frozenset[Scope]:
-    """The granted set: ``admin`` implies every scope."""
+    """The granted set: ``patterns:admin:global`` implies ``admin``, which implies every tenant-scoped scope."""
     granted = frozenset(scopes)
-    return ALL_SCOPES if Scope.ADMIN in granted else granted
+    if Scope.PATTERNS_ADMIN_GLOBAL in granted:
+        granted |= {Scope.ADMIN}
+    return granted | (ALL_SCOPES - CROSS_TENANT_SCOPES) if Scope.ADMIN in granted else granted
 
 
 _PRINCIPAL: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("tmws_principal", default=None)

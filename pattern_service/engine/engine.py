@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from pattern_service.domain import (
@@ -27,6 +28,7 @@ from pattern_service.engine.executors import (
 )
 from pattern_service.engine.memory_context import parse_memory_context
 from pattern_service.engine.ports import Embedder, GenerationStore, MemoryStore, ResultCache
+from pattern_service.engine.registries import PatternLayer, TenantRegistries
 from pattern_service.engine.registry import PatternRegistry
 from pattern_service.engine.router import ExecutionPlan, HybridDecisionRouter
 from pattern_service.engine.stats import EngineStats, StatsSnapshot, TenantStats
@@ -41,8 +43,8 @@ class PatternExecutionEngine:
     """Matches, routes, caches and executes queries.
 
     Args:
-        registry: Loaded pattern registry.
-        router: Router over ``registry``.
+        registry: Loaded global pattern registry.
+        router: Router over ``registry`` (and the tenants' registries of ``registries``).
         tools: Tool registry (built-ins and entry-point tools).
         memory_store: The learning store's memories.
         embedder: The service's embedder (given to tools).
@@ -54,6 +56,8 @@ class PatternExecutionEngine:
         refresh_interval: Seconds between checks of the store's registry version
             (changes by other replicas); 0 disables the check.
         recall_min_score: Default relevance floor of ``recall`` (``TMWS_RECALL_MIN_SCORE``).
+        registries: The tenants' registries over ``registry`` (loaded); default:
+            every tenant routes with ``registry`` (no tenant layers).
     """
 
     def __init__(
@@ -71,8 +75,10 @@ class PatternExecutionEngine:
         refresh_interval: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         recall_min_score: float = DEFAULT_RECALL_MIN_SCORE,
+        registries: TenantRegistries | None = None,
     ) -> None:
         self.registry = registry
+        self.registries = registries if registries is not None else TenantRegistries(registry, None)
         self.router = router
         self.tools = tools
         self.cache: ResultCache = cache if cache is not None else LocalResultCache()
@@ -191,7 +197,7 @@ class PatternExecutionEngine:
             return None
         generation = await self.generations.get(tenant_id) if plan.reads_memory else None
         try:
-            return cache_key(tenant_id, text, mode, ctx, self.registry.version, generation)
+            return cache_key(tenant_id, text, mode, ctx, self.registries.version_of(tenant_id), generation)
         except (TypeError, ValueError):
             return None
 
@@ -351,12 +357,16 @@ class PatternExecutionEngine:
             "operation": plan.path.operation.value if plan.path.operation else None,
             "subject": plan.subject,
             "pattern_own_type": plan.definition.pattern_type.value,
-            "registry_version": self.registry.version,
+            "registry_version": self.registries.version_of(tenant_id),
             "write": plan.is_write,
         }
 
     def _drop_stale_results(self, _version: int) -> None:
-        """Result keys include the registry version: after a change the local entries are unreachable."""
+        """Result keys include the registry version: after a global change the local entries are unreachable.
+
+        (After a change of one tenant's layer only that tenant's entries are;
+        they age out, and other tenants keep their cached results.)
+        """
         self.cache.drop_local()
 
     async def _maybe_refresh(self) -> None:
@@ -364,72 +374,112 @@ class PatternExecutionEngine:
             return
         self._last_refresh = self._clock()
         try:
-            await self.registry.refresh_if_changed()
+            await self.registries.refresh_if_changed()
         except Exception:
             logger.warning("registry refresh check failed; serving the loaded definitions", exc_info=True)
 
     # ------------------------------------------------------------ definitions
 
     async def register_batch(
-        self, definitions: Sequence[PatternDefinition], *, validate_only: bool = False
+        self,
+        definitions: Sequence[PatternDefinition],
+        *,
+        validate_only: bool = False,
+        tenant_id: str = DEFAULT_TENANT,
+        layer: PatternLayer = PatternLayer.GLOBAL,
     ) -> tuple[list[PatternDefinition], int, int, int]:
-        """Register or replace definitions atomically (see :meth:`PatternRegistry.register_batch`).
+        """Register or replace definitions in one registry layer atomically (:mod:`.registries`).
+
+        Args:
+            definitions: The batch (unique names).
+            validate_only: Only validate.
+            tenant_id: The caller's tenant (whose layer ``TENANT`` is).
+            layer: The layer to change (the caller's scopes were checked by the API).
 
         Returns:
-            (stored definitions, created count, replaced count, registry version).
+            (stored definitions, created count, replaced count, registry version:
+            the tenant's effective version for its layer).
 
         Raises:
             InvalidArgumentError: With every violation; nothing changed.
         """
-        res = await self.registry.register_batch(definitions, validate_only=validate_only)
+        res = await self.registries.register_batch(
+            definitions, tenant_id=tenant_id, layer=layer, validate_only=validate_only
+        )
         return res.definitions, res.created, res.replaced, res.version
 
-    async def delete_definition(self, name: str) -> int:
-        """Delete a definition; returns the new registry version.
+    async def delete_definition(
+        self, name: str, *, tenant_id: str = DEFAULT_TENANT, layer: PatternLayer = PatternLayer.GLOBAL
+    ) -> int:
+        """Delete a definition of one layer; returns the new version (see :meth:`TenantRegistries.delete`).
 
         Raises:
             NotFoundError: No definition has that name.
+            FailedPreconditionError: ``GLOBAL_LAYER_PATTERN``: the tenant layer
+                was targeted and only the global layer has ``name``.
         """
-        return await self.registry.delete(name)
+        return await self.registries.delete(name, tenant_id=tenant_id, layer=layer)
 
     async def evaluate_routing(
-        self, utterances: Sequence[LabelledUtterance], *, execution_mode: ExecutionMode = ExecutionMode.BALANCED
+        self,
+        utterances: Sequence[LabelledUtterance],
+        *,
+        execution_mode: ExecutionMode = ExecutionMode.BALANCED,
+        tenant_id: str = DEFAULT_TENANT,
     ) -> Evaluation:
-        """Route labelled utterances without executing them and report the quality (:mod:`.evaluation`).
+        """Route labelled utterances with the tenant's registry, without executing, and report the quality.
 
         Raises:
             InvalidArgumentError: An utterance names an unregistered pattern.
         """
         await self._maybe_refresh()
-        return (await evaluate(self.router, self.registry, utterances, execution_mode))[0]
+        registry = self.registries.for_tenant(tenant_id)
+        return (await evaluate(self.router, registry, utterances, execution_mode))[0]
 
-    async def fit_routing(self, utterances: Sequence[LabelledUtterance], *, validate_only: bool = False) -> Fit:
-        """Fit per-pattern thresholds and the calibration on labelled utterances and apply them atomically.
+    async def fit_routing(
+        self,
+        utterances: Sequence[LabelledUtterance],
+        *,
+        validate_only: bool = False,
+        tenant_id: str = DEFAULT_TENANT,
+        layer: PatternLayer = PatternLayer.GLOBAL,
+    ) -> Fit:
+        """Fit thresholds and the calibration of one layer on labelled utterances and apply them atomically.
+
+        A tenant layer's fit routes with the tenant's effective registry and
+        stores the result as the tenant's (:mod:`.tenant_registry`).
 
         Raises:
             InvalidArgumentError: An utterance names an unregistered pattern.
         """
         await self._maybe_refresh()
-        return await fit(self.router, self.registry, utterances, validate_only=validate_only)
+        async with self.registries.changing(tenant_id, layer) as registry:
+            return await fit(self.router, registry, utterances, validate_only=validate_only)
 
-    def get_definition(self, name: str) -> PatternDefinition:
-        """The registered definition named ``name``.
+    def get_definition(self, name: str, *, tenant_id: str = DEFAULT_TENANT) -> PatternDefinition:
+        """The tenant's effective definition named ``name``.
 
         Raises:
             NotFoundError: No definition has that name.
         """
-        definition = self.registry.get(name)
+        definition = self.registries.for_tenant(tenant_id).get(name)
         if definition is None:
             raise NotFoundError("PatternDefinition", name)
         return definition
+
+    def definition_layer(self, name: str, *, tenant_id: str = DEFAULT_TENANT) -> PatternLayer:
+        """The layer the tenant's effective definition ``name`` comes from."""
+        return self.registries.layer_of(tenant_id, name)
 
     def validate_definitions(self, definitions: Sequence[PatternDefinition]) -> list[FieldViolation]:
         """Every problem of a batch as field violations ``pattern_definitions[i].<field>`` (changes nothing)."""
         return self.registry.validate(definitions)
 
-    def list_definitions(self, pattern_type: PatternType | None = None) -> list[PatternDefinition]:
-        """Registered definitions (optionally of one type), priority descending then name."""
-        return self.registry.definitions(pattern_type)
+    def list_definitions(
+        self, pattern_type: PatternType | None = None, *, tenant_id: str = DEFAULT_TENANT
+    ) -> list[PatternDefinition]:
+        """The tenant's effective definitions (optionally of one type), priority descending then name."""
+        return self.registries.definitions(tenant_id, pattern_type)
 
     async def close(self) -> None:
         """Release the result cache (the stores belong to the caller)."""
@@ -452,17 +502,20 @@ class PatternExecutionEngine:
                 ``local_hits``, ``redis_hits`` and ``hit_rate`` are the tenant's
                 lookups. In either view ``local_hits + redis_hits == hits``:
                 a hit is answered by the in-process layer or, when that missed,
-                by Redis. Shared facts stay global: the ``registry`` section
-                (definitions are shared by all tenants) and the cache's
+                by Redis. The ``registry`` section is the tenant's effective
+                registry (its version the tenant's). Shared facts stay global: the cache's
                 ``evictions``, ``invalidations``, ``local_cache_size`` and
                 ``redis_available``.
         """
         cache = self.cache.stats()
         if tenant_id is None:
             return StatsSnapshot(self.stats.snapshot(), self.registry.stats(), self.router.stats(), cache)
+        registry = replace(
+            self.registries.for_tenant(tenant_id).stats(), registry_version=self.registries.version_of(tenant_id)
+        )
         return StatsSnapshot(
             self.tenant_stats.engine(tenant_id),
-            self.registry.stats(),
+            registry,
             self.tenant_stats.router(tenant_id),
             self.tenant_stats.cache(tenant_id, cache),
         )

@@ -12,7 +12,8 @@ call ever reads or changes another tenant's rows or vectors.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -49,7 +50,12 @@ class Embedder(Protocol):
 
 
 class PatternDefinitionStore(Protocol):
-    """Persistent pattern definitions (global, shared by all tenants) and the registry version."""
+    """Persistent pattern definitions of one registry layer and its version.
+
+    The global layer's store (every tenant sees it) is the registry's; a
+    tenant's effective registry reads through
+    :class:`~pattern_service.engine.tenant_registry.LayeredDefinitionStore`.
+    """
 
     async def load(self) -> tuple[list[PatternDefinition], int]:
         """All stored definitions and the current registry version."""
@@ -93,6 +99,77 @@ class PatternDefinitionStore(Protocol):
 
     async def version(self) -> int:
         """The current registry version (for replicas to notice changes)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class LayerState:
+    """One tenant's registry layer as stored (:mod:`pattern_service.engine.registries`).
+
+    Attributes:
+        definitions: The tenant's own definitions, by name.
+        version: The layer's version (0 = the tenant never had a layer).
+        calibration: The tenant's fitted calibration, or ``None`` (the global one applies).
+        thresholds: The tenant's fitted similarity thresholds of global patterns, by name.
+    """
+
+    definitions: list[PatternDefinition]
+    version: int
+    calibration: dict[str, Any] | None = None
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+
+class LayerStore(Protocol):
+    """Persistence of one tenant's registry layer."""
+
+    async def load_layer(self) -> LayerState:
+        """The layer as stored."""
+        ...
+
+    async def version(self) -> int:
+        """The layer's version (0 when the tenant never had a layer)."""
+        ...
+
+    async def apply_batch(
+        self,
+        definitions: Sequence[PatternDefinition],
+        *,
+        mark_seeded: bool = False,
+        calibration: Mapping[str, Any] | None = None,
+        thresholds: Mapping[str, float] | None = None,
+    ) -> tuple[list[PatternDefinition], int, int, int]:
+        """Insert or replace definitions of the layer in one transaction (one version bump).
+
+        Args:
+            definitions: Validated, unique names.
+            mark_seeded: Unused for a tenant layer.
+            calibration: Also replace the tenant's calibration.
+            thresholds: Also merge these fitted thresholds of global patterns into the tenant's.
+
+        Returns:
+            (stored, created count, replaced count, new layer version).
+        """
+        ...
+
+    async def delete(self, name: str) -> int:
+        """Delete a definition of the layer; returns the new layer version.
+
+        Raises:
+            NotFoundError: The layer has no definition of that name.
+        """
+        ...
+
+
+@runtime_checkable
+class LayeredStores(Protocol):
+    """A global :class:`PatternDefinitionStore` that also serves tenant layers."""
+
+    def for_layer(self, tenant_id: str) -> LayerStore:
+        """The store of ``tenant_id``'s layer."""
+        ...
+
+    async def layer_versions(self) -> dict[str, int]:
+        """Every tenant layer's version, by tenant (one read)."""
         ...
 
 
@@ -217,6 +294,9 @@ class ReplicaBus(Protocol):
 __all__ = [
     "Embedder",
     "GenerationStore",
+    "LayerState",
+    "LayerStore",
+    "LayeredStores",
     "MemoryStore",
     "PatternDefinitionStore",
     "ReplicaBus",

@@ -432,6 +432,29 @@ class PatternRegistry:
                 logger.info("seeded %d default pattern definition(s)", len(fresh))
             await self._reload_locked()
 
+    def derive(self, store: PatternDefinitionStore) -> PatternRegistry:
+        """A registry with this one's settings over another store (a tenant's effective registry).
+
+        It never seeds the default set, and starts with this registry's
+        example vectors, so loading it embeds only examples this one lacks.
+        """
+        other = PatternRegistry(
+            store,
+            self._embedder,
+            self._tool_names,
+            semantic_threshold=self.semantic_threshold,
+            match_cache_size=int(self._match_cache.maxsize),
+            load_defaults=False,
+            default_cache_ttl=self._default_cache_ttl,
+        )
+        other._vectors.update(self._vectors)
+        return other
+
+    async def reload(self) -> None:
+        """Reload everything from the store (one swap)."""
+        async with self._lock:
+            await self._reload_locked()
+
     async def refresh_if_changed(self) -> bool:
         """Reload when the store's version moved (another replica changed the registry).
 

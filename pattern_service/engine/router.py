@@ -53,6 +53,7 @@ from typing import Any
 
 from cachetools import LRUCache
 
+from pattern_service.calibration import RoutingCalibration
 from pattern_service.domain import (
     ExecutionMode,
     MatchSource,
@@ -208,6 +209,9 @@ class HybridDecisionRouter:
             confirms a trigger match (``TMWS_TRIGGER_MIN_SIMILARITY``).
         keyword_fallback: Whether the keyword guess runs when nothing matched
             and the request does not say (``TMWS_KEYWORD_FALLBACK``).
+        registries: The registry a tenant routes with
+            (:meth:`~pattern_service.engine.registries.TenantRegistries.for_tenant`);
+            default: ``registry`` for every tenant.
     """
 
     #: Plans of trigger and exact-name matches kept (see :meth:`plan`).
@@ -220,15 +224,18 @@ class HybridDecisionRouter:
         *,
         trigger_threshold: float = 0.2,
         keyword_fallback: bool = False,
+        registries: Callable[[str], PatternRegistry] | None = None,
     ) -> None:
         self._registry = registry
+        self._for_tenant: Callable[[str], PatternRegistry] = registries or (lambda _tenant: registry)
         self._memories = memory_store
         self.trigger_threshold = trigger_threshold
         self.keyword_fallback = keyword_fallback
         self._total = 0
         self._no_match = 0
         self._by_type = {t.value: 0 for t in PatternType}
-        self._plans: LRUCache[tuple[str, ExecutionMode], tuple[MatchOutcome, ExecutionPlan]] = LRUCache(
+        # Keyed by (id of the registry routed with, query, mode): tenants sharing the global registry share plans.
+        self._plans: LRUCache[tuple[int, str, ExecutionMode], tuple[MatchOutcome, ExecutionPlan]] = LRUCache(
             self.PLAN_CACHE_SIZE
         )
         registry.add_swap_listener(lambda _version: self._plans.clear())
@@ -260,7 +267,8 @@ class HybridDecisionRouter:
             query: Trimmed, non-empty query.
             mode: Execution mode.
             context: Caller context (a ``search_by_tag`` pattern needs a tag in it or the query).
-            tenant_id: Caller tenant (for "memories exist" in the keyword guess).
+            tenant_id: Caller tenant: routes with the tenant's effective registry
+                (and "memories exist" in the keyword guess is the tenant's).
             keyword_fallback: Allow the keyword guess; ``None`` = the router's setting.
 
         Raises:
@@ -272,13 +280,15 @@ class HybridDecisionRouter:
 
         A plan chosen by a trigger or an exact name depends only on the query,
         the mode and the registry's match outcome, so it is kept per
-        ``(query, mode)`` with the outcome it came from, and reused while the
-        registry returns that same outcome object (its match cache is cleared
+        ``(registry, query, mode)`` with the outcome it came from (the tenant's
+        registry: tenants without a layer of their own share the global one's
+        plans), and reused while that registry returns that same outcome object (its match cache is cleared
         on every registry change). Other choices also depend on the context and
         are planned every time.
         """
-        outcome = await self._registry.match(query)
-        memo = self._plans.get((query, mode))
+        registry = self._for_tenant(tenant_id)
+        outcome = await registry.match(query)
+        memo = self._plans.get((id(registry), query, mode))
         if memo is not None and memo[0] is outcome:
             plan = memo[1]
             self._total += 1
@@ -287,10 +297,10 @@ class HybridDecisionRouter:
         choice = self.choose(outcome, mode, query, context)
         guess = self.keyword_fallback if keyword_fallback is None else keyword_fallback
         if choice is None and guess:
-            choice = await self._keyword_guess(outcome, mode, query, context, tenant_id)
+            choice = await self._keyword_guess(registry, outcome, mode, query, context, tenant_id)
         if choice is None:
             self._no_match += 1
-            raise self._no_match_error(outcome, mode, query, context)
+            raise self._no_match_error(registry, outcome, mode, query, context)
         chosen, source = choice.definition, choice.source
         path = plan_path(chosen, mode)
         if path is None:
@@ -300,7 +310,7 @@ class HybridDecisionRouter:
                 reason="MODE_EXCLUDES_PATH",
                 metadata={"execution_mode": mode.name, "pattern_name": chosen.name},
             )
-        calibration = self._registry.calibration
+        calibration = registry.calibration
         confidence = calibration.confidence(source.value, choice.raw)
         why = f"{choice.why}; {mode.name} runs {self._describe(chosen, path)}"
         decision = RoutingDecision(
@@ -309,7 +319,7 @@ class HybridDecisionRouter:
             confidence=round(confidence, 6),
             reasoning=why,
             estimated_cost=path.cost,
-            alternative_routes=self._alternatives(outcome, chosen, path, confidence, mode),
+            alternative_routes=self._alternatives(calibration, outcome, chosen, path, confidence, mode),
             match_source=source,
             raw_score=round(choice.raw, 6),
         )
@@ -320,10 +330,10 @@ class HybridDecisionRouter:
         if source is MatchSource.EXACT_NAME:
             span = (0, len(query))
         elif source is MatchSource.TRIGGER:
-            span = self._registry.trigger_span(chosen.name, query)
+            span = registry.trigger_span(chosen.name, query)
         plan = ExecutionPlan(decision, chosen, path, subject_of(query, span), baseline)
         if source in (MatchSource.TRIGGER, MatchSource.EXACT_NAME):
-            self._plans[(query, mode)] = (outcome, plan)
+            self._plans[(id(registry), query, mode)] = (outcome, plan)
         return plan
 
     def choose(
@@ -400,27 +410,34 @@ class HybridDecisionRouter:
         return d.operation is not MemoryOperation.SEARCH_BY_TAG or bool(tags_in(query, context))
 
     def _no_match_error(
-        self, outcome: MatchOutcome, mode: ExecutionMode, query: str, context: Mapping[str, Any]
+        self,
+        registry: PatternRegistry,
+        outcome: MatchOutcome,
+        mode: ExecutionMode,
+        query: str,
+        context: Mapping[str, Any],
     ) -> NotFoundError:
         """``NO_PATTERN_MATCHED`` with the closest candidates (calibrated and raw) in the metadata."""
-        calibration = self._registry.calibration
+        calibration = registry.calibration
         listed: list[dict[str, Any]] = []
         for hit in outcome.triggers:
             scored = outcome.trigger_scores.get(hit.definition.name)
             if scored is not None:
-                listed.append(self._describe_candidate(scored, MatchSource.TRIGGER, self.trigger_threshold))
+                trigger_floor = self.trigger_threshold
+                listed.append(self._describe_candidate(calibration, scored, MatchSource.TRIGGER, trigger_floor))
         for c in outcome.candidates[: NO_MATCH_CANDIDATES + len(listed)]:
             if len(listed) >= NO_MATCH_CANDIDATES:
                 break
             if all(item["pattern_name"] != c.definition.name for item in listed):
-                listed.append(self._describe_candidate(c, MatchSource.SEMANTIC, self._registry.threshold(c.definition)))
+                threshold = registry.threshold(c.definition)
+                listed.append(self._describe_candidate(calibration, c, MatchSource.SEMANTIC, threshold))
         listed = listed[:NO_MATCH_CANDIDATES]
         best = self.best_candidate(outcome, mode, query, context)
         metadata = {"execution_mode": mode.name, "candidates": json.dumps(listed, separators=(",", ":"))}
         if best is None:
             message = "no pattern matches this query"
         else:
-            threshold = self._registry.threshold(best.definition)
+            threshold = registry.threshold(best.definition)
             confidence = calibration.confidence(MatchSource.SEMANTIC.value, best.score)
             metadata.update(
                 best_pattern_name=best.definition.name,
@@ -443,18 +460,27 @@ class HybridDecisionRouter:
             "PatternDefinition", outcome.normalized, message, reason="NO_PATTERN_MATCHED", metadata=metadata
         )
 
-    def _describe_candidate(self, c: Candidate, source: MatchSource, threshold: float) -> dict[str, Any]:
+    @staticmethod
+    def _describe_candidate(
+        calibration: RoutingCalibration, c: Candidate, source: MatchSource, threshold: float
+    ) -> dict[str, Any]:
         return {
             "pattern_name": c.definition.name,
             "match_source": source.value,
-            "confidence": round(self._registry.calibration.confidence(source.value, c.score), 4),
+            "confidence": round(calibration.confidence(source.value, c.score), 4),
             "raw_score": round(c.score, 4),
             "threshold": round(threshold, 4),
             "write": c.definition.is_write,
         }
 
     async def _keyword_guess(
-        self, outcome: MatchOutcome, mode: ExecutionMode, query: str, context: Mapping[str, Any], tenant_id: str
+        self,
+        registry: PatternRegistry,
+        outcome: MatchOutcome,
+        mode: ExecutionMode,
+        query: str,
+        context: Mapping[str, Any],
+        tenant_id: str,
     ) -> Choice | None:
         """The seed router's keyword decision (opt-in), never a write; ``None`` when no pattern can run."""
         if mode is ExecutionMode.FAST:
@@ -471,7 +497,7 @@ class HybridDecisionRouter:
                 if not d.is_write and self._runnable(d, mode, query, context):
                     seen.add(d.name)
                     yield d
-            for d in self._registry.iter_definitions():
+            for d in registry.iter_definitions():
                 if d.name not in seen and not d.is_write and self._runnable(d, mode, query, context):
                     yield d
 
@@ -489,10 +515,15 @@ class HybridDecisionRouter:
         return keyword_decision(normalized, exist)
 
     def _alternatives(
-        self, outcome: MatchOutcome, chosen: PatternDefinition, path: PathPlan, confidence: float, mode: ExecutionMode
+        self,
+        calibration: RoutingCalibration,
+        outcome: MatchOutcome,
+        chosen: PatternDefinition,
+        path: PathPlan,
+        confidence: float,
+        mode: ExecutionMode,
     ) -> tuple[RouteAlternative, ...]:
         found: dict[tuple[PatternType, str], RouteAlternative] = {}
-        calibration = self._registry.calibration
 
         def add(d: PatternDefinition, p: PathPlan | None, score: float, raw: float) -> None:
             if p is None or (p.pattern_type, d.name) == (path.pattern_type, chosen.name):

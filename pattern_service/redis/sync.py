@@ -15,9 +15,11 @@ two background tasks:
 
 Registry changes are published by wrapping the definition store
 (:meth:`RedisCacheBackend.definition_store`): after ``apply_batch`` or
-``delete`` committed, the new version is published. Messages are JSON
-``{"src": replica id, "kind": "tenant" | "registry", ...}``; a replica ignores
-its own.
+``delete`` committed, the new version is published with the layer it changed
+(``"tenant"``: the tenant id, or ``null`` for the global layer), so a
+replica reloads only that tenant's registry (every registry for the global
+layer). Messages are JSON ``{"src": replica id, "kind": "tenant" |
+"registry", ...}``; a replica ignores its own.
 """
 
 from __future__ import annotations
@@ -53,25 +55,47 @@ class PublishingDefinitionStore:
     """A :class:`~pattern_service.engine.ports.PatternDefinitionStore` that publishes each committed change.
 
     Args:
-        inner: The real store.
-        publish: ``async (new registry version) -> None`` (must not raise).
+        inner: The real store (of the global layer, or of ``tenant_id``'s layer).
+        publish: ``async (new layer version, tenant id or None) -> None`` (must not raise).
+        tenant_id: The tenant whose layer ``inner`` serves; ``None`` = the global layer.
     """
 
-    def __init__(self, inner: PatternDefinitionStore, publish: Callable[[int], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        inner: Any,
+        publish: Callable[[int, str | None], Awaitable[None]],
+        tenant_id: str | None = None,
+    ) -> None:
         self._inner = inner
         self._publish = publish
+        self._tenant_id = tenant_id
+
+    def for_layer(self, tenant_id: str) -> PublishingDefinitionStore:
+        """The publishing store of ``tenant_id``'s layer (its changes are announced with the tenant)."""
+        return PublishingDefinitionStore(self._inner.for_layer(tenant_id), self._publish, tenant_id)
+
+    async def layer_versions(self) -> dict[str, int]:
+        """Every tenant layer's version, by tenant."""
+        versions: dict[str, int] = await self._inner.layer_versions()
+        return versions
+
+    async def load_layer(self) -> Any:
+        """The tenant layer as stored (see ``SqlPatternDefinitionStore.load_layer``)."""
+        return await self._inner.load_layer()
 
     async def load(self) -> tuple[list[PatternDefinition], int]:
         """See :meth:`PatternDefinitionStore.load`."""
-        return await self._inner.load()
+        loaded: tuple[list[PatternDefinition], int] = await self._inner.load()
+        return loaded
 
     async def load_state(self) -> tuple[list[PatternDefinition], int, dict[str, Any] | None]:
         """See :meth:`PatternDefinitionStore.load_state`."""
-        return await self._inner.load_state()
+        state: tuple[list[PatternDefinition], int, dict[str, Any] | None] = await self._inner.load_state()
+        return state
 
     async def is_seeded(self) -> bool:
         """See :meth:`PatternDefinitionStore.is_seeded`."""
-        return await self._inner.is_seeded()
+        return bool(await self._inner.is_seeded())
 
     async def apply_batch(
         self,
@@ -79,10 +103,14 @@ class PublishingDefinitionStore:
         *,
         mark_seeded: bool = False,
         calibration: Mapping[str, Any] | None = None,
+        thresholds: Mapping[str, float] | None = None,
     ) -> tuple[list[PatternDefinition], int, int, int]:
         """See :meth:`PatternDefinitionStore.apply_batch`; publishes the new version after the commit."""
-        result = await self._inner.apply_batch(definitions, mark_seeded=mark_seeded, calibration=calibration)
-        await self._publish(result[3])
+        extra = {} if thresholds is None else {"thresholds": thresholds}  # only tenant layers take thresholds
+        result: tuple[list[PatternDefinition], int, int, int] = await self._inner.apply_batch(
+            definitions, mark_seeded=mark_seeded, calibration=calibration, **extra
+        )
+        await self._publish(result[3], self._tenant_id)
         return result
 
     async def delete(self, name: str) -> int:
@@ -91,13 +119,14 @@ class PublishingDefinitionStore:
         Raises:
             NotFoundError: No definition has that name.
         """
-        version = await self._inner.delete(name)
-        await self._publish(version)
+        version: int = await self._inner.delete(name)
+        await self._publish(version, self._tenant_id)
         return version
 
     async def version(self) -> int:
         """See :meth:`PatternDefinitionStore.version`."""
-        return await self._inner.version()
+        version: int = await self._inner.version()
+        return version
 
 
 class RedisCacheBackend:
@@ -140,7 +169,7 @@ class RedisCacheBackend:
         self.messages_received = 0
         self._probe_interval = probe_interval
         self._health_interval = health_interval
-        self._on_registry_change: Callable[[], Awaitable[object]] | None = None
+        self._on_registry_change: Callable[[str | None], Awaitable[object]] | None = None
         self._handlers: dict[str, ReplicaHandler] = {}
         self._recovering = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -183,12 +212,13 @@ class RedisCacheBackend:
         """Wrap the definition store so every committed registry change is published."""
         return PublishingDefinitionStore(inner, self._publish_registry)
 
-    async def start(self, on_registry_change: Callable[[], Awaitable[object]] | None = None) -> None:
+    async def start(self, on_registry_change: Callable[[str | None], Awaitable[object]] | None = None) -> None:
         """Connect (a Redis that is down is not an error: the monitor keeps trying) and start the tasks.
 
         Args:
-            on_registry_change: Called when another replica changed the registry
-                (``engine.registry.refresh_if_changed``).
+            on_registry_change: Called with the tenant whose layer another replica
+                changed, or ``None`` (the global layer, or messages may have been
+                missed): ``engine.registries.refresh_if_changed``.
         """
         self._on_registry_change = on_registry_change
         await self.link.probe()
@@ -259,14 +289,14 @@ class RedisCacheBackend:
     async def _publish_tenant(self, tenant_id: str) -> None:
         await self._publish({"kind": "tenant", "tenant": tenant_id})
 
-    async def _publish_registry(self, version: int) -> None:
-        await self._publish({"kind": "registry", "version": version})
+    async def _publish_registry(self, version: int, tenant_id: str | None = None) -> None:
+        await self._publish({"kind": "registry", "version": version, "tenant": tenant_id})
 
-    async def _refresh_registry(self) -> None:
+    async def _refresh_registry(self, tenant_id: str | None = None) -> None:
         if self._on_registry_change is None:
             return
         try:
-            await self._on_registry_change()
+            await self._on_registry_change(tenant_id)
         except Exception:
             logger.warning("registry refresh after a redis message failed", exc_info=True)
 
@@ -283,7 +313,8 @@ class RedisCacheBackend:
         if kind == "tenant":
             await self.cache.drop_remote(str(message.get("tenant")))
         elif kind == "registry":
-            await self._refresh_registry()
+            tenant = message.get("tenant")
+            await self._refresh_registry(tenant if isinstance(tenant, str) else None)
         elif isinstance(kind, str) and (handler := self._handlers.get(kind)) is not None:
             try:
                 await handler(message)

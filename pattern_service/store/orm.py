@@ -156,11 +156,20 @@ class MemoryTagRow(Base):
     tenant_id: Mapped[str] = mapped_column(String(128))
 
 
+#: ``tenant_id`` of the global registry layer (no tenant id is empty: ``TENANT_PATTERN``).
+GLOBAL_LAYER = ""
+
+
 class PatternDefinitionRow(Base):
-    """``pattern_definitions``: registered trigger patterns (global, not per tenant)."""
+    """``pattern_definitions``: registered trigger patterns, by registry layer (revision 0005).
+
+    ``tenant_id`` is :data:`GLOBAL_LAYER` for the global layer every tenant
+    sees, else the tenant whose own layer holds the row.
+    """
 
     __tablename__ = "pattern_definitions"
 
+    tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True, server_default=GLOBAL_LAYER)
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     pattern_type: Mapped[str] = mapped_column(String(20))
     trigger_pattern: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -187,6 +196,22 @@ class RegistryStateRow(Base):
     calibration: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument, nullable=True)
 
 
+class RegistryLayerRow(Base):
+    """``registry_layers``: one row per tenant with an own registry layer (revision 0005).
+
+    ``version`` counts the changes of the tenant's layer; ``calibration`` is
+    the tenant's fitted calibration (``None`` = the global one) and
+    ``thresholds`` its fitted similarity thresholds of global patterns, by name.
+    """
+
+    __tablename__ = "registry_layers"
+
+    tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    calibration: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument, nullable=True)
+    thresholds: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument, nullable=True)
+
+
 class VectorOutboxRow(Base):
     """``vector_outbox``: pending vector changes, written in the same transaction as the SQL change."""
 
@@ -207,11 +232,13 @@ class VectorOutboxRow(Base):
 
 
 __all__ = [
+    "GLOBAL_LAYER",
     "Base",
     "JSONDocument",
     "MemoryRow",
     "MemoryTagRow",
     "PatternDefinitionRow",
+    "RegistryLayerRow",
     "RegistryStateRow",
     "SuccessPatternRow",
     "UTCDateTime",

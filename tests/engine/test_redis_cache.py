@@ -97,7 +97,7 @@ def redis_replica(
             cache=backend.cache,
             generations=backend.generations,
         )
-        await backend.start(engine.registry.refresh_if_changed)
+        await backend.start(engine.registries.refresh_if_changed)
         return engine, backend
 
     return replica

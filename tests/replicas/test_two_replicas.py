@@ -20,7 +20,12 @@ from server_helpers import create_database, drop_database, postgres_maintenance_
 
 from pattern_service.store.db import aupgrade_to_head
 from tmws.pattern.client import NotFound, PatternClient
-from tmws.pattern.v1 import PATTERN_TYPE_MEMORY, PatternDefinition
+from tmws.pattern.v1 import (
+    PATTERN_LAYER_GLOBAL,
+    PATTERN_LAYER_TENANT,
+    PATTERN_TYPE_MEMORY,
+    PatternDefinition,
+)
 
 REDIS_URL = os.environ.get("TMWS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -110,3 +115,40 @@ async def test_register_store_and_invalidate_across_replicas(replicas: tuple[Ser
             return True if {memory_id, second_id} <= ids else None
 
         await poll(both_on_b, "B to recall both memories stored on A")
+
+
+async def test_a_tenant_layer_change_reaches_the_other_replica_for_that_tenant_only(
+    replicas: tuple[ServerProcess, ServerProcess],
+) -> None:
+    a_proc, b_proc = replicas
+    tenant_b = [("x-tenant-id", "tenant-b")]
+    tenant_a = [("x-tenant-id", "tenant-a")]
+    note = "store another note about the release train"
+    async with (
+        PatternClient.connect(a_proc.target, metadata=tenant_b) as b_on_first,
+        PatternClient.connect(b_proc.target, metadata=tenant_b) as b_on_second,
+        PatternClient.connect(b_proc.target, metadata=tenant_a) as a_on_second,
+    ):
+        assert (await b_on_second.get_pattern_definition("store_memory")).layer == PATTERN_LAYER_GLOBAL
+        shadow = PatternDefinition(
+            name="store_memory", pattern_type=PATTERN_TYPE_MEMORY, trigger_pattern=r"\bstore\s+\S", cache_ttl=0
+        )
+        shadow.metadata.update({"operation": "recall"})
+        await b_on_first.register_batch([shadow], layer=PATTERN_LAYER_TENANT)
+
+        async def layer_on_second(wanted: int) -> bool | None:
+            return True if (await b_on_second.get_pattern_definition("store_memory")).layer == wanted else None
+
+        await poll(lambda: layer_on_second(PATTERN_LAYER_TENANT), "the second replica to load tenant-b's layer")
+        read = await b_on_second.execute(note)
+        assert read.metadata["operation"] == "recall" and not read.metadata["write"]
+        # Tenant A on the second replica: unchanged.
+        stored = await a_on_second.execute(note)
+        assert stored.metadata["write"] and stored.success
+        assert (await a_on_second.get_pattern_definition("store_memory")).layer == PATTERN_LAYER_GLOBAL
+
+        # Deleting B's pattern on the first replica uncovers the global one on the second.
+        await b_on_first.delete_pattern_definition("store_memory", layer=PATTERN_LAYER_TENANT)
+        await poll(lambda: layer_on_second(PATTERN_LAYER_GLOBAL), "the second replica to drop tenant-b's pattern")
+        again = await b_on_second.execute(note)
+        assert again.metadata["write"] and again.success

@@ -11,7 +11,7 @@ import yaml
 from pattern_service.__main__ import main as cli_main
 from pattern_service.api import keys
 from pattern_service.api.auth import InsecureConfigurationError, check_open_mode, is_loopback, required_scope
-from pattern_service.api.identity import ALL_SCOPES, Scope
+from pattern_service.api.identity import ALL_SCOPES, CROSS_TENANT_SCOPES, Scope
 from pattern_service.api.keys import KeyConfigError, KeyRing, hash_key, load_key_ring
 from pattern_service.api.security import server_security
 from pattern_service.api.tls import TlsConfigError, server_credentials
@@ -31,7 +31,8 @@ def test_json_and_yaml_files_and_inline_keys_load(tmp_path: pathlib.Path) -> Non
     assert one is not None and one.tenant == "acme" and one.scopes == frozenset({Scope.READ})
     assert ring.authenticate("k3") is not None and ring.authenticate("k2") is None
     admin = load_key_ring(tmp_path / "keys.yaml", "").authenticate("k2")
-    assert admin is not None and admin.scopes == ALL_SCOPES  # admin implies every scope
+    # admin implies every scope of its tenant, not the global pattern layer's
+    assert admin is not None and admin.scopes == ALL_SCOPES - CROSS_TENANT_SCOPES
 
 
 def test_no_keys_is_an_empty_ring() -> None:

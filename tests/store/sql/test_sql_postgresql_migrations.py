@@ -32,9 +32,15 @@ JSON_COLUMNS = {
     ("pattern_definitions", "examples"),
     ("pattern_definitions", "metadata"),
     ("registry_state", "calibration"),
+    ("registry_layers", "calibration"),
+    ("registry_layers", "thresholds"),
 }
-#: The JSON columns revision 0001 has (0003 added the calibration).
-JSON_COLUMNS_0001 = JSON_COLUMNS - {("registry_state", "calibration")}
+#: The JSON columns revision 0001 has (0003 added the calibration, 0005 the tenant layers).
+JSON_COLUMNS_0001 = JSON_COLUMNS - {
+    ("registry_state", "calibration"),
+    ("registry_layers", "calibration"),
+    ("registry_layers", "thresholds"),
+}
 GIN_INDEXES = {
     "ix_success_patterns_tags_gin": "jsonb_ops",
     "ix_success_patterns_execution_trace_gin": "jsonb_path_ops",
@@ -59,7 +65,15 @@ CHECKS = {
     "ck_memories_importance",
     "ck_vector_outbox_op",
 }
-TABLES = {"success_patterns", "memories", "memory_tags", "pattern_definitions", "registry_state", "vector_outbox"}
+TABLES = {
+    "success_patterns",
+    "memories",
+    "memory_tags",
+    "pattern_definitions",
+    "registry_state",
+    "registry_layers",
+    "vector_outbox",
+}
 
 TRACE = {"steps": ["Configure connection pool (min=10, max=50)", "Route read queries to replicas"], "n": 2}
 CONTEXT = {"intent": "optimize API performance", "environment": {"db": "PostgreSQL", "replicas": 2}}
@@ -130,7 +144,7 @@ async def test_upgrade_and_downgrade_on_an_empty_database(pg_empty_url: str) -> 
     url = pg_empty_url
     await aupgrade_to_head(url)
     assert await _tables(url) >= TABLES
-    assert await _rows(url, "SELECT version_num FROM alembic_version") == [("0004",)]
+    assert await _rows(url, "SELECT version_num FROM alembic_version") == [("0005",)]
     assert await _json_types(url) == dict.fromkeys(JSON_COLUMNS, "jsonb")
     indexes = await _indexes(url)
     for name, opclass in GIN_INDEXES.items():

@@ -157,7 +157,10 @@ async def _apply(client: PatternClient, args: argparse.Namespace, io: Io, timeou
         else:
             plan["unchanged"].append(wanted.name)
     in_file = {d.name for d in desired}
-    extra = [name for name in current if name not in in_file]
+    # Prune only the layer the server writes this caller's definitions to (a tenant admin's own layer;
+    # the global one it sees but cannot delete stays).
+    target = normalized[0].layer if normalized else 0
+    extra = [name for name, d in current.items() if name not in in_file and (not target or d.layer == target)]
     plan["deleted" if args.prune else "not_in_file"] = extra
     if not args.dry_run:
         for start in range(0, len(to_register), MAX_BATCH):

@@ -34,6 +34,7 @@ from tmws.pattern.v1 import (
     MATCH_RANKING_LEARNED,
     MATCH_RANKING_RELEVANCE,
     MATCH_RANKING_UNSPECIFIED,
+    PATTERN_LAYER_UNSPECIFIED,
     STATS_SCOPE_PROCESS,
     STATS_SCOPE_UNSPECIFIED,
     CreateSuccessPatternRequest,
@@ -58,6 +59,7 @@ from tmws.pattern.v1 import (
     MatchPatternsResponse,
     MatchRanking,
     PatternDefinition,
+    PatternLayer,
     PatternMatchFilters,
     RecordPatternOutcomeRequest,
     RegisterBatchRequest,
@@ -465,14 +467,19 @@ class PatternClient:
         utterances: Iterable[tuple[str, str | None]],
         *,
         validate_only: bool = False,
+        layer: PatternLayer.ValueType = PATTERN_LAYER_UNSPECIFIED,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
     ) -> FitRoutingResponse:
-        """Fit per-pattern thresholds and the confidence calibration and apply them (``FitRouting``).
+        """Fit per-pattern thresholds and the confidence calibration of one layer and apply them (``FitRouting``).
 
         Args:
             utterances: As in :meth:`evaluate_routing`.
             validate_only: Report the fit without applying it.
+            layer: The registry layer to change: ``PATTERN_LAYER_TENANT`` (the
+                caller tenant's own), ``PATTERN_LAYER_GLOBAL`` (needs the
+                ``patterns:admin:global`` scope) or unspecified (global with
+                that scope, else the tenant's).
             timeout: Deadline in seconds; default: the client's default.
             metadata: Extra call metadata.
 
@@ -482,10 +489,11 @@ class PatternClient:
 
         Raises:
             InvalidArgument: An utterance is invalid or names an unknown pattern.
-            PermissionDenied: The key lacks the ``admin`` scope.
+            PermissionDenied: The key lacks the ``admin`` scope (or
+                ``patterns:admin:global`` for the global layer).
             PatternServiceError: For any other error status.
         """
-        request = FitRoutingRequest(utterances=_utterances(utterances), validate_only=validate_only)
+        request = FitRoutingRequest(utterances=_utterances(utterances), validate_only=validate_only, layer=layer)
         return await self._unary(self._execution.FitRouting, request, timeout, metadata)
 
     async def register_batch(
@@ -493,14 +501,19 @@ class PatternClient:
         pattern_definitions: Iterable[PatternDefinition],
         *,
         validate_only: bool = False,
+        layer: PatternLayer.ValueType = PATTERN_LAYER_UNSPECIFIED,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
     ) -> RegisterBatchResponse:
-        """Register or replace pattern definitions atomically (``RegisterBatch``).
+        """Register or replace pattern definitions of one layer atomically (``RegisterBatch``).
 
         Args:
             pattern_definitions: The definitions (1-1,000, unique names).
             validate_only: Only validate; change nothing.
+            layer: The registry layer to change: ``PATTERN_LAYER_TENANT`` (the
+                caller tenant's own), ``PATTERN_LAYER_GLOBAL`` (needs the
+                ``patterns:admin:global`` scope) or unspecified (global with
+                that scope, else the tenant's).
             timeout: Deadline in seconds; default: the client's default.
             metadata: Extra call metadata.
 
@@ -513,7 +526,9 @@ class PatternClient:
                 was registered.
             PatternServiceError: For any other error status.
         """
-        request = RegisterBatchRequest(pattern_definitions=list(pattern_definitions), validate_only=validate_only)
+        request = RegisterBatchRequest(
+            pattern_definitions=list(pattern_definitions), validate_only=validate_only, layer=layer
+        )
         return await self._unary(self._execution.RegisterBatch, request, timeout, metadata)
 
     async def list_pattern_definitions(
@@ -602,12 +617,23 @@ class PatternClient:
         return response.pattern_definition
 
     async def delete_pattern_definition(
-        self, name: str, *, timeout: TimeoutLike = DEFAULT, metadata: MetadataLike | None = None
+        self,
+        name: str,
+        *,
+        layer: PatternLayer.ValueType = PATTERN_LAYER_UNSPECIFIED,
+        timeout: TimeoutLike = DEFAULT,
+        metadata: MetadataLike | None = None,
     ) -> DeletePatternDefinitionResponse:
-        """Delete one pattern definition by name (``DeletePatternDefinition``).
+        """Delete one pattern definition of one layer by name (``DeletePatternDefinition``).
+
+        Deleting a tenant's definition uncovers a global one of the same name.
 
         Args:
             name: Name of the definition.
+            layer: The registry layer to change: ``PATTERN_LAYER_TENANT`` (the
+                caller tenant's own), ``PATTERN_LAYER_GLOBAL`` (needs the
+                ``patterns:admin:global`` scope) or unspecified (global with
+                that scope, else the tenant's).
             timeout: Deadline in seconds; default: the client's default.
             metadata: Extra call metadata.
 
@@ -616,9 +642,11 @@ class PatternClient:
 
         Raises:
             NotFound: If there is no definition of that name.
+            FailedPrecondition: ``GLOBAL_LAYER_PATTERN``: the tenant layer was
+                targeted and only the global layer has the name.
             PatternServiceError: For any other error status.
         """
-        request = DeletePatternDefinitionRequest(name=name)
+        request = DeletePatternDefinitionRequest(name=name, layer=layer)
         return await self._unary(self._execution.DeletePatternDefinition, request, timeout, metadata)
 
     async def get_stats(

@@ -15,7 +15,7 @@ also what ``TMWS_PATTERNS_FILE`` names)::
         metadata: {tool: calculate}
 
 Every key is a ``PatternDefinition`` field (proto field names); the output-only
-``create_time`` and ``update_time`` are ignored on input and never written.
+``create_time``, ``update_time`` and ``layer`` are ignored on input and never written.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from tmws.pattern.client._cli_common import integral
 from tmws.pattern.client._enums import parse_pattern_type, pattern_type_name
 from tmws.pattern.v1 import PatternDefinition, PatternType
 
-OUTPUT_ONLY = ("create_time", "update_time")
+OUTPUT_ONLY = ("create_time", "update_time", "layer")
 
 
 class PatternFileError(ValueError):

@@ -84,6 +84,43 @@ EXECUTION_MODE_COMPREHENSIVE: ExecutionMode.ValueType  # 3
 """Always hybrid: the matched pattern's path plus the complementary part."""
 Global___ExecutionMode: _TypeAlias = ExecutionMode  # noqa: Y015
 
+class _PatternLayer:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PatternLayerEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PatternLayer.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PATTERN_LAYER_UNSPECIFIED: _PatternLayer.ValueType  # 0
+    """In a request: the global layer when the caller holds the
+    `patterns:admin:global` scope (an open server grants every scope), else
+    the caller tenant's layer. Never returned.
+    """
+    PATTERN_LAYER_GLOBAL: _PatternLayer.ValueType  # 1
+    """The definitions every tenant sees (the default set included). Changing it
+    needs the `patterns:admin:global` scope, which `admin` does not imply.
+    """
+    PATTERN_LAYER_TENANT: _PatternLayer.ValueType  # 2
+    """The caller tenant's own definitions (the `admin` scope changes them)."""
+
+class PatternLayer(_PatternLayer, metaclass=_PatternLayerEnumTypeWrapper):
+    """The registry layer a pattern definition belongs to, or a change targets.
+    Every tenant sees the global layer with its own layer over it: a tenant's
+    definition shadows a global one of the same name for that tenant only.
+    """
+
+PATTERN_LAYER_UNSPECIFIED: PatternLayer.ValueType  # 0
+"""In a request: the global layer when the caller holds the
+`patterns:admin:global` scope (an open server grants every scope), else
+the caller tenant's layer. Never returned.
+"""
+PATTERN_LAYER_GLOBAL: PatternLayer.ValueType  # 1
+"""The definitions every tenant sees (the default set included). Changing it
+needs the `patterns:admin:global` scope, which `admin` does not imply.
+"""
+PATTERN_LAYER_TENANT: PatternLayer.ValueType  # 2
+"""The caller tenant's own definitions (the `admin` scope changes them)."""
+Global___PatternLayer: _TypeAlias = PatternLayer  # noqa: Y015
+
 class _StatsScope:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -130,6 +167,7 @@ class PatternDefinition(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     SIMILARITY_THRESHOLD_FIELD_NUMBER: _builtins.int
+    LAYER_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Unique name: 1-100 characters of `[a-z0-9_]`, starting with a letter."""
     pattern_type: Global___PatternType.ValueType
@@ -156,6 +194,11 @@ class PatternDefinition(_message.Message):
     this pattern is chosen by similarity (and a trigger match of it is
     confirmed), in [0, 1]. Unset means the server's global threshold
     (`TMWS_SEMANTIC_MATCH_THRESHOLD`). `FitRouting` sets it.
+    """
+    layer: Global___PatternLayer.ValueType
+    """Output only. The layer the caller tenant's effective definition comes
+    from: `PATTERN_LAYER_TENANT` for the tenant's own (possibly shadowing a
+    global one of the same name), else `PATTERN_LAYER_GLOBAL`.
     """
     @_builtins.property
     def metadata(self) -> _struct_pb2.Struct:
@@ -195,10 +238,11 @@ class PatternDefinition(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         similarity_threshold: _builtins.float | None = ...,
+        layer: Global___PatternLayer.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_cache_ttl", b"_cache_ttl", "_similarity_threshold", b"_similarity_threshold", "cache_ttl", b"cache_ttl", "create_time", b"create_time", "metadata", b"metadata", "similarity_threshold", b"similarity_threshold", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cache_ttl", b"_cache_ttl", "_similarity_threshold", b"_similarity_threshold", "cache_ttl", b"cache_ttl", "cost_tokens", b"cost_tokens", "create_time", b"create_time", "description", b"description", "examples", b"examples", "metadata", b"metadata", "name", b"name", "pattern_type", b"pattern_type", "priority", b"priority", "similarity_threshold", b"similarity_threshold", "trigger_pattern", b"trigger_pattern", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cache_ttl", b"_cache_ttl", "_similarity_threshold", b"_similarity_threshold", "cache_ttl", b"cache_ttl", "cost_tokens", b"cost_tokens", "create_time", b"create_time", "description", b"description", "examples", b"examples", "layer", b"layer", "metadata", b"metadata", "name", b"name", "pattern_type", b"pattern_type", "priority", b"priority", "similarity_threshold", b"similarity_threshold", "trigger_pattern", b"trigger_pattern", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__cache_ttl: _TypeAlias = _typing.Literal["cache_ttl"]  # noqa: Y015
     _WhichOneofArgType__cache_ttl: _TypeAlias = _typing.Literal["_cache_ttl", b"_cache_ttl"]  # noqa: Y015
@@ -630,8 +674,13 @@ class RegisterBatchRequest(_message.Message):
 
     PATTERN_DEFINITIONS_FIELD_NUMBER: _builtins.int
     VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
+    LAYER_FIELD_NUMBER: _builtins.int
     validate_only: _builtins.bool
     """Validate only: report problems, change nothing."""
+    layer: Global___PatternLayer.ValueType
+    """The layer to change (see `PatternLayer`). `PATTERN_LAYER_GLOBAL` needs the
+    `patterns:admin:global` scope (`PERMISSION_DENIED`, reason `MISSING_SCOPE`).
+    """
     @_builtins.property
     def pattern_definitions(self) -> _containers.RepeatedCompositeFieldContainer[Global___PatternDefinition]:
         """Definitions to register; an existing definition of the same name is
@@ -643,10 +692,11 @@ class RegisterBatchRequest(_message.Message):
         *,
         pattern_definitions: _abc.Iterable[Global___PatternDefinition] | None = ...,
         validate_only: _builtins.bool = ...,
+        layer: Global___PatternLayer.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["pattern_definitions", b"pattern_definitions", "validate_only", b"validate_only"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["layer", b"layer", "pattern_definitions", b"pattern_definitions", "validate_only", b"validate_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -663,11 +713,16 @@ class RegisterBatchResponse(_message.Message):
     REPLACED_COUNT_FIELD_NUMBER: _builtins.int
     REGISTRY_VERSION_FIELD_NUMBER: _builtins.int
     created_count: _builtins.int
-    """How many names were new."""
+    """How many names were new in the changed layer (a tenant's definition
+    shadowing a global one counts as new).
+    """
     replaced_count: _builtins.int
-    """How many existing definitions were replaced."""
+    """How many existing definitions of the changed layer were replaced."""
     registry_version: _builtins.int
-    """The registry version after the batch (unchanged for `validate_only`)."""
+    """The registry version after the batch (unchanged for `validate_only`): for
+    a tenant layer, the tenant's effective version (global version + the
+    layer's version).
+    """
     @_builtins.property
     def pattern_definitions(self) -> _containers.RepeatedCompositeFieldContainer[Global___PatternDefinition]:
         """The definitions as stored."""
@@ -757,16 +812,25 @@ class DeletePatternDefinitionRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
+    LAYER_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Name of the definition to delete."""
+    layer: Global___PatternLayer.ValueType
+    """The layer to delete from (see `PatternLayer`). Deleting a tenant's
+    definition uncovers a global one of the same name. A name only the global
+    layer has cannot be deleted from a tenant layer: `FAILED_PRECONDITION`,
+    reason `GLOBAL_LAYER_PATTERN` (register a tenant definition of the same
+    name to shadow it instead).
+    """
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
+        layer: Global___PatternLayer.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["layer", b"layer", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -825,7 +889,7 @@ class GetPatternDefinitionResponse(_message.Message):
     PATTERN_DEFINITION_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def pattern_definition(self) -> Global___PatternDefinition:
-        """The definition."""
+        """The caller tenant's effective definition (its `layer` says which)."""
 
     def __init__(
         self,
@@ -1020,7 +1084,9 @@ Global___EngineStats: _TypeAlias = EngineStats  # noqa: Y015
 
 @_typing.final
 class RegistryStats(_message.Message):
-    """Pattern registry statistics."""
+    """Pattern registry statistics: of the caller tenant's effective registry
+    (`STATS_SCOPE_PROCESS`: of the global layer).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1571,8 +1637,15 @@ class FitRoutingRequest(_message.Message):
 
     UTTERANCES_FIELD_NUMBER: _builtins.int
     VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
+    LAYER_FIELD_NUMBER: _builtins.int
     validate_only: _builtins.bool
     """Report the fit without applying it."""
+    layer: Global___PatternLayer.ValueType
+    """The layer whose thresholds and calibration are fitted (see
+    `PatternLayer`). A tenant's fit routes with the tenant's effective
+    registry; its thresholds of global patterns and its calibration apply to
+    that tenant only.
+    """
     @_builtins.property
     def utterances(self) -> _containers.RepeatedCompositeFieldContainer[Global___LabelledUtterance]:
         """The labelled utterances to fit on (in-scope and out-of-scope). 1-10,000
@@ -1584,10 +1657,11 @@ class FitRoutingRequest(_message.Message):
         *,
         utterances: _abc.Iterable[Global___LabelledUtterance] | None = ...,
         validate_only: _builtins.bool = ...,
+        layer: Global___PatternLayer.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["utterances", b"utterances", "validate_only", b"validate_only"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["layer", b"layer", "utterances", b"utterances", "validate_only", b"validate_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
