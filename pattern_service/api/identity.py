@@ -32,15 +32,26 @@ _TENANT = TENANT_PATTERN
 
 
 class Scope(enum.StrEnum):
-    """What a key may do. ``admin`` implies every other scope."""
+    """What a key may do. ``admin`` implies every other scope; ``read`` implies
+    ``memories:read`` and ``write`` implies ``memories:write`` (keys made before the
+    memory API keep reaching memories), while a key granted only ``memories:*`` reaches
+    nothing else."""
 
     EXECUTE = "execute"
     READ = "read"
     WRITE = "write"
     ADMIN = "admin"
+    MEMORIES_READ = "memories:read"
+    MEMORIES_WRITE = "memories:write"
 
 
 ALL_SCOPES = frozenset(Scope)
+
+#: Scopes each scope grants besides itself (``admin``: every scope, see :func:`expand_scopes`).
+IMPLIED_SCOPES: dict[Scope, frozenset[Scope]] = {
+    Scope.READ: frozenset({Scope.MEMORIES_READ}),
+    Scope.WRITE: frozenset({Scope.MEMORIES_WRITE}),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +74,11 @@ class Principal:
 
 
 def expand_scopes(scopes: Iterable[Scope]) -> frozenset[Scope]:
-    """The granted set: ``admin`` implies every scope."""
+    """The granted set: ``admin`` implies every scope, others as :data:`IMPLIED_SCOPES` says."""
     granted = frozenset(scopes)
-    return ALL_SCOPES if Scope.ADMIN in granted else granted
+    if Scope.ADMIN in granted:
+        return ALL_SCOPES
+    return granted.union(*(IMPLIED_SCOPES.get(s, frozenset()) for s in granted))
 
 
 _PRINCIPAL: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("tmws_principal", default=None)

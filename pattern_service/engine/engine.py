@@ -12,6 +12,8 @@ from pattern_service.domain import (
     DEFAULT_TENANT,
     ExecutionMode,
     ExecutionResult,
+    Memory,
+    MemoryFilter,
     PatternDefinition,
     PatternType,
     RoutingDecision,
@@ -210,8 +212,7 @@ class PatternExecutionEngine:
         success = all(p.success for p in parts)
         errors = [f"{p.part} part failed: {p.error}" for p in parts if not p.success]
         if plan.is_write and any(p.part == "memory" and p.success for p in parts):
-            await self.generations.bump(tenant_id)
-            await self.cache.invalidate_tenant(tenant_id)
+            await self.memories_changed(tenant_id)
         elapsed = (time.perf_counter() - start) * 1000
         result = ExecutionResult(
             pattern_name=plan.definition.name,
@@ -258,6 +259,40 @@ class PatternExecutionEngine:
         decision = await self.router.route(text, execution_mode, ctx, tenant_id, keyword_fallback=keyword_fallback)
         self.tenant_stats.record_route(tenant_id, decision.pattern_type)
         return decision
+
+    async def memories_changed(self, tenant_id: str) -> None:
+        """Make every cached memory-reading result of ``tenant_id`` unreachable, on every replica.
+
+        Called after each committed memory write (``store``, ``MemoryService``
+        writes, the expiry sweep): bumps the tenant's data generation (shared
+        through Redis when configured, which also tells the other replicas to
+        drop their local entries) and drops this process's entries.
+        """
+        await self.generations.bump(tenant_id)
+        await self.cache.invalidate_tenant(tenant_id)
+
+    async def search_memories(
+        self, tenant_id: str, query: str, flt: MemoryFilter, limit: int, min_score: float | None
+    ) -> tuple[list[Memory], int, float]:
+        """Semantic memory search with ``recall``'s ranking and floor (never cached).
+
+        Args:
+            tenant_id: Caller tenant.
+            query: Trimmed, non-empty query.
+            flt: Filters.
+            limit: Best hits considered (1-100).
+            min_score: Relevance floor in [0, 1]; ``None`` = the server's ``recall`` default.
+
+        Returns:
+            (hits at or above the floor, best first; how many fell below; the floor applied).
+
+        Raises:
+            PatternServiceError: From the store (e.g. ``UnavailableError``).
+        """
+        floor = self._memory.default_min_score if min_score is None else min_score
+        with span("memory.search"):
+            found, below = await self._memory.recall(tenant_id, query, flt, limit, floor)
+        return found, below, floor
 
     def _check_request(self, query: str, context: Mapping[str, Any] | None) -> tuple[str, dict[str, Any]]:
         text = query.strip() if isinstance(query, str) else ""

@@ -283,6 +283,36 @@ class MemoryExecutor:
             min_score = self._recall_min_score
         return MemoryCall(operation, text, tags, floor, flt, request, min_score)
 
+    @property
+    def default_min_score(self) -> float:
+        """The server's relevance floor of ``recall`` in [0, 1] (``TMWS_RECALL_MIN_SCORE``)."""
+        return self._recall_min_score
+
+    async def recall(
+        self, tenant_id: str, text: str, flt: MemoryFilter, limit: int, min_score: float
+    ) -> tuple[list[Memory], int]:
+        """The ``recall`` operation: the ``limit`` memories closest to ``text``, then the relevance floor.
+
+        The one ranking of semantic memory search: ``Execute``'s ``recall`` and
+        ``MemoryService.SearchMemories`` both call this.
+
+        Args:
+            tenant_id: Caller tenant.
+            text: What to compare with.
+            flt: Filters pushed down to the index and checked on the SQL rows.
+            limit: Best hits considered (>= 1).
+            min_score: Relevance floor in [0, 1]; 0 keeps every hit.
+
+        Returns:
+            (hits at or above the floor, best first with ``score`` set; how many of the ``limit`` best fell below).
+
+        Raises:
+            PatternServiceError: From the store (e.g. ``UnavailableError``).
+        """
+        hits = await self._store.recall(tenant_id, text, flt, limit)
+        found = [m for m in hits if m.score is None or m.score >= min_score] if min_score > 0 else list(hits)
+        return found, len(hits) - len(found)
+
     async def run(self, call: MemoryCall, tenant_id: str) -> PartResult:
         """Run a prepared operation for ``tenant_id``.
 
@@ -318,10 +348,9 @@ class MemoryExecutor:
             return PartResult("memory", True, {"operation": op.value, "aggregate": aggregate_to_json(agg)})
         extra: dict[str, Any] = {}
         if op is MemoryOperation.RECALL:
-            hits = await self._store.recall(tenant_id, call.text, flt, limit)
             floor = call.min_score or 0.0
-            found = [m for m in hits if m.score is None or m.score >= floor] if floor > 0 else list(hits)
-            extra = {"query": call.text, "min_score": floor, "below_min_score": len(hits) - len(found)}
+            found, below = await self.recall(tenant_id, call.text, flt, limit, floor)
+            extra = {"query": call.text, "min_score": floor, "below_min_score": below}
         elif op is MemoryOperation.SEARCH_BY_TAG:
             found = await self._store.search_by_tag(tenant_id, call.tags, flt, limit)
             extra = {"tags": list(call.tags)}

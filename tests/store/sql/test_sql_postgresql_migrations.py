@@ -130,7 +130,7 @@ async def test_upgrade_and_downgrade_on_an_empty_database(pg_empty_url: str) -> 
     url = pg_empty_url
     await aupgrade_to_head(url)
     assert await _tables(url) >= TABLES
-    assert await _rows(url, "SELECT version_num FROM alembic_version") == [("0004",)]
+    assert await _rows(url, "SELECT version_num FROM alembic_version") == [("0005_memory_expiry",)]
     assert await _json_types(url) == dict.fromkeys(JSON_COLUMNS, "jsonb")
     indexes = await _indexes(url)
     for name, opclass in GIN_INDEXES.items():
