@@ -22,6 +22,8 @@ KEYS: dict[str, tuple[str, list[str]]] = {
     "a-read": ("tenant-a", ["read"]),
     "a-write": ("tenant-a", ["write"]),
     "b-all": ("tenant-b", ["execute", "read", "write"]),
+    "a-mem-read": ("tenant-a", ["memories:read"]),
+    "a-mem-write": ("tenant-a", ["memories:write"]),
 }
 
 
