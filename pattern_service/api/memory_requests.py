@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from google.protobuf import struct_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 
 from pattern_service import domain
 from pattern_service.api.validation import (
@@ -75,18 +75,32 @@ def _tags(v: Violations, field: str, values: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(t.lower() for t in check_tags(v, field, values)))
 
 
+def _time(v: Violations, field: str, value: timestamp_pb2.Timestamp) -> datetime | None:
+    """A Timestamp as an aware datetime; outside years 1-9999 (or malformed) is a violation."""
+    try:
+        return value.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        v.add(field, "must be a valid timestamp between years 1 and 9999")
+        return None
+
+
 def _expiry(v: Violations, prefix: str, msg: pm.Memory, now: datetime) -> datetime | None:
     kind = msg.WhichOneof("expiration")
     if kind == "expire_time":
-        at = msg.expire_time.ToDatetime(tzinfo=UTC)
-        if at <= now:
+        at = _time(v, f"{prefix}.expire_time", msg.expire_time)
+        if at is not None and at <= now:
             v.add(f"{prefix}.expire_time", "must be in the future")
         return at
     if kind == "ttl":
-        ttl = msg.ttl.ToTimedelta()
+        try:
+            ttl = msg.ttl.ToTimedelta()
+            at = now + ttl
+        except (ValueError, OverflowError):
+            v.add(f"{prefix}.ttl", "must be a valid duration that ends before year 10000")
+            return None
         if ttl <= timedelta(0):
             v.add(f"{prefix}.ttl", "must be a positive duration")
-        return now + ttl
+        return at
     return None
 
 
@@ -197,8 +211,8 @@ def memory_filter(v: Violations, prefix: str, f: pm.MemoryFilter) -> domain.Memo
     high = check_fraction(v, f"{prefix}.max_importance", f.max_importance) if f.HasField("max_importance") else None
     if low is not None and high is not None and low > high:
         v.add(f"{prefix}.min_importance", "must not be above max_importance")
-    start = f.create_time_start.ToDatetime(tzinfo=UTC) if f.HasField("create_time_start") else None
-    end = f.create_time_end.ToDatetime(tzinfo=UTC) if f.HasField("create_time_end") else None
+    start = _time(v, f"{prefix}.create_time_start", f.create_time_start) if f.HasField("create_time_start") else None
+    end = _time(v, f"{prefix}.create_time_end", f.create_time_end) if f.HasField("create_time_end") else None
     if start is not None and end is not None and start > end:
         v.add(f"{prefix}.create_time_start", "must not be after create_time_end")
     return domain.MemoryFilter(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -227,7 +228,10 @@ class PatternExecutionEngine:
             routing=plan.decision,
         )
         if key is not None and success:
-            ttl = plan.definition.cache_ttl
+            ttl: float = plan.definition.cache_ttl
+            expiry = min((p.expires_at for p in parts if p.expires_at is not None), default=None)
+            if expiry is not None:  # never serve a memory from cache past its expiry
+                ttl = min(ttl, (expiry - datetime.now(UTC)).total_seconds())
             await self.cache.set(key, tenant_id, result, ttl, reads_memory=plan.reads_memory)
         self.tenant_stats.record(
             tenant_id,

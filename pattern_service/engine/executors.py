@@ -118,12 +118,15 @@ class PartResult:
         success: The part completed.
         data: JSON-compatible data (possibly empty on failure).
         error: Error text when it failed.
+        expires_at: Earliest expiry of the memories it returned, or ``None``.
     """
 
     part: str
     success: bool
     data: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
+    #: Earliest ``expire_at`` of the memories in ``data`` (a cached result must not outlive it).
+    expires_at: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         """``{"success": ..., "error": ..., **data}``."""
@@ -131,7 +134,7 @@ class PartResult:
 
 
 def memory_to_json(m: Memory) -> dict[str, Any]:
-    """A memory as a JSON object (``created_at`` RFC 3339)."""
+    """A memory as a JSON object (``created_at``, ``expire_at`` RFC 3339; ``expire_at`` null for never)."""
     return {
         "memory_id": m.memory_id,
         "content": m.content,
@@ -141,6 +144,7 @@ def memory_to_json(m: Memory) -> dict[str, Any]:
         "importance": m.importance,
         "metadata": dict(m.metadata),
         "created_at": m.created_at.isoformat(),
+        "expire_at": m.expire_at.isoformat() if m.expire_at is not None else None,
         "score": m.score,
     }
 
@@ -361,8 +365,12 @@ class MemoryExecutor:
             found = await self._store.recent(tenant_id, flt, limit)
             extra = {"since": flt.since.isoformat() if flt.since else None}
         memories = [memory_to_json(m) for m in found]
+        expires_at = min((m.expire_at for m in found if m.expire_at is not None), default=None)
         return PartResult(
-            "memory", True, {"operation": op.value, **extra, "count": len(memories), "memories": memories}
+            "memory",
+            True,
+            {"operation": op.value, **extra, "count": len(memories), "memories": memories},
+            expires_at=expires_at,
         )
 
 

@@ -208,12 +208,13 @@ async def test_deleted_or_updated_memory_never_reappears(client: PatternClient) 
 
 
 async def test_expired_memories_are_never_returned(client: PatternClient) -> None:
-    short = await client.create_memory(new_memory("a short lived note about the orders database", ttl=1.0))
+    short = await client.create_memory(new_memory("a short lived note about the orders database", ttl=5.0))
     await client.create_memory(new_memory("a lasting note about the orders database"))
     assert short.HasField("expire_time")
     cached = await client.execute("recall memories about the orders database")
     assert short.memory_id in [m["memory_id"] for m in cached.result["memory"]["memories"]]
-    await asyncio.sleep(1.2)
+    assert (await client.execute("recall memories about the orders database")).cache_hit
+    await asyncio.sleep(5.2)
     with pytest.raises(NotFound):
         await client.get_memory(short.memory_id)
     assert [m.content for m in (await client.list_memories()).memories] == ["a lasting note about the orders database"]
@@ -221,6 +222,9 @@ async def test_expired_memories_are_never_returned(client: PatternClient) -> Non
     assert short.memory_id not in [r.memory.memory_id for r in hits.results]
     fresh = await client.execute("recall memories about the orders database", use_cache=False)
     assert short.memory_id not in [m["memory_id"] for m in fresh.result["memory"]["memories"]]
+    # The cached recall holding it lived no longer than the memory (the sweep has not run yet).
+    again = await client.execute("recall memories about the orders database")
+    assert short.memory_id not in [m["memory_id"] for m in again.result["memory"]["memories"]]
 
     made_permanent = await client.create_memory(new_memory("keep me", ttl=60))
     kept = await client.update_memory(mem_pb2.Memory(memory_id=made_permanent.memory_id), ["expire_time"])
