@@ -204,8 +204,12 @@ async def _assert_data(url: str) -> None:
     try:
         async with db.session() as session:
             pattern = await session.get(SuccessPatternRow, "p1")
-            memory = await session.get(MemoryRow, "m1")
-            # Columns, not the entity: the row's columns added by revision 0003 do not exist at 0001.
+            # Columns, not the entity: the columns added by revisions 0003 and 0005 do not exist at 0001.
+            memory = (
+                await session.execute(
+                    select(MemoryRow.tags, MemoryRow.metadata_, MemoryRow.importance).where(MemoryRow.memory_id == "m1")
+                )
+            ).first()
             definition = (
                 await session.execute(
                     select(PatternDefinitionRow.examples, PatternDefinitionRow.metadata_).where(
