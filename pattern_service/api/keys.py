@@ -224,7 +224,10 @@ def add_hash_key_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scopes",
         default="execute,read",
-        help="comma-separated scopes: execute, read, write, admin (admin = all); default: execute,read",
+        help=(
+            "comma-separated scopes: execute, read, write, admin (admin = all), memories:read, memories:write "
+            "(implied by read, write); default: execute,read"
+        ),
     )
 
 
