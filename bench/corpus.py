@@ -2,7 +2,7 @@
 
 Item ``i`` is the same text in every run, so the first ``n`` items of a larger corpus are the
 corpus of size ``n``. Each item is stored twice by the seeder: as a success pattern (whose
-embedding text, :func:`pattern_service.store.outbox.pattern_embedding_text`, is :attr:`Item.text`)
+embedding text, :func:`pattern_service.store.learning_binding.pattern_embedding_text`, is :attr:`Item.text`)
 and as a memory whose content is that same text, so one embedding serves both collections.
 Vectors are computed with the service's own :class:`~pattern_service.store.embeddings.OnnxEmbedder`
 (never faked) and cached under ``bench/.cache`` keyed by model id and corpus version.

@@ -22,9 +22,19 @@ from typing import Any
 
 import grpc
 
-from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
+from tmws.pattern.v1 import (
+    ExecuteManyRequest,
+    ExecuteManyResponse,
+    ExecuteRequest,
+    ExecuteResponse,
+    MatchPatternsRequest,
+    MatchPatternsResponse,
+    RegisterBatchRequest,
+    RegisterBatchResponse,
+    RouteRequest,
+    RouteResponse,
+)
 from tmws.pattern.v1 import pattern_execution_service_pb2_grpc as pe_grpc
-from tmws.pattern.v1 import pattern_learning_service_pb2 as pl
 from tmws.pattern.v1 import pattern_learning_service_pb2_grpc as pl_grpc
 
 ServicerContext = grpc.aio.ServicerContext[Any, Any]
@@ -32,11 +42,11 @@ SCENARIO_KEY = "x-bench-scenario"
 
 #: Response message type of each echoed method (full method name → class).
 RESPONSE_TYPES: dict[str, Any] = {
-    "Execute": pe.ExecuteResponse,
-    "Route": pe.RouteResponse,
-    "ExecuteMany": pe.ExecuteManyResponse,
-    "RegisterBatch": pe.RegisterBatchResponse,
-    "MatchPatterns": pl.MatchPatternsResponse,
+    "Execute": ExecuteResponse,
+    "Route": RouteResponse,
+    "ExecuteMany": ExecuteManyResponse,
+    "RegisterBatch": RegisterBatchResponse,
+    "MatchPatterns": MatchPatternsResponse,
 }
 
 
@@ -73,25 +83,23 @@ class EchoExecution(pe_grpc.PatternExecutionServiceServicer):
     def __init__(self, answers: _Answers):
         self._answers = answers
 
-    async def Execute(self, request: pe.ExecuteRequest, context: ServicerContext) -> pe.ExecuteResponse:
+    async def Execute(self, request: ExecuteRequest, context: ServicerContext) -> ExecuteResponse:
         """Return the precomputed ``ExecuteResponse`` of the scenario."""
         return self._answers.get("Execute", context)
 
-    async def Route(self, request: pe.RouteRequest, context: ServicerContext) -> pe.RouteResponse:
+    async def Route(self, request: RouteRequest, context: ServicerContext) -> RouteResponse:
         """Return the precomputed ``RouteResponse`` of the scenario."""
         return self._answers.get("Route", context)
 
-    async def RegisterBatch(
-        self, request: pe.RegisterBatchRequest, context: ServicerContext
-    ) -> pe.RegisterBatchResponse:
+    async def RegisterBatch(self, request: RegisterBatchRequest, context: ServicerContext) -> RegisterBatchResponse:
         """Return the precomputed ``RegisterBatchResponse`` of the scenario."""
         return self._answers.get("RegisterBatch", context)
 
     async def ExecuteMany(
-        self, request_iterator: AsyncIterator[pe.ExecuteManyRequest], context: ServicerContext
-    ) -> AsyncIterator[pe.ExecuteManyResponse]:
+        self, request_iterator: AsyncIterator[ExecuteManyRequest], context: ServicerContext
+    ) -> AsyncIterator[ExecuteManyResponse]:
         """Answer each request in order with the precomputed response carrying its ``request_id``."""
-        answer = pe.ExecuteManyResponse()
+        answer = ExecuteManyResponse()
         answer.CopyFrom(self._answers.get("ExecuteMany", context))
         async for request in request_iterator:
             # Serialized synchronously when yielded, so reusing one message per stream is safe.
@@ -105,9 +113,7 @@ class EchoLearning(pl_grpc.PatternLearningServiceServicer):
     def __init__(self, answers: _Answers):
         self._answers = answers
 
-    async def MatchPatterns(
-        self, request: pl.MatchPatternsRequest, context: ServicerContext
-    ) -> pl.MatchPatternsResponse:
+    async def MatchPatterns(self, request: MatchPatternsRequest, context: ServicerContext) -> MatchPatternsResponse:
         """Return the precomputed ``MatchPatternsResponse`` of the scenario."""
         return self._answers.get("MatchPatterns", context)
 

@@ -53,8 +53,7 @@ from pattern_service.engine.validation import load_default_definitions
 from pattern_service.store.embeddings import OnnxEmbedder
 from pattern_service.store.relevance import MATCH_CALIBRATION, rank_matches
 from tmws.pattern.client import PatternClient
-from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
-from tmws.pattern.v1 import pattern_learning_service_pb2 as pl
+from tmws.pattern.v1 import PATTERN_TYPE_INFRASTRUCTURE, PatternDefinition, PatternType, SuccessPattern
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "pattern_service" / "evaluation" / "data"
@@ -143,10 +142,10 @@ async def default_set(client: PatternClient, embedder: OnnxEmbedder) -> dict[str
     }
 
 
-def _intent_pattern(name: str, examples: Sequence[str]) -> pe.PatternDefinition:
-    definition = pe.PatternDefinition(
+def _intent_pattern(name: str, examples: Sequence[str]) -> PatternDefinition:
+    definition = PatternDefinition(
         name=name,
-        pattern_type=pe.PATTERN_TYPE_INFRASTRUCTURE,
+        pattern_type=PATTERN_TYPE_INFRASTRUCTURE,
         cost_tokens=10,
         examples=list(examples),
         description="few-shot intent",
@@ -183,10 +182,10 @@ def _seed_text(p: dict[str, Any]) -> str:
     return f"Pattern Type: {p['pattern_type']}\nName: {p['name']}\nDescription: {p['description']}\nTags: {', '.join(p['tags'])}"  # noqa: E501
 
 
-def _success_pattern(p: dict[str, Any]) -> pl.SuccessPattern:
+def _success_pattern(p: dict[str, Any]) -> SuccessPattern:
     from google.protobuf import json_format
 
-    return json_format.ParseDict(p, pl.SuccessPattern(), ignore_unknown_fields=True)
+    return json_format.ParseDict(p, SuccessPattern(), ignore_unknown_fields=True)
 
 
 async def matching(service: ServiceProcess, embedder: OnnxEmbedder) -> dict[str, Any]:
@@ -264,7 +263,7 @@ async def quick_start(service: ServiceProcess) -> dict[str, Any]:
 DECONTAMINATION = 0.7
 
 
-async def _decontaminated(embedder: OnnxEmbedder, dev: Sequence[str]) -> list[pe.PatternDefinition]:
+async def _decontaminated(embedder: OnnxEmbedder, dev: Sequence[str]) -> list[PatternDefinition]:
     """The default set without the examples whose cosine to some dev query reaches ``DECONTAMINATION``.
 
     The examples were written while looking at the router's errors on ``dev``, so some paraphrase dev
@@ -276,9 +275,9 @@ async def _decontaminated(embedder: OnnxEmbedder, dev: Sequence[str]) -> list[pe
     for d in load_default_definitions():
         vectors = await _embed(embedder, d.examples)
         keep = [e for e, row in zip(d.examples, vectors @ queries.T, strict=True) if float(row.max()) < DECONTAMINATION]
-        message = pe.PatternDefinition(
+        message = PatternDefinition(
             name=d.name,
-            pattern_type=pe.PatternType.Value(f"PATTERN_TYPE_{d.pattern_type.name}"),
+            pattern_type=PatternType.Value(f"PATTERN_TYPE_{d.pattern_type.name}"),
             trigger_pattern=d.trigger_pattern or "",
             cost_tokens=d.cost_tokens,
             priority=d.priority,
@@ -323,7 +322,7 @@ async def fit_defaults(client: PatternClient, embedder: OnnxEmbedder) -> None:
         for p in patterns
     ]
     from pattern_service.domain import MatchRanking
-    from pattern_service.store.outbox import pattern_embedding_text
+    from pattern_service.store.learning_binding import pattern_embedding_text
 
     matrix = await _embed(embedder, [pattern_embedding_text(r) for r in rows])  # type: ignore[arg-type]
     scores: list[float] = []

@@ -50,17 +50,28 @@ from bench.scenarios import (
     stream_requests,
 )
 from bench.seed import exact_top10, index_recall_at_10, pattern_id, seed_store
-from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
-from tmws.pattern.v1 import pattern_learning_service_pb2 as pl
+from tmws.pattern.v1 import (
+    PATTERN_TYPE_HYBRID,
+    PATTERN_TYPE_INFRASTRUCTURE,
+    PATTERN_TYPE_MEMORY,
+    ExecuteManyResponse,
+    ExecuteResponse,
+    MatchPatternsRequest,
+    MatchPatternsResponse,
+    RegisterBatchRequest,
+    RegisterBatchResponse,
+    RouteRequest,
+    RouteResponse,
+)
 
 log = logging.getLogger("bench")
 
 RESPONSE_TYPES: dict[str, Any] = {
-    "Execute": pe.ExecuteResponse,
-    "Route": pe.RouteResponse,
-    "ExecuteMany": pe.ExecuteManyResponse,
-    "RegisterBatch": pe.RegisterBatchResponse,
-    "MatchPatterns": pl.MatchPatternsResponse,
+    "Execute": ExecuteResponse,
+    "Route": RouteResponse,
+    "ExecuteMany": ExecuteManyResponse,
+    "RegisterBatch": RegisterBatchResponse,
+    "MatchPatterns": MatchPatternsResponse,
 }
 
 
@@ -263,7 +274,7 @@ async def capture(b: Bench, svc: ServiceProcess, scenario: Scenario, requests: l
     if scenario.kind == "stream":
         replies = await _raw_stream(svc.address, scenario.path, requests[:32])
         replies = await _raw_stream(svc.address, scenario.path, requests[:32])  # now cached
-        msgs = [pe.ExecuteManyResponse.FromString(r) for r in replies]
+        msgs = [ExecuteManyResponse.FromString(r) for r in replies]
         reply = replies[-1]
         check = {"ok": all(m.HasField("result") and m.result.cache_hit for m in msgs), "responses": len(msgs)}
     else:
@@ -281,22 +292,22 @@ async def capture(b: Bench, svc: ServiceProcess, scenario: Scenario, requests: l
 
 
 def _check(name: str, msg: Any) -> dict[str, Any]:
-    if isinstance(msg, pe.ExecuteResponse):
+    if isinstance(msg, ExecuteResponse):
         r = msg.result
         expected = {
-            "execute_cache_hit": (pe.PATTERN_TYPE_INFRASTRUCTURE, True),
-            "execute_infrastructure": (pe.PATTERN_TYPE_INFRASTRUCTURE, False),
-            "execute_memory_recall": (pe.PATTERN_TYPE_MEMORY, False),
-            "execute_memory_store": (pe.PATTERN_TYPE_MEMORY, False),
-            "execute_hybrid": (pe.PATTERN_TYPE_HYBRID, False),
+            "execute_cache_hit": (PATTERN_TYPE_INFRASTRUCTURE, True),
+            "execute_infrastructure": (PATTERN_TYPE_INFRASTRUCTURE, False),
+            "execute_memory_recall": (PATTERN_TYPE_MEMORY, False),
+            "execute_memory_store": (PATTERN_TYPE_MEMORY, False),
+            "execute_hybrid": (PATTERN_TYPE_HYBRID, False),
         }[name]
         ok = r.success and r.pattern_type == expected[0] and r.cache_hit == expected[1]
         return {"ok": bool(ok), "pattern": r.pattern_name, "cache_hit": r.cache_hit, "success": r.success}
-    if isinstance(msg, pe.RouteResponse):
+    if isinstance(msg, RouteResponse):
         return {"ok": bool(msg.decision.pattern_name), "pattern": msg.decision.pattern_name}
-    if isinstance(msg, pl.MatchPatternsResponse):
+    if isinstance(msg, MatchPatternsResponse):
         return {"ok": msg.total_matches > 0, "matches": msg.total_matches}
-    if isinstance(msg, pe.RegisterBatchResponse):
+    if isinstance(msg, RegisterBatchResponse):
         return {"ok": len(msg.pattern_definitions) == 1000, "registered": len(msg.pattern_definitions)}
     return {"ok": False}
 
@@ -398,8 +409,8 @@ async def _match_recall_api(
     """recall@10 of ``MatchPatterns`` (through the API) against exact numpy top-10 over the seeded patterns."""
     overlaps = []
     for q, v in zip(queries, qvecs, strict=True):
-        req = pl.MatchPatternsRequest(intent=q, limit=10, min_confidence=0.0).SerializeToString()
-        reply = pl.MatchPatternsResponse.FromString(await _raw_unary(address, LEARN + "MatchPatterns", req))
+        req = MatchPatternsRequest(intent=q, limit=10, min_confidence=0.0).SerializeToString()
+        reply = MatchPatternsResponse.FromString(await _raw_unary(address, LEARN + "MatchPatterns", req))
         got = {m.pattern_id for m in reply.matched_patterns}
         exact = {pattern_id(i) for i in exact_top10(vectors, n, v)}
         overlaps.append(len(got & exact) / min(10, n))
@@ -603,7 +614,7 @@ async def registry_inprocess(b: Bench) -> list[dict[str, Any]]:
         for n in p.inprocess_sizes:
             while registered < n:
                 stop = min(n, registered + 1000)
-                batch = pe.RegisterBatchRequest.FromString(register_batch(registered, stop)).pattern_definitions
+                batch = RegisterBatchRequest.FromString(register_batch(registered, stop)).pattern_definitions
                 await registry.register_batch(
                     [definition_from_proto(m, PatternType.INFRASTRUCTURE, default_cache_ttl=300) for m in batch]
                 )
@@ -674,13 +685,11 @@ async def registry_curve(b: Bench) -> None:
             # A trigger is confirmed only for a query in the registry's domain: name the pattern's topic too.
             picks = [int(rng.integers(n)) for _ in range(total)]
             trig = [
-                pe.RouteRequest(
-                    query=f"please run zq{j}x for {corpus.item(j).description} ({n}-{k})"
-                ).SerializeToString()
+                RouteRequest(query=f"please run zq{j}x for {corpus.item(j).description} ({n}-{k})").SerializeToString()
                 for k, j in enumerate(picks)
             ]
             sem = [
-                pe.RouteRequest(query=f"{t} ({n}-{k})").SerializeToString()
+                RouteRequest(query=f"{t} ({n}-{k})").SerializeToString()
                 for k, t in enumerate(corpus.query_texts(total, seed=2000 + n))
             ]
             for kind, reqs in (("route_trigger", trig), ("route_semantic", sem)):

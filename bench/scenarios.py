@@ -7,8 +7,15 @@ from dataclasses import dataclass, field
 from google.protobuf import struct_pb2
 
 from bench.corpus import item, query_texts
-from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
-from tmws.pattern.v1 import pattern_learning_service_pb2 as pl
+from tmws.pattern.v1 import (
+    PATTERN_TYPE_INFRASTRUCTURE,
+    ExecuteManyRequest,
+    ExecuteRequest,
+    MatchPatternsRequest,
+    PatternDefinition,
+    RegisterBatchRequest,
+    RouteRequest,
+)
 
 EXEC = "/tmws.pattern.v1.PatternExecutionService/"
 LEARN = "/tmws.pattern.v1.PatternLearningService/"
@@ -75,19 +82,19 @@ def _cache_queries() -> list[str]:
 
 def execute(query: str, *, use_cache: bool | None = None, mode: int = 0) -> bytes:
     """A serialized ``ExecuteRequest``."""
-    req = pe.ExecuteRequest(query=query, execution_mode=mode)  # type: ignore[arg-type]
+    req = ExecuteRequest(query=query, execution_mode=mode)  # type: ignore[arg-type]
     if use_cache is not None:
         req.use_cache = use_cache
     return req.SerializeToString()
 
 
-def synthetic_definition(i: int, prefix: str = "bench_pattern") -> pe.PatternDefinition:
+def synthetic_definition(i: int, prefix: str = "bench_pattern") -> PatternDefinition:
     """Definition ``i``: an infrastructure pattern (tool ``calculate``) with a unique trigger word ``zq<i>x``."""
     metadata = struct_pb2.Struct()
     metadata.update({"tool": "calculate", "category": "bench"})
-    return pe.PatternDefinition(
+    return PatternDefinition(
         name=f"{prefix}_{i:05d}",
-        pattern_type=pe.PATTERN_TYPE_INFRASTRUCTURE,
+        pattern_type=PATTERN_TYPE_INFRASTRUCTURE,
         trigger_pattern=rf"\bzq{i}x\b",
         cost_tokens=10,
         priority=1,
@@ -100,7 +107,7 @@ def synthetic_definition(i: int, prefix: str = "bench_pattern") -> pe.PatternDef
 
 def register_batch(start: int, stop: int, prefix: str = "bench_pattern") -> bytes:
     """A serialized ``RegisterBatchRequest`` of definitions ``start .. stop - 1``."""
-    req = pe.RegisterBatchRequest(pattern_definitions=[synthetic_definition(i, prefix) for i in range(start, stop)])
+    req = RegisterBatchRequest(pattern_definitions=[synthetic_definition(i, prefix) for i in range(start, stop)])
     return req.SerializeToString()
 
 
@@ -119,15 +126,15 @@ def requests_for(scenario: Scenario, pool: int) -> list[bytes]:
         return [execute(f"find similar {q}", use_cache=False) for q in query_texts(pool, seed=13)]
     if name == "route":
         return [
-            pe.RouteRequest(query=f"find similar optimization cases for team {i}").SerializeToString()
+            RouteRequest(query=f"find similar optimization cases for team {i}").SerializeToString()
             for i in range(CACHE_POOL)
         ]
     if name == "match_patterns":
-        return [pl.MatchPatternsRequest(intent=q, limit=10).SerializeToString() for q in query_texts(pool, seed=14)]
+        return [MatchPatternsRequest(intent=q, limit=10).SerializeToString() for q in query_texts(pool, seed=14)]
     if name == "execute_many_cache_hit":
         queries = _cache_queries()
         return [
-            pe.ExecuteManyRequest(request_id=f"r{i}", query=queries[i % len(queries)]).SerializeToString()
+            ExecuteManyRequest(request_id=f"r{i}", query=queries[i % len(queries)]).SerializeToString()
             for i in range(4096)
         ]
     if name == "register_batch_1000":
@@ -138,7 +145,7 @@ def requests_for(scenario: Scenario, pool: int) -> list[bytes]:
 def stream_requests(queries: list[str], n: int = 4096) -> list[bytes]:
     """``ExecuteMany`` requests cycling over ``queries`` with unique request ids."""
     return [
-        pe.ExecuteManyRequest(request_id=f"r{i}", query=queries[i % len(queries)]).SerializeToString() for i in range(n)
+        ExecuteManyRequest(request_id=f"r{i}", query=queries[i % len(queries)]).SerializeToString() for i in range(n)
     ]
 
 

@@ -25,17 +25,15 @@ from pattern_service.domain import MemoryFilter, quality_score
 from pattern_service.store.db import Database, aupgrade_to_head
 from pattern_service.store.embeddings import MINILM_MODEL_ID
 from pattern_service.store.learning import context_hash
-from pattern_service.store.memories import memory_vector_filter
+from pattern_service.store.learning_binding import PATTERN_BINDING
+from pattern_service.store.memory_binding import MEMORY_BINDING
 from pattern_service.store.orm import MemoryRow, MemoryTagRow, SuccessPatternRow, utcnow
-from pattern_service.store.outbox import (
-    MEMORY_COLLECTION,
-    PATTERN_COLLECTION,
-    collection_specs,
-    memory_payload,
-    pattern_payload,
-)
+from pattern_service.store.vector_bindings import VECTOR_BINDINGS
 from pattern_service.store.vectors.base import VectorPoint
 from pattern_service.store.vectors.edge import EdgeVectorIndex
+
+MEMORY_COLLECTION = MEMORY_BINDING.collection
+PATTERN_COLLECTION = PATTERN_BINDING.collection
 
 TENANT = "default"
 AGENT = "bench"
@@ -134,8 +132,8 @@ async def seed_store(data_dir: Path, n: int, vectors: npt.NDArray[np.float32]) -
     db = Database(url)
     index = EdgeVectorIndex(data_dir / "vectors")
     try:
-        for spec in collection_specs(DIMENSION, MINILM_MODEL_ID):
-            await index.ensure_collection(spec)
+        for binding in VECTOR_BINDINGS:
+            await index.ensure_collection(binding.spec(DIMENSION, MINILM_MODEL_ID))
         base = utcnow() - timedelta(days=30)
         for start in range(have, n, _BATCH):
             chunk = items(min(n, start + _BATCH), start)
@@ -143,11 +141,15 @@ async def seed_store(data_dir: Path, n: int, vectors: npt.NDArray[np.float32]) -
             mems = [_memory_row(it, w) for it, w in zip(chunk, when, strict=True)]
             pats = [_pattern_row(it, w) for it, w in zip(chunk, when, strict=True)]
             mem_points = [
-                VectorPoint(id=m.memory_id, vector=vectors[it.index], payload=memory_payload(m, MINILM_MODEL_ID))
+                VectorPoint(
+                    id=m.memory_id, vector=vectors[it.index], payload=MEMORY_BINDING.payload(m, MINILM_MODEL_ID)
+                )
                 for m, it in zip(mems, chunk, strict=True)
             ]
             pat_points = [
-                VectorPoint(id=p.pattern_id, vector=vectors[it.index], payload=pattern_payload(p, MINILM_MODEL_ID))
+                VectorPoint(
+                    id=p.pattern_id, vector=vectors[it.index], payload=PATTERN_BINDING.payload(p, MINILM_MODEL_ID)
+                )
                 for p, it in zip(pats, chunk, strict=True)
             ]
             tags = [MemoryTagRow(memory_id=m.memory_id, tenant_id=TENANT, tag=t) for m in mems for t in m.tags]
@@ -186,14 +188,14 @@ async def index_recall_at_10(
 
     index = EdgeVectorIndex(data_dir / "vectors")
     ids = np.array([memory_id(i) for i in range(n)])
-    flt = memory_vector_filter(TENANT, MemoryFilter())
+    flt = MEMORY_BINDING.vector_filter(TENANT, MemoryFilter())
     overlaps: list[float] = []
     index_ms: list[float] = []
     numpy_ms: list[float] = []
     try:
         t0 = time.perf_counter()
-        for spec in collection_specs(DIMENSION, MINILM_MODEL_ID):
-            await index.ensure_collection(spec)
+        for binding in VECTOR_BINDINGS:
+            await index.ensure_collection(binding.spec(DIMENSION, MINILM_MODEL_ID))
         open_seconds = time.perf_counter() - t0
         graph_points = index._collections[MEMORY_COLLECTION].shard.info().indexed_vectors_count
         matrix = vectors[:n]

@@ -1,4 +1,8 @@
-"""Wiring: builds the stores, the vector index, the embedder and the engine from settings."""
+"""Wiring: builds the stores, the vector index, the embedder, Redis and the engine from settings.
+
+All wiring lives here: the engine knows only its ports (:mod:`pattern_service.engine.ports`),
+:func:`build_engine` assembles it, :class:`Application` connects it to the infrastructure.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,31 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pattern_service.config import Settings
-from pattern_service.engine.engine import PatternExecutionEngine, build_engine
-from pattern_service.engine.redis_sync import RedisCacheBackend
+from pattern_service.engine.builtin_tools import register_builtin_tools
+from pattern_service.engine.cache import DEFAULT_MAX_SIZE, LocalResultCache
+from pattern_service.engine.engine import PatternExecutionEngine
+from pattern_service.engine.executors import DEFAULT_RECALL_MIN_SCORE
+from pattern_service.engine.ports import Embedder, GenerationStore, MemoryStore, PatternDefinitionStore, ResultCache
+from pattern_service.engine.registry import PatternRegistry
+from pattern_service.engine.router import HybridDecisionRouter
+from pattern_service.engine.tools import HealthProbe, ToolRegistry
 from pattern_service.metrics import Metrics
-from pattern_service.store.base import PatternDefinitionStore
+from pattern_service.redis.sync import RedisCacheBackend
+from pattern_service.redis.vectors import follow_vector_changes
 from pattern_service.store.db import Database, aupgrade_to_head
 from pattern_service.store.definitions import SqlPatternDefinitionStore
-from pattern_service.store.embeddings import Embedder, OnnxEmbedder, create_embedder
+from pattern_service.store.embeddings import OnnxEmbedder, create_embedder
 from pattern_service.store.learning import SqlLearningStore
 from pattern_service.store.memories import SqlMemoryStore
 from pattern_service.store.memory_admin import SqlMemoryAdmin, sweep_periodically
 from pattern_service.store.outbox import VectorSync
+from pattern_service.store.vector_bindings import VECTOR_BINDINGS
 from pattern_service.store.vectors.base import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -43,6 +57,96 @@ def _vector_index(settings: Settings) -> VectorIndex:
 
     return EdgeVectorIndex(
         settings.vector_dir, index_threshold=settings.vector_index_threshold, hnsw_ef=settings.vector_hnsw_ef
+    )
+
+
+async def build_engine(
+    *,
+    definition_store: PatternDefinitionStore,
+    memory_store: MemoryStore,
+    embedder: Embedder,
+    health_probe: HealthProbe | None = None,
+    semantic_threshold: float = 0.3,
+    trigger_threshold: float = 0.2,
+    keyword_fallback: bool = False,
+    cache_max_size: int = DEFAULT_MAX_SIZE,
+    match_cache_size: int = 4096,
+    load_defaults: bool = True,
+    default_cache_ttl: int = 300,
+    default_patterns_path: Path | None = None,
+    load_entry_point_tools: bool = True,
+    tools: ToolRegistry | None = None,
+    cache: ResultCache | None = None,
+    generations: GenerationStore | None = None,
+    refresh_interval: float = 5.0,
+    cache_timer: Callable[[], float] = time.monotonic,
+    recall_min_score: float = DEFAULT_RECALL_MIN_SCORE,
+) -> PatternExecutionEngine:
+    """Build a ready engine: tools registered, registry loaded (and seeded once).
+
+    Args:
+        definition_store: Persistent pattern definitions (e.g. ``SqlPatternDefinitionStore``).
+        memory_store: Memories (e.g. ``SqlMemoryStore``).
+        embedder: Embeds examples, queries and compared texts.
+        health_probe: ``async () -> {component: {"healthy": bool, ...}}`` for the
+            ``health_check`` tool; default: the engine's own probe.
+        semantic_threshold: Global minimum hybrid similarity of a match by meaning
+            (settings ``semantic_match_threshold``; a pattern's own threshold wins).
+        trigger_threshold: Minimum hybrid similarity that confirms a trigger match
+            (settings ``trigger_min_similarity``).
+        keyword_fallback: Whether the seed's keyword guess runs when nothing
+            matched and the request does not say (settings ``keyword_fallback``).
+        cache_max_size: Entries of the local result cache (``TMWS_CACHE_MAX_SIZE``).
+        match_cache_size: Entries of the registry's match cache.
+        load_defaults: Seed the bundled default set into a never-seeded store
+            (settings ``load_default_patterns``).
+        default_cache_ttl: Cache TTL (seconds) of default-set entries that give
+            none (``TMWS_CACHE_TTL``).
+        default_patterns_path: Another default set to seed (YAML, same layout as ``patterns.yaml``).
+        load_entry_point_tools: Load third-party tools from the ``tmws.tools`` entry-point group.
+        tools: A tool registry to use (built-ins are added to it); default: a new one.
+        cache: Result cache; default: ``LocalResultCache(cache_max_size, timer=cache_timer)``.
+        generations: Tenant generation store; default: in-process.
+        refresh_interval: Seconds between checks for registry changes by other replicas (0 = never).
+        cache_timer: Clock of the default local cache (seconds, monotonic).
+        recall_min_score: Default relevance floor of ``recall`` in [0, 1]
+            (``TMWS_RECALL_MIN_SCORE``; a context's ``min_score`` overrides it).
+
+    Returns:
+        The engine.
+
+    Raises:
+        InvalidArgumentError: The default pattern set is invalid (e.g. names an unregistered tool).
+    """
+    registry_tools = tools if tools is not None else ToolRegistry()
+    register_builtin_tools(registry_tools)
+    if load_entry_point_tools:
+        registry_tools.load_entry_points()
+    registry = PatternRegistry(
+        definition_store,
+        embedder,
+        registry_tools,
+        semantic_threshold=semantic_threshold,
+        match_cache_size=match_cache_size,
+        load_defaults=load_defaults,
+        default_cache_ttl=default_cache_ttl,
+        defaults_path=default_patterns_path,
+    )
+    await registry.load()
+    router = HybridDecisionRouter(
+        registry, memory_store, trigger_threshold=trigger_threshold, keyword_fallback=keyword_fallback
+    )
+    return PatternExecutionEngine(
+        registry,
+        router,
+        registry_tools,
+        memory_store,
+        embedder,
+        health_probe=health_probe,
+        cache=cache if cache is not None else LocalResultCache(cache_max_size, timer=cache_timer),
+        generations=generations,
+        refresh_interval=refresh_interval,
+        recall_min_score=recall_min_score,
     )
 
 
@@ -100,7 +204,7 @@ class Application:
         if isinstance(embedder, OnnxEmbedder):
             await embedder.aload()  # 0.3-0.7 s, off the event loop, before the first request
         index = _vector_index(settings)
-        sync = VectorSync(db, index, embedder)
+        sync = VectorSync(db, index, embedder, VECTOR_BINDINGS)
         await sync.ensure_collections()
         repaired = await sync.reconcile_all()
         log.info("vector index reconciled: %s", repaired)
@@ -183,7 +287,8 @@ class Application:
             report["sql"] = False
             report["sql_error"] = str(exc)
         try:
-            await self.index.count("memory_embeddings")
+            for collection in self.sync.bindings:
+                await self.index.count(collection)
             report["vector_index"] = True
         except Exception as exc:
             report["vector_index"] = False
@@ -213,18 +318,7 @@ class Application:
         announced on Redis, and the others re-read those rows and apply them to
         their own index; a periodic reconciliation repairs lost messages.
         """
-        sync = self.sync
-
-        async def announce(collection: str, ids: list[str]) -> None:
-            await redis.publish("vectors", collection=collection, ids=ids)
-
-        async def follow(message: dict[str, Any]) -> None:
-            ids = message.get("ids")
-            if isinstance(ids, list):
-                await sync.follow(str(message.get("collection")), [str(i) for i in ids])
-
-        sync.on_applied = announce
-        redis.add_handler("vectors", follow)
+        follow_vector_changes(redis, self.sync)
         self._tasks.append(asyncio.create_task(self._reconcile_periodically(), name="vector-reconcile"))
 
     async def _reconcile_periodically(self) -> None:

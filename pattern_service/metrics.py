@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from pattern_service.api.rpc_metrics import RpcMetrics
 from pattern_service.domain import ExecutionResult, PatternType
+from pattern_service.engine.stats import CacheSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +42,11 @@ class CacheCollector(Collector):
     Redis hits + Redis misses. Redis expires its entries by TTL itself (no eviction count).
 
     Args:
-        stats: Returns the cache's ``stats()`` mapping (``local_hits``, ``redis_hits``, ``misses``, …).
+        stats: Returns the cache's ``stats()`` snapshot (``local_hits``, ``redis_hits``, ``misses``, …).
         redis: Whether the Redis layer is configured.
     """
 
-    def __init__(self, stats: Callable[[], Mapping[str, Any]], *, redis: bool):
+    def __init__(self, stats: Callable[[], CacheSnapshot], *, redis: bool):
         self._stats = stats
         self._redis = redis
 
@@ -57,25 +58,23 @@ class CacheCollector(Collector):
         evictions = CounterMetricFamily(
             "tmws_cache_evictions", "Entries evicted for capacity (LRU) by layer.", labels=["layer"]
         )
-        hits.add_metric(["local"], s.get("local_hits", 0))
-        evictions.add_metric(["local"], s.get("evictions", 0))
+        hits.add_metric(["local"], s.local_hits)
+        evictions.add_metric(["local"], s.evictions)
         if self._redis:
-            misses.add_metric(["local"], s.get("misses", 0) + s.get("redis_hits", 0))
-            hits.add_metric(["redis"], s.get("redis_hits", 0))
-            misses.add_metric(["redis"], s.get("misses", 0))
+            misses.add_metric(["local"], s.misses + s.redis_hits)
+            hits.add_metric(["redis"], s.redis_hits)
+            misses.add_metric(["redis"], s.misses)
         else:
-            misses.add_metric(["local"], s.get("misses", 0))
+            misses.add_metric(["local"], s.misses)
         yield hits
         yield misses
         yield evictions
         yield CounterMetricFamily(
             "tmws_cache_invalidations",
             "Tenant-wide cache invalidations (writes that change what cached results depend on).",
-            value=s.get("invalidations", 0),
+            value=s.invalidations,
         )
-        yield GaugeMetricFamily(
-            "tmws_cache_entries", "Entries in the local result cache.", value=s.get("local_cache_size", 0)
-        )
+        yield GaugeMetricFamily("tmws_cache_entries", "Entries in the local result cache.", value=s.local_cache_size)
 
 
 class Metrics:
@@ -163,7 +162,7 @@ class Metrics:
         self.embed_batch_size.observe(texts)
         self.embed_queue_wait.observe(queue_wait)
 
-    def watch_cache(self, stats: Callable[[], Mapping[str, Any]], *, redis: bool) -> None:
+    def watch_cache(self, stats: Callable[[], CacheSnapshot], *, redis: bool) -> None:
         """Export the result cache's counters (see :class:`CacheCollector`); call once."""
         self.registry.register(CacheCollector(stats, redis=redis))
 

@@ -35,19 +35,20 @@ from typing import Any
 from sqlalchemy import select
 
 from pattern_service.config import Settings
+from pattern_service.engine.ports import Embedder
 from pattern_service.startup import StartupError
+from pattern_service.store.binding import VectorBinding
 from pattern_service.store.db import Database
-from pattern_service.store.embeddings import Embedder, OnnxEmbedder, create_embedder
-from pattern_service.store.orm import MemoryRow, SuccessPatternRow, utcnow
-from pattern_service.store.outbox import MEMORY_COLLECTION, PATTERN_COLLECTION, VectorSync
+from pattern_service.store.embeddings import OnnxEmbedder, create_embedder
+from pattern_service.store.orm import utcnow
+from pattern_service.store.outbox import VectorSync
+from pattern_service.store.vector_bindings import VECTOR_BINDINGS
 from pattern_service.store.vectors.base import VectorIndex
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "REEMBED.json"
 BATCH = 256
-_ID_COLUMNS: dict[str, Any] = {MEMORY_COLLECTION: MemoryRow.memory_id, PATTERN_COLLECTION: SuccessPatternRow.pattern_id}
-_ROWS: dict[str, Any] = {MEMORY_COLLECTION: MemoryRow, PATTERN_COLLECTION: SuccessPatternRow}
 
 
 @dataclass
@@ -131,11 +132,10 @@ class _Bar:
             self._bar.close()
 
 
-async def _ids(db: Database, collection: str, since: datetime | None = None) -> list[str]:
-    column = _ID_COLUMNS[collection]
-    query = select(column)
+async def _ids(db: Database, binding: VectorBinding[Any, Any], since: datetime | None = None) -> list[str]:
+    query = select(binding.id_column)
     if since is not None:
-        row = _ROWS[collection]
+        row: Any = binding.row_type
         query = query.where((row.updated_at >= since) | (row.created_at >= since))
     async with db.session() as session:
         return [str(i) for i in await session.scalars(query)]
@@ -180,11 +180,12 @@ async def build(
     index = _open_index(settings, plan)
     embedded: dict[str, int] = {}
     try:
-        sync = VectorSync(db, index, embedder)
+        sync = VectorSync(db, index, embedder, VECTOR_BINDINGS)
         await sync.ensure_collections()
-        for collection in (MEMORY_COLLECTION, PATTERN_COLLECTION):
+        for binding in VECTOR_BINDINGS:
+            collection = binding.collection
             present = await index.list_ids(collection)
-            todo = [i for i in await _ids(db, collection) if i not in present]
+            todo = [i for i in await _ids(db, binding) if i not in present]
             bar = _Bar(len(todo), collection, progress)
             try:
                 await _copy(sync, collection, todo, bar)
@@ -221,10 +222,11 @@ async def switch(settings: Settings, embedder_name: str, *, target_url: str = ""
     embedder = await _embedder(settings, embedder_name)
     index = _open_index(settings, plan)
     try:
-        sync = VectorSync(db, index, embedder)
+        sync = VectorSync(db, index, embedder, VECTOR_BINDINGS)
         await sync.ensure_collections()
-        for collection in (MEMORY_COLLECTION, PATTERN_COLLECTION):
-            changed = await _ids(db, collection, since)
+        for binding in VECTOR_BINDINGS:
+            collection = binding.collection
+            changed = await _ids(db, binding, since)
             bar = _Bar(len(changed), f"{collection} (changed)", progress)
             try:
                 await _copy(sync, collection, changed, bar)

@@ -5,6 +5,13 @@ The one way generated code is made: runs ``grpc_tools.protoc`` with the
 generators over ``protos/`` into the client distribution
 (``clients/python/src/tmws/pattern/v1``). The output is committed.
 
+The package's ``__init__.py`` re-exports every top-level message and enum of
+every ``.proto`` (and the enum values its ``*_pb2`` module defines as
+constants) with ``__all__``, as temporalio's API packages do. The names come
+from protoc's descriptor set of the same run, so a new message is importable as
+``from tmws.pattern.v1 import NewMessage`` without editing anything by hand.
+The gRPC stubs stay in the ``*_pb2_grpc`` modules.
+
 Usage:
     python scripts/generate_protos.py          # regenerate in place
     python scripts/generate_protos.py --check  # exit 1 if the committed output is stale
@@ -21,11 +28,19 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
+from google.protobuf import descriptor_pb2
+
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
 PACKAGE_DIR = Path("tmws") / "pattern" / "v1"
 OUTPUT_ROOT = ROOT / "clients" / "python" / "src"
-INIT_TEXT = '"""Generated protobuf and gRPC modules of ``tmws.pattern.v1`` (do not edit)."""\n'
+INIT_DOC = '''"""Generated protobuf and gRPC modules of ``tmws.pattern.v1`` (do not edit).
+
+Every request/response message, enum and enum value is importable from here, e.g.
+``from tmws.pattern.v1 import ExecuteRequest, PatternType, PATTERN_TYPE_MEMORY``; the gRPC stubs
+live in the ``*_pb2_grpc`` modules. Written by ``scripts/generate_protos.py``.
+"""
+'''
 
 
 def _include_dirs() -> list[str]:
@@ -62,8 +77,32 @@ def generate(out_root: Path) -> None:
         *protos,
     ]
     (out_root / PACKAGE_DIR).mkdir(parents=True, exist_ok=True)
-    subprocess.run(args, check=True, cwd=ROOT)
-    (out_root / PACKAGE_DIR / "__init__.py").write_text(INIT_TEXT)
+    with tempfile.TemporaryDirectory() as tmp:
+        descriptors = Path(tmp) / "descriptors.pb"
+        subprocess.run([*args, f"--descriptor_set_out={descriptors}"], check=True, cwd=ROOT)
+        (out_root / PACKAGE_DIR / "__init__.py").write_text(init_text(descriptors.read_bytes()))
+
+
+def init_text(descriptor_set: bytes) -> str:
+    """The package ``__init__.py``: import and list every top-level message, enum and enum value of each file.
+
+    Args:
+        descriptor_set: A serialized ``FileDescriptorSet`` of the package's ``.proto`` files.
+    """
+    files = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set).file
+    package = ".".join(PACKAGE_DIR.parts)
+    blocks: list[str] = []
+    exported: list[str] = []
+    for f in sorted(files, key=lambda f: f.name):
+        values = [v.name for e in f.enum_type for v in e.value]  # module constants, as in the *_pb2 module
+        names = sorted([m.name for m in f.message_type] + [e.name for e in f.enum_type] + values)
+        if not names:
+            continue
+        module = f"{package}.{Path(f.name).stem}_pb2"
+        blocks.append(f"from {module} import (\n" + "".join(f"    {n},\n" for n in names) + ")\n")
+        exported += names
+    listing = "".join(f'    "{n}",\n' for n in sorted(exported))
+    return INIT_DOC + "\n" + "".join(blocks) + "\n__all__ = [\n" + listing + "]\n"
 
 
 def _generated_files(root: Path) -> dict[str, Path]:

@@ -379,13 +379,6 @@ def match_to_proto(m: domain.PatternMatch) -> pl.PatternMatch:
     )
 
 
-def stats_to_proto(stats: Mapping[str, Mapping[str, Any]]) -> pe.GetStatsResponse:
-    """The engine's ``get_stats()`` dict as the response message (unknown keys ignored)."""
-    from google.protobuf import json_format
-
-    return json_format.ParseDict(jsonable(stats), pe.GetStatsResponse(), ignore_unknown_fields=True)
-
-
 def component_to_proto(c: ComponentStatus) -> pe.ComponentHealth:
     """A component's health as its message."""
     msg = pe.ComponentHealth(name=c.name, healthy=c.healthy, detail=c.detail)

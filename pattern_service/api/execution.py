@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import grpc
 
 from pattern_service import domain
-from pattern_service.api import convert, convert_routing, paging
+from pattern_service.api import convert, convert_routing, convert_stats, paging
 from pattern_service.api.identity import Scope, has_scope, require_scope, tenant_of
 from pattern_service.api.limits import StreamLength
 from pattern_service.api.status import status_code_of, stream_errors, to_rpc_status, unary_errors
@@ -36,6 +36,7 @@ from pattern_service.api.validation import (
 )
 from pattern_service.config import Settings
 from pattern_service.engine.evaluation import Evaluation, Fit, LabelledUtterance
+from pattern_service.engine.stats import StatsSnapshot
 from pattern_service.errors import FieldViolation, InvalidArgumentError
 from pattern_service.health import ComponentStatus
 from pattern_service.metrics import Metrics
@@ -90,7 +91,7 @@ class Engine(Protocol):
 
     def list_definitions(self, pattern_type: domain.PatternType | None = None) -> list[domain.PatternDefinition]: ...
 
-    def get_stats(self, tenant_id: str | None = None) -> dict[str, dict[str, Any]]: ...
+    def get_stats(self, tenant_id: str | None = None) -> StatsSnapshot: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,6 +355,6 @@ class PatternExecutionServicer(pe_grpc.PatternExecutionServiceServicer):
             tenant = None
         elif request.scope not in (pe.STATS_SCOPE_UNSPECIFIED, pe.STATS_SCOPE_TENANT):
             raise InvalidArgumentError.single("scope", "must be STATS_SCOPE_TENANT or STATS_SCOPE_PROCESS")
-        response = convert.stats_to_proto(self._engine.get_stats(tenant_id=tenant))
+        response = convert_stats.stats_to_proto(self._engine.get_stats(tenant_id=tenant))
         response.components.extend(convert.component_to_proto(c) for c in self._components())
         return response

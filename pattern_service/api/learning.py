@@ -86,11 +86,11 @@ class PatternLearningServicer(pl_grpc.PatternLearningServiceServicer):
     ) -> pl.ListSuccessPatternsResponse:
         """List success patterns, newest first, paged (see the proto)."""
         tenant = tenant_of(context)
-        q = success_patterns.list_query(request)
+        q = success_patterns.list_query(request, tenant)
         page = await self._store.list(
             tenant,
             page_size=q.page_size,
-            page_token=q.page_token,
+            after=q.after,
             pattern_type=q.pattern_type,
             statuses=q.statuses,
             parent_pattern_id=q.parent_pattern_id,
@@ -99,7 +99,7 @@ class PatternLearningServicer(pl_grpc.PatternLearningServiceServicer):
         )
         return pl.ListSuccessPatternsResponse(
             success_patterns=[convert.success_pattern_to_proto(p) for p in page.items],
-            next_page_token=page.next_page_token,
+            next_page_token=q.next_page_token(page),
             total_size=page.total_size,
         )
 

@@ -67,11 +67,11 @@ class MemoryServicer(pm_grpc.MemoryServiceServicer):
     async def ListMemories(self, request: pm.ListMemoriesRequest, context: ServicerContext) -> pm.ListMemoriesResponse:
         """List memories passing a filter, paged (see the proto)."""
         tenant = tenant_of(context)
-        q = memory_requests.list_memories(request)
-        page = await self._admin.list(tenant, q.flt, order=q.order, page_size=q.page_size, page_token=q.page_token)
+        q = memory_requests.list_memories(request, tenant)
+        page = await self._admin.list(tenant, q.flt, order=q.order, page_size=q.page_size, after=q.after)
         return pm.ListMemoriesResponse(
             memories=[memory_to_proto(m) for m in page.items],
-            next_page_token=page.next_page_token,
+            next_page_token=q.next_page_token(page),
             total_size=page.total_size,
         )
 

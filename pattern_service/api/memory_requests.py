@@ -10,15 +10,17 @@ refused in an update mask.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from pattern_service import domain
+from pattern_service.api import paging
 from pattern_service.api.validation import (
     MAX_BATCH,
     Violations,
@@ -229,19 +231,30 @@ def memory_filter(v: Violations, prefix: str, f: pm.MemoryFilter) -> domain.Memo
 
 @dataclass(frozen=True, slots=True)
 class ListQuery:
-    """A validated ``ListMemoriesRequest``."""
+    """A validated ``ListMemoriesRequest`` of one tenant, its ``page_token`` decoded.
+
+    Attributes:
+        key: Identifies the query (tenant, filter, order; not the page) for :mod:`.paging`.
+        after: Where the page starts (``None``: the first page).
+    """
 
     flt: domain.MemoryFilter
     order: MemoryOrder
     page_size: int
-    page_token: str
+    key: str
+    after: domain.KeysetCursor | None
+
+    def next_page_token(self, page: domain.Page[Any]) -> str:
+        """The ``next_page_token`` of ``page`` (``""`` on the last page)."""
+        return paging.encode_cursor(page.next_cursor, self.key) if page.next_cursor is not None else ""
 
 
-def list_memories(req: pm.ListMemoriesRequest) -> ListQuery:
-    """Validate a ``ListMemoriesRequest``.
+def list_memories(req: pm.ListMemoriesRequest, tenant_id: str) -> ListQuery:
+    """Validate a ``ListMemoriesRequest`` of ``tenant_id`` and decode its ``page_token``.
 
     Raises:
-        InvalidArgumentError: Every invalid field.
+        InvalidArgumentError: Every invalid field; then (reason ``INVALID_PAGE_TOKEN``)
+            a malformed ``page_token`` or one of another query or tenant.
     """
     v = Violations()
     size = check_page(v, req.page_size)
@@ -251,7 +264,9 @@ def list_memories(req: pm.ListMemoriesRequest) -> ListQuery:
     if order is None:
         v.add("order_by", f"must be one of {', '.join(repr(o) for o in MEMORY_ORDERS)}")
     v.raise_if_any()
-    return ListQuery(flt=flt, order=order or MEMORY_ORDERS[0], page_size=size, page_token=req.page_token)
+    chosen = order or MEMORY_ORDERS[0]
+    key = json.dumps(["memories", tenant_id, asdict(flt), chosen], default=str, sort_keys=True)
+    return ListQuery(flt=flt, order=chosen, page_size=size, key=key, after=paging.decode_cursor(req.page_token, key))
 
 
 def purge_memories(req: pm.PurgeMemoriesRequest) -> domain.MemoryFilter:

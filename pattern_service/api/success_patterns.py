@@ -7,6 +7,7 @@ update mask.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from google.protobuf import struct_pb2
 
 from pattern_service import domain
-from pattern_service.api import convert
+from pattern_service.api import convert, paging
 from pattern_service.api.validation import (
     MAX_DESCRIPTION_LEN,
     MAX_NAME_LEN,
@@ -127,22 +128,34 @@ def update_changes(req: pl.UpdateSuccessPatternRequest) -> tuple[str, dict[str, 
 
 @dataclass(frozen=True, slots=True)
 class ListQuery:
-    """A validated ``ListSuccessPatternsRequest``."""
+    """A validated ``ListSuccessPatternsRequest`` of one tenant, its ``page_token`` decoded.
+
+    Attributes:
+        key: Identifies the query (tenant and filters, not the page) for
+            :mod:`.paging`: a token is valid only for the query it was made for.
+        after: Where the page starts (``None``: the first page).
+    """
 
     page_size: int
-    page_token: str
     pattern_type: str | None
     statuses: tuple[domain.SuccessPatternStatus, ...]
     parent_pattern_id: str | None
     tags: tuple[str, ...]
     name_prefix: str | None
+    key: str
+    after: domain.KeysetCursor | None
+
+    def next_page_token(self, page: domain.Page[Any]) -> str:
+        """The ``next_page_token`` of ``page`` (``""`` on the last page)."""
+        return paging.encode_cursor(page.next_cursor, self.key) if page.next_cursor is not None else ""
 
 
-def list_query(req: pl.ListSuccessPatternsRequest) -> ListQuery:
-    """Validate a list request.
+def list_query(req: pl.ListSuccessPatternsRequest, tenant_id: str) -> ListQuery:
+    """Validate a list request of ``tenant_id`` and decode its ``page_token``.
 
     Raises:
-        InvalidArgumentError: Every invalid field.
+        InvalidArgumentError: Every invalid field; then (reason ``INVALID_PAGE_TOKEN``)
+            a malformed ``page_token`` or one of another query or tenant.
     """
     v = Violations()
     size = check_page(v, req.page_size)
@@ -155,12 +168,16 @@ def list_query(req: pl.ListSuccessPatternsRequest) -> ListQuery:
     elif len(req.name_prefix) > MAX_NAME_LEN:
         v.add("name_prefix", f"must be at most {MAX_NAME_LEN} characters")
     v.raise_if_any()
+    kind, parent_id, prefix = pattern_type or None, parent or None, req.name_prefix or None
+    ordered_statuses = sorted(str(s) for s in statuses)
+    key = json.dumps(["success_patterns", tenant_id, kind, ordered_statuses, parent_id, sorted(tags), prefix])
     return ListQuery(
         page_size=size,
-        page_token=req.page_token,
-        pattern_type=pattern_type or None,
+        pattern_type=kind,
         statuses=statuses,
-        parent_pattern_id=parent or None,
+        parent_pattern_id=parent_id,
         tags=tags,
-        name_prefix=req.name_prefix or None,
+        name_prefix=prefix,
+        key=key,
+        after=paging.decode_cursor(req.page_token, key),
     )

@@ -1,7 +1,12 @@
-"""The pattern execution engine: registry, router, tools, cache, executors."""
+"""The pattern execution engine: registry, router, tools, cache, executors.
 
-from pattern_service.engine.cache import GenerationStore, LocalGenerationStore, LocalResultCache, ResultCache
-from pattern_service.engine.engine import PatternExecutionEngine, build_engine
+Its ports (what it needs from storage, embedding and other replicas) are in
+:mod:`.ports`; :func:`pattern_service.app.build_engine` wires implementations in.
+"""
+
+from pattern_service.engine.cache import LocalGenerationStore, LocalResultCache
+from pattern_service.engine.engine import PatternExecutionEngine
+from pattern_service.engine.ports import GenerationStore, ResultCache
 from pattern_service.engine.registry import PatternRegistry
 from pattern_service.engine.router import HybridDecisionRouter
 from pattern_service.engine.tools import ToolCall, ToolError, ToolRegistry, ToolServices
@@ -18,5 +23,4 @@ __all__ = [
     "ToolError",
     "ToolRegistry",
     "ToolServices",
-    "build_engine",
 ]

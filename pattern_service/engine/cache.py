@@ -13,7 +13,8 @@ becomes unreachable at once, in this process and (through a shared
 ``cache_ttl``; defects of the original seed implementation: FIFO "LRU" caches, per-pattern TTLs
 ignored, a TTL of 0 becoming 300). Values are immutable: result and metadata
 are kept as JSON text and decoded into fresh objects on every hit. A Redis
-layer plugs in later behind the same two protocols.
+layer (:mod:`pattern_service.redis`) plugs in behind the same two ports
+(:mod:`pattern_service.engine.ports`).
 """
 
 from __future__ import annotations
@@ -24,26 +25,15 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any
 
 from cachetools import TLRUCache
 
 from pattern_service.domain import ExecutionMode, ExecutionResult
+from pattern_service.engine.stats import CacheSnapshot
 from pattern_service.engine.text import normalize_query
 
 DEFAULT_MAX_SIZE = 10_000
-
-
-class GenerationStore(Protocol):
-    """Per-tenant data generation counters (start at 0)."""
-
-    async def get(self, tenant_id: str) -> int:
-        """The tenant's current generation."""
-        ...
-
-    async def bump(self, tenant_id: str) -> int:
-        """Advance the tenant's generation; returns the new value."""
-        ...
 
 
 class LocalGenerationStore:
@@ -61,53 +51,6 @@ class LocalGenerationStore:
         value = self._generations.get(tenant_id, 0) + 1
         self._generations[tenant_id] = value
         return value
-
-
-class ResultCache(Protocol):
-    """A cache of execution results by content-addressed key."""
-
-    async def get(self, key: str) -> ExecutionResult | None:
-        """A fresh copy of the cached result (``cache_hit`` set), or ``None``."""
-        ...
-
-    async def set(self, key: str, tenant_id: str, value: ExecutionResult, ttl: float, *, reads_memory: bool) -> None:
-        """Cache ``value`` for ``ttl`` seconds (``ttl <= 0``: not cached).
-
-        Args:
-            key: From :func:`cache_key`.
-            tenant_id: Owner tenant (for :meth:`invalidate_tenant`).
-            value: The result.
-            ttl: Seconds.
-            reads_memory: The result depends on the tenant's memories.
-        """
-        ...
-
-    async def invalidate_tenant(self, tenant_id: str) -> int:
-        """Drop the tenant's cached memory-reading results; returns how many were dropped."""
-        ...
-
-    async def clear(self) -> int:
-        """Drop this cache's own entries (never a global flush of a shared store); returns how many."""
-        ...
-
-    def drop_local(self) -> int:
-        """Drop the in-process entries only (e.g. every key of an old registry version); returns how many.
-
-        Keys include the registry version, so after a registry change the old
-        entries can never be hit again; dropping them frees their memory at once
-        instead of when their TTL runs out. A shared layer keeps its entries
-        (they expire there by TTL).
-        """
-        ...
-
-    async def close(self) -> None:
-        """Release connections and local memory (never flushes a shared store)."""
-        ...
-
-    def stats(self) -> dict[str, Any]:
-        """``hits, misses, local_hits, redis_hits, evictions, invalidations, hit_rate (0-1),
-        local_cache_size, redis_available``."""
-        ...
 
 
 def canonical_json(value: Any) -> str:
@@ -275,18 +218,18 @@ class LocalResultCache:
         self._by_tenant.clear()
         self._indexed = 0
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> CacheSnapshot:
         """See :meth:`ResultCache.stats` (no Redis layer: ``redis_hits`` 0, ``redis_available`` false)."""
         self._cache.expire()
         lookups = self.hits + self.misses
-        return {
-            "hits": self.hits,
-            "misses": self.misses,
-            "local_hits": self.hits,
-            "redis_hits": 0,
-            "evictions": self._cache.evictions,
-            "invalidations": self.invalidations,
-            "hit_rate": self.hits / lookups if lookups else 0.0,
-            "local_cache_size": len(self._cache),
-            "redis_available": False,
-        }
+        return CacheSnapshot(
+            hits=self.hits,
+            misses=self.misses,
+            local_hits=self.hits,
+            redis_hits=0,
+            evictions=self._cache.evictions,
+            invalidations=self.invalidations,
+            hit_rate=self.hits / lookups if lookups else 0.0,
+            local_cache_size=len(self._cache),
+            redis_available=False,
+        )

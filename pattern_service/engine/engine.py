@@ -6,7 +6,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from pattern_service.domain import (
@@ -19,15 +18,7 @@ from pattern_service.domain import (
     PatternType,
     RoutingDecision,
 )
-from pattern_service.engine.builtin_tools import register_builtin_tools
-from pattern_service.engine.cache import (
-    DEFAULT_MAX_SIZE,
-    GenerationStore,
-    LocalGenerationStore,
-    LocalResultCache,
-    ResultCache,
-    cache_key,
-)
+from pattern_service.engine.cache import LocalGenerationStore, LocalResultCache, cache_key
 from pattern_service.engine.evaluation import Evaluation, Fit, LabelledUtterance, evaluate, fit
 from pattern_service.engine.executors import (
     DEFAULT_RECALL_MIN_SCORE,
@@ -38,18 +29,15 @@ from pattern_service.engine.executors import (
     PartResult,
 )
 from pattern_service.engine.memory_context import parse_memory_context
+from pattern_service.engine.ports import Embedder, GenerationStore, MemoryStore, ResultCache
 from pattern_service.engine.registry import PatternRegistry
 from pattern_service.engine.router import ExecutionPlan, HybridDecisionRouter
-from pattern_service.engine.stats import EngineStats, TenantStats
+from pattern_service.engine.stats import EngineStats, StatsSnapshot, TenantStats
 from pattern_service.engine.tools import HealthProbe, ToolRegistry, ToolServices
 from pattern_service.errors import FieldViolation, InvalidArgumentError, NotFoundError, PermissionDeniedError
-from pattern_service.store.base import MemoryStore, PatternDefinitionStore
-from pattern_service.store.embeddings import Embedder
 from pattern_service.tracing import span
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_MAX_QUERY_CHARS = 10_000
 
 
 class PatternExecutionEngine:
@@ -68,7 +56,6 @@ class PatternExecutionEngine:
         stats: Engine counters (default: fresh).
         refresh_interval: Seconds between checks of the store's registry version
             (changes by other replicas); 0 disables the check.
-        max_query_length: Maximum characters of a trimmed query.
         recall_min_score: Default relevance floor of ``recall`` (``TMWS_RECALL_MIN_SCORE``).
     """
 
@@ -85,7 +72,6 @@ class PatternExecutionEngine:
         generations: GenerationStore | None = None,
         stats: EngineStats | None = None,
         refresh_interval: float = 5.0,
-        max_query_length: int = DEFAULT_MAX_QUERY_CHARS,
         clock: Callable[[], float] = time.monotonic,
         recall_min_score: float = DEFAULT_RECALL_MIN_SCORE,
     ) -> None:
@@ -98,10 +84,9 @@ class PatternExecutionEngine:
         self.tenant_stats = TenantStats(self.stats)
         self._memory_store = memory_store
         self._refresh_interval = refresh_interval
-        self._max_query_length = max_query_length
         self._clock = clock
         self._last_refresh = clock()
-        services = ToolServices(registry, health_probe or self._probe, self.get_stats, embedder, tools)
+        services = ToolServices(registry, health_probe or self._probe, self._stats_dict, embedder, tools)
         self._infrastructure = InfrastructureExecutor(tools, services)
         self._memory = MemoryExecutor(memory_store, recall_min_score=recall_min_score)
         self._hybrid = HybridExecutor(self._infrastructure, self._memory)
@@ -123,7 +108,10 @@ class PatternExecutionEngine:
         """Execute a query.
 
         Args:
-            query: Natural-language query (1..max_query_length characters after trimming).
+            query: Natural-language query, non-blank. Its length limit
+                (``TMWS_MAX_QUERY_LENGTH``) is the API's to check
+                (:func:`pattern_service.api.validation.check_query`); the
+                engine trusts the length it is given.
             execution_mode: FAST (infrastructure only), BALANCED (own path) or
                 COMPREHENSIVE (always hybrid); see :mod:`.router`.
             context: JSON-compatible context (memory keys: :mod:`.memory_context`).
@@ -140,7 +128,7 @@ class PatternExecutionEngine:
             ``subject``, ``confidence``, ``registry_version``, ``write``.
 
         Raises:
-            InvalidArgumentError: Bad query or context (nothing ran).
+            InvalidArgumentError: Blank query or context keys that are not strings (nothing ran).
             FailedPreconditionError: ``MODE_EXCLUDES_PATH`` (FAST and a memory read).
             NotFoundError: ``NO_PATTERN_MATCHED``: nothing matched (details name the closest candidates).
             PermissionDeniedError: ``MISSING_SCOPE``: a write and not ``allow_write`` (nothing ran).
@@ -148,9 +136,45 @@ class PatternExecutionEngine:
         """
         start = time.perf_counter()
         text, ctx = self._check_request(query, context)
+        plan, call = await self._plan(text, execution_mode, ctx, tenant_id, allow_write, keyword_fallback)
+        key = await self._cache_key(plan, text, execution_mode, ctx, tenant_id) if use_cache else None
+        if key is not None:
+            hit = await self._lookup(key, plan, start)
+            if hit is not None:
+                self._account(tenant_id, plan, hit, cache_lookup=True)
+                return hit
+        try:
+            result, expiry = await self._run_plan(plan, call, text, ctx, execution_mode, tenant_id, start)
+        except Exception:
+            elapsed = (time.perf_counter() - start) * 1000
+            self._account(tenant_id, plan, None, cache_lookup=key is not None, time_ms=elapsed)
+            raise
+        if key is not None and result.success:
+            ttl: float = plan.definition.cache_ttl
+            if expiry is not None:  # never serve a memory from cache past its expiry
+                ttl = min(ttl, (expiry - datetime.now(UTC)).total_seconds())
+            await self.cache.set(key, tenant_id, result, ttl, reads_memory=plan.reads_memory)
+        self._account(tenant_id, plan, result, cache_lookup=key is not None)
+        return result
+
+    async def _plan(
+        self,
+        text: str,
+        mode: ExecutionMode,
+        ctx: Mapping[str, Any],
+        tenant_id: str,
+        allow_write: bool,
+        keyword_fallback: bool | None,
+    ) -> tuple[ExecutionPlan, MemoryCall | None]:
+        """Route a checked request and prepare its memory call; counts the routing decision.
+
+        Raises:
+            PermissionDeniedError: ``MISSING_SCOPE``: a write and not ``allow_write``.
+            InvalidArgumentError, FailedPreconditionError, NotFoundError: As :meth:`execute`.
+        """
         await self._maybe_refresh()
         with span("route"):
-            plan = await self.router.plan(text, execution_mode, ctx, tenant_id, keyword_fallback=keyword_fallback)
+            plan = await self.router.plan(text, mode, ctx, tenant_id, keyword_fallback=keyword_fallback)
         if plan.is_write and not allow_write:
             raise PermissionDeniedError(
                 f"the query routes to a write (pattern {plan.definition.name!r}), which needs the 'write' scope",
@@ -159,90 +183,118 @@ class PatternExecutionEngine:
             )
         call = self._prepare_memory(plan, text, ctx)
         self.tenant_stats.record_route(tenant_id, plan.path.pattern_type)
-        baseline = plan.baseline_cost
-        key = None
-        if use_cache and not plan.is_write and plan.definition.cache_ttl > 0:
-            generation = await self.generations.get(tenant_id) if plan.reads_memory else None
-            try:
-                key = cache_key(tenant_id, text, execution_mode, ctx, self.registry.version, generation)
-            except (TypeError, ValueError):
-                key = None
-        if key is not None:
-            with span("cache.lookup"):
-                hit = await self.cache.get(key)
-            if hit is not None:
-                elapsed = (time.perf_counter() - start) * 1000
-                self.tenant_stats.record(
-                    tenant_id,
-                    success=hit.success,
-                    cache_hit=True,
-                    cache_lookup=True,
-                    time_ms=elapsed,
-                    tokens=0,
-                    baseline=baseline,
-                    cache_layer=hit.cache_layer,
-                )
-                return ExecutionResult(  # not dataclasses.replace: this is the cache-hit hot path
-                    pattern_name=hit.pattern_name,
-                    pattern_type=hit.pattern_type,
-                    success=hit.success,
-                    result=hit.result,
-                    execution_time_ms=elapsed,
-                    tokens_used=0,
-                    cache_hit=True,
-                    error=hit.error,
-                    metadata=hit.metadata,
-                    routing=plan.decision,
-                    cache_entry=hit.cache_entry,
-                    cache_layer=hit.cache_layer,
-                )
+        return plan, call
+
+    async def _cache_key(
+        self, plan: ExecutionPlan, text: str, mode: ExecutionMode, ctx: Mapping[str, Any], tenant_id: str
+    ) -> str | None:
+        """The result-cache key of a plan, or ``None`` when its result is not cached.
+
+        Writes, patterns with ``cache_ttl`` 0 and contexts that are not JSON are
+        not cached; a memory read's key includes the tenant's data generation.
+        """
+        if plan.is_write or plan.definition.cache_ttl <= 0:
+            return None
+        generation = await self.generations.get(tenant_id) if plan.reads_memory else None
         try:
-            parts = await self._run(plan, call, text, ctx, tenant_id)
-        except Exception:
-            elapsed = (time.perf_counter() - start) * 1000
-            self.tenant_stats.record(
-                tenant_id,
-                success=False,
-                cache_hit=False,
-                cache_lookup=key is not None,
-                time_ms=elapsed,
-                tokens=plan.path.cost,
-                baseline=baseline,
-            )
-            raise
+            return cache_key(tenant_id, text, mode, ctx, self.registry.version, generation)
+        except (TypeError, ValueError):
+            return None
+
+    async def _lookup(self, key: str, plan: ExecutionPlan, start: float) -> ExecutionResult | None:
+        """The cached result under ``key`` as this request's result (timed from ``start``), or ``None``."""
+        with span("cache.lookup"):
+            hit = await self.cache.get(key)
+        if hit is None:
+            return None
+        return ExecutionResult(  # not dataclasses.replace: this is the cache-hit hot path
+            pattern_name=hit.pattern_name,
+            pattern_type=hit.pattern_type,
+            success=hit.success,
+            result=hit.result,
+            execution_time_ms=(time.perf_counter() - start) * 1000,
+            tokens_used=0,
+            cache_hit=True,
+            error=hit.error,
+            metadata=hit.metadata,
+            routing=plan.decision,
+            cache_entry=hit.cache_entry,
+            cache_layer=hit.cache_layer,
+        )
+
+    async def _run_plan(
+        self,
+        plan: ExecutionPlan,
+        call: MemoryCall | None,
+        text: str,
+        ctx: Mapping[str, Any],
+        mode: ExecutionMode,
+        tenant_id: str,
+        start: float,
+    ) -> tuple[ExecutionResult, datetime | None]:
+        """Run the plan's parts; a successful memory write bumps the tenant's generation and drops its results.
+
+        Returns:
+            The result and the earliest expiry of the memories it holds (``None``: none expires), which
+            bounds how long it may be cached.
+
+        Raises:
+            PatternServiceError: A backend of a memory-only path failed.
+        """
+        parts = await self._run(plan, call, text, ctx, tenant_id)
         success = all(p.success for p in parts)
         errors = [f"{p.part} part failed: {p.error}" for p in parts if not p.success]
         if plan.is_write and any(p.part == "memory" and p.success for p in parts):
             await self.memories_changed(tenant_id)
-        elapsed = (time.perf_counter() - start) * 1000
+        expiry = min((p.expires_at for p in parts if p.expires_at is not None), default=None)
         result = ExecutionResult(
             pattern_name=plan.definition.name,
             pattern_type=plan.path.pattern_type,
             success=success,
             result={p.part: p.to_json() for p in parts},
-            execution_time_ms=elapsed,
+            execution_time_ms=(time.perf_counter() - start) * 1000,
             tokens_used=plan.path.cost,
             cache_hit=False,
             error="; ".join(errors) or None,
-            metadata=self._metadata(plan, execution_mode, tenant_id, parts),
+            metadata=self._metadata(plan, mode, tenant_id, parts),
             routing=plan.decision,
         )
-        if key is not None and success:
-            ttl: float = plan.definition.cache_ttl
-            expiry = min((p.expires_at for p in parts if p.expires_at is not None), default=None)
-            if expiry is not None:  # never serve a memory from cache past its expiry
-                ttl = min(ttl, (expiry - datetime.now(UTC)).total_seconds())
-            await self.cache.set(key, tenant_id, result, ttl, reads_memory=plan.reads_memory)
+        return result, expiry
+
+    def _account(
+        self,
+        tenant_id: str,
+        plan: ExecutionPlan,
+        result: ExecutionResult | None,
+        *,
+        cache_lookup: bool,
+        time_ms: float | None = None,
+    ) -> None:
+        """Count one execution in the tenant's and the process's statistics (:mod:`.stats`).
+
+        Args:
+            tenant_id: Caller tenant.
+            plan: What was routed (its path cost and all-hybrid baseline).
+            result: The result returned (a cache hit costs 0 tokens); ``None`` when
+                the run raised, which counts as a failure at the path's cost.
+            cache_lookup: Whether the result cache was consulted.
+            time_ms: Wall time when there is no result to take it from.
+        """
+        if result is None:
+            success, cache_hit, tokens, layer, elapsed = False, False, plan.path.cost, None, time_ms or 0.0
+        else:
+            success, cache_hit, tokens = result.success, result.cache_hit, result.tokens_used
+            layer, elapsed = result.cache_layer, result.execution_time_ms
         self.tenant_stats.record(
             tenant_id,
             success=success,
-            cache_hit=False,
-            cache_lookup=key is not None,
+            cache_hit=cache_hit,
+            cache_lookup=cache_lookup,
             time_ms=elapsed,
-            tokens=plan.path.cost,
-            baseline=baseline,
+            tokens=tokens,
+            baseline=plan.baseline_cost,
+            cache_layer=layer,
         )
-        return result
 
     async def route(
         self,
@@ -300,8 +352,8 @@ class PatternExecutionEngine:
 
     def _check_request(self, query: str, context: Mapping[str, Any] | None) -> tuple[str, dict[str, Any]]:
         text = query.strip() if isinstance(query, str) else ""
-        if not text or len(text) > self._max_query_length:
-            raise InvalidArgumentError.single("query", f"must be 1-{self._max_query_length} characters after trimming")
+        if not text:
+            raise InvalidArgumentError.single("query", "must not be empty")
         ctx = dict(context or {})
         if not all(isinstance(k, str) for k in ctx):
             raise InvalidArgumentError.single("context", "keys must be strings")
@@ -430,17 +482,13 @@ class PatternExecutionEngine:
 
     # ------------------------------------------------------------------ stats
 
-    def get_stats(self, tenant_id: str | None = None) -> dict[str, Any]:
-        """``{"engine": {...}, "registry": {...}, "router": {...}, "cache": {...}}``; rates are fractions 0-1.
+    def get_stats(self, tenant_id: str | None = None) -> StatsSnapshot:
+        """The engine, registry, router and cache sections of ``GetStats``; rates are fractions 0-1.
 
-        engine: total_executions, successful_executions, failed_executions,
-        cache_hits, avg_execution_time_ms, total_tokens_used, success_rate,
-        cache_hit_rate, baseline_tokens, tokens_saved, token_reduction_rate
-        (:mod:`.stats`). registry: total_patterns, patterns_by_type, cache_hits,
-        cache_misses, cache_hit_rate, cache_size, registry_version. router:
-        total_routes, routes_by_type, route_distribution. cache: hits, misses,
-        local_hits, redis_hits, evictions, invalidations, hit_rate,
-        local_cache_size, redis_available.
+        The fields of each section are those of :mod:`.stats`' snapshots
+        (``EngineSnapshot``, ``RegistrySnapshot``, ``RouterSnapshot``,
+        ``CacheSnapshot``); the process view's router also counts
+        ``no_match_count`` and a Redis cache its own errors, which stay off the wire.
 
         Args:
             tenant_id: ``None`` for the process totals; a tenant for that
@@ -454,23 +502,19 @@ class PatternExecutionEngine:
                 ``evictions``, ``invalidations``, ``local_cache_size`` and
                 ``redis_available``.
         """
-        cache = dict(self.cache.stats())
+        cache = self.cache.stats()
         if tenant_id is None:
-            return {
-                "engine": self.stats.as_dict(),
-                "registry": self.registry.stats(),
-                "router": self.router.stats(),
-                "cache": cache,
-            }
-        counts = self.tenant_stats.cache_counts(tenant_id)
-        lookups = counts["hits"] + counts["misses"]
-        cache.update(counts, hit_rate=counts["hits"] / lookups if lookups else 0.0)
-        return {
-            "engine": self.tenant_stats.engine(tenant_id),
-            "registry": self.registry.stats(),
-            "router": self.tenant_stats.router(tenant_id),
-            "cache": cache,
-        }
+            return StatsSnapshot(self.stats.snapshot(), self.registry.stats(), self.router.stats(), cache)
+        return StatsSnapshot(
+            self.tenant_stats.engine(tenant_id),
+            self.registry.stats(),
+            self.tenant_stats.router(tenant_id),
+            self.tenant_stats.cache(tenant_id, cache),
+        )
+
+    def _stats_dict(self, tenant_id: str | None) -> dict[str, Any]:
+        """:meth:`get_stats` as JSON-ready sections (what tools see, :data:`.tools.StatsProvider`)."""
+        return self.get_stats(tenant_id).as_dict()
 
     async def _probe(self) -> Mapping[str, Any]:
         """Default health probe: registry, tools and a round trip to the memory store."""
@@ -491,96 +535,3 @@ class PatternExecutionEngine:
             latency = round((time.perf_counter() - started) * 1000, 3)
             components["memory_store"] = {"healthy": True, "latency_ms": latency}
         return components
-
-
-async def build_engine(
-    *,
-    definition_store: PatternDefinitionStore,
-    memory_store: MemoryStore,
-    embedder: Embedder,
-    health_probe: HealthProbe | None = None,
-    semantic_threshold: float = 0.3,
-    trigger_threshold: float = 0.2,
-    keyword_fallback: bool = False,
-    cache_max_size: int = DEFAULT_MAX_SIZE,
-    match_cache_size: int = 4096,
-    load_defaults: bool = True,
-    default_cache_ttl: int = 300,
-    default_patterns_path: Path | None = None,
-    load_entry_point_tools: bool = True,
-    tools: ToolRegistry | None = None,
-    cache: ResultCache | None = None,
-    generations: GenerationStore | None = None,
-    refresh_interval: float = 5.0,
-    max_query_length: int = DEFAULT_MAX_QUERY_CHARS,
-    cache_timer: Callable[[], float] = time.monotonic,
-    recall_min_score: float = DEFAULT_RECALL_MIN_SCORE,
-) -> PatternExecutionEngine:
-    """Build a ready engine: tools registered, registry loaded (and seeded once).
-
-    Args:
-        definition_store: Persistent pattern definitions (e.g. ``SqlPatternDefinitionStore``).
-        memory_store: Memories (e.g. ``SqlMemoryStore``).
-        embedder: Embeds examples, queries and compared texts.
-        health_probe: ``async () -> {component: {"healthy": bool, ...}}`` for the
-            ``health_check`` tool; default: the engine's own probe.
-        semantic_threshold: Global minimum hybrid similarity of a match by meaning
-            (settings ``semantic_match_threshold``; a pattern's own threshold wins).
-        trigger_threshold: Minimum hybrid similarity that confirms a trigger match
-            (settings ``trigger_min_similarity``).
-        keyword_fallback: Whether the seed's keyword guess runs when nothing
-            matched and the request does not say (settings ``keyword_fallback``).
-        cache_max_size: Entries of the local result cache (``TMWS_CACHE_MAX_SIZE``).
-        match_cache_size: Entries of the registry's match cache.
-        load_defaults: Seed the bundled default set into a never-seeded store
-            (settings ``load_default_patterns``).
-        default_cache_ttl: Cache TTL (seconds) of default-set entries that give
-            none (``TMWS_CACHE_TTL``).
-        default_patterns_path: Another default set to seed (YAML, same layout as ``patterns.yaml``).
-        load_entry_point_tools: Load third-party tools from the ``tmws.tools`` entry-point group.
-        tools: A tool registry to use (built-ins are added to it); default: a new one.
-        cache: Result cache; default: ``LocalResultCache(cache_max_size, timer=cache_timer)``.
-        generations: Tenant generation store; default: in-process.
-        refresh_interval: Seconds between checks for registry changes by other replicas (0 = never).
-        max_query_length: Maximum query characters.
-        cache_timer: Clock of the default local cache (seconds, monotonic).
-        recall_min_score: Default relevance floor of ``recall`` in [0, 1]
-            (``TMWS_RECALL_MIN_SCORE``; a context's ``min_score`` overrides it).
-
-    Returns:
-        The engine.
-
-    Raises:
-        InvalidArgumentError: The default pattern set is invalid (e.g. names an unregistered tool).
-    """
-    registry_tools = tools if tools is not None else ToolRegistry()
-    register_builtin_tools(registry_tools)
-    if load_entry_point_tools:
-        registry_tools.load_entry_points()
-    registry = PatternRegistry(
-        definition_store,
-        embedder,
-        registry_tools,
-        semantic_threshold=semantic_threshold,
-        match_cache_size=match_cache_size,
-        load_defaults=load_defaults,
-        default_cache_ttl=default_cache_ttl,
-        defaults_path=default_patterns_path,
-    )
-    await registry.load()
-    router = HybridDecisionRouter(
-        registry, memory_store, trigger_threshold=trigger_threshold, keyword_fallback=keyword_fallback
-    )
-    return PatternExecutionEngine(
-        registry,
-        router,
-        registry_tools,
-        memory_store,
-        embedder,
-        health_probe=health_probe,
-        cache=cache if cache is not None else LocalResultCache(cache_max_size, timer=cache_timer),
-        generations=generations,
-        refresh_interval=refresh_interval,
-        max_query_length=max_query_length,
-        recall_min_score=recall_min_score,
-    )

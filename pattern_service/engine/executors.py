@@ -24,9 +24,9 @@ from typing import Any
 
 from pattern_service.domain import Memory, MemoryAggregate, MemoryFilter, MemoryOperation, NewMemory
 from pattern_service.engine.memory_context import MemoryRequest
+from pattern_service.engine.ports import MemoryStore
 from pattern_service.engine.tools import ToolCall, ToolRegistry, ToolServices, read_only
 from pattern_service.errors import InvalidArgumentError
-from pattern_service.store.base import MemoryStore
 from pattern_service.tracing import span
 
 logger = logging.getLogger(__name__)

@@ -33,7 +33,9 @@ from cachetools import LRUCache
 
 from pattern_service.calibration import UNCALIBRATED, RoutingCalibration
 from pattern_service.domain import PatternDefinition, PatternType
+from pattern_service.engine.ports import Embedder, PatternDefinitionStore
 from pattern_service.engine.scoring import Candidate, ScoringModel
+from pattern_service.engine.stats import RegistrySnapshot
 from pattern_service.engine.text import command_span, normalize_query
 from pattern_service.engine.tools import SemanticHit
 from pattern_service.engine.validation import (
@@ -45,8 +47,6 @@ from pattern_service.engine.validation import (
     validate_definitions,
 )
 from pattern_service.errors import FieldViolation, InvalidArgumentError, NotFoundError
-from pattern_service.store.base import PatternDefinitionStore
-from pattern_service.store.embeddings import Embedder
 
 logger = logging.getLogger(__name__)
 
@@ -216,21 +216,21 @@ class PatternRegistry:
         span = search(query)
         return None if span is None else command_span(search, query, span)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> RegistrySnapshot:
         """Registry statistics (the seed's names; ``cache_hit_rate`` is a fraction 0-1)."""
         by_type = {t.value: 0 for t in PatternType}
         for d in self._state.ordered:
             by_type[d.pattern_type.value] += 1
         lookups = self._hits + self._misses
-        return {
-            "total_patterns": len(self._state.ordered),
-            "patterns_by_type": by_type,
-            "cache_hits": self._hits,
-            "cache_misses": self._misses,
-            "cache_hit_rate": self._hits / lookups if lookups else 0.0,
-            "cache_size": len(self._match_cache),
-            "registry_version": self._state.version,
-        }
+        return RegistrySnapshot(
+            total_patterns=len(self._state.ordered),
+            patterns_by_type=by_type,
+            cache_hits=self._hits,
+            cache_misses=self._misses,
+            cache_hit_rate=self._hits / lookups if lookups else 0.0,
+            cache_size=len(self._match_cache),
+            registry_version=self._state.version,
+        )
 
     # --------------------------------------------------------------- matching
 

@@ -63,11 +63,12 @@ from pattern_service.domain import (
     RoutingDecision,
 )
 from pattern_service.engine.executors import tags_in
+from pattern_service.engine.ports import MemoryStore
 from pattern_service.engine.registry import MatchOutcome, PatternRegistry
 from pattern_service.engine.scoring import Candidate
+from pattern_service.engine.stats import RouterTotals
 from pattern_service.engine.text import subject_of
 from pattern_service.errors import FailedPreconditionError, NotFoundError
-from pattern_service.store.base import MemoryStore
 
 INFRASTRUCTURE_BASE_COST = 50
 MEMORY_BASE_COST = 100
@@ -529,16 +530,16 @@ class HybridDecisionRouter:
             where = f"the {path.pattern_type.value} path instead of its own {own} path"
         return f"{where}: {' + '.join(parts)} ({path.cost} tokens)"
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> RouterTotals:
         """Router statistics: ``total_routes``, ``routes_by_type`` (counts), ``route_distribution`` (fractions 0-1),
         ``no_match_count`` (queries refused with ``NO_PATTERN_MATCHED``)."""
         total = self._total
-        return {
-            "total_routes": total,
-            "routes_by_type": dict(self._by_type),
-            "route_distribution": {t: (n / total if total else 0.0) for t, n in self._by_type.items()},
-            "no_match_count": self._no_match,
-        }
+        return RouterTotals(
+            total_routes=total,
+            routes_by_type=dict(self._by_type),
+            route_distribution={t: (n / total if total else 0.0) for t, n in self._by_type.items()},
+            no_match_count=self._no_match,
+        )
 
 
 __all__: Sequence[str] = (

@@ -26,7 +26,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from pattern_service.domain import PatternDefinition, PatternType
-from pattern_service.store.embeddings import Embedder
+from pattern_service.engine.ports import Embedder
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ TOOL_NAME = re.compile(r"[a-z][a-z0-9_]{0,99}")
 #: ``async () -> {component: {"healthy": bool, ...} | bool, other_key: info}``: a bool or a mapping per
 #: component (a mapping without ``healthy`` is healthy unless it has an ``error``); other values are information.
 HealthProbe = Callable[[], Awaitable[Mapping[str, Any]]]
-#: ``() -> engine statistics`` (the shape of ``PatternExecutionEngine.get_stats``).
+#: ``() -> engine statistics`` (``PatternExecutionEngine.get_stats(...).as_dict()``: JSON-ready sections).
 #: ``stats(tenant_id)``: that tenant's statistics (``None``: the process totals).
 StatsProvider = Callable[[str | None], Mapping[str, Any]]
 

@@ -1,4 +1,5 @@
-"""Interfaces of the stores the engine and the API layer use.
+"""Interface of the learning store the API layer uses (the engine's own ports are in
+:mod:`pattern_service.engine.ports`).
 
 SQL (SQLAlchemy 2 async; SQLite via aiosqlite by default, PostgreSQL via
 asyncpg in production) is the source of truth. Vectors live in a
@@ -17,101 +18,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from pattern_service.domain import (
+    KeysetCursor,
     MatchQuery,
     MatchResult,
-    Memory,
-    MemoryAggregate,
-    MemoryFilter,
-    NewMemory,
     Page,
-    PatternDefinition,
-    PatternType,
     SuccessPattern,
     SuccessPatternInput,
     SuccessPatternStatus,
 )
-
-
-class PatternDefinitionStore(Protocol):
-    """Persistent pattern definitions (global, shared by all tenants) and the registry version."""
-
-    async def load(self) -> tuple[list[PatternDefinition], int]:
-        """All stored definitions and the current registry version."""
-        ...
-
-    async def load_state(self) -> tuple[list[PatternDefinition], int, dict[str, Any] | None]:
-        """All stored definitions, the registry version and the stored confidence calibration (one read)."""
-        ...
-
-    async def is_seeded(self) -> bool:
-        """Whether the default set was ever loaded (so a deleted default stays deleted)."""
-        ...
-
-    async def apply_batch(
-        self,
-        definitions: Sequence[PatternDefinition],
-        *,
-        mark_seeded: bool = False,
-        calibration: Mapping[str, Any] | None = None,
-    ) -> tuple[list[PatternDefinition], int, int, int]:
-        """Insert or replace definitions by name in one transaction.
-
-        Args:
-            definitions: Already validated, unique names.
-            mark_seeded: Also record that the default set has been loaded.
-            calibration: Also replace the stored confidence calibration (same transaction).
-
-        Returns:
-            (stored definitions with timestamps, created count, replaced count,
-            new registry version).
-        """
-        ...
-
-    async def delete(self, name: str) -> int:
-        """Delete one definition; returns the new registry version.
-
-        Raises:
-            NotFoundError: No definition has that name.
-        """
-        ...
-
-    async def version(self) -> int:
-        """The current registry version (for replicas to notice changes)."""
-        ...
-
-
-class MemoryStore(Protocol):
-    """Agent memories: stored in SQL, embedded in the ``memory_embeddings`` vector collection."""
-
-    async def store(self, memory: NewMemory) -> Memory:
-        """Store a memory; returns it once SQL has committed (the vector follows via the outbox)."""
-        ...
-
-    async def recall(self, tenant_id: str, query: str, flt: MemoryFilter, limit: int) -> list[Memory]:
-        """Memories closest in meaning to ``query`` (``Memory.score`` set), best first."""
-        ...
-
-    async def search_by_tag(self, tenant_id: str, tags: Sequence[str], flt: MemoryFilter, limit: int) -> list[Memory]:
-        """Memories carrying any of ``tags``, newest first."""
-        ...
-
-    async def filter_by_importance(
-        self, tenant_id: str, min_importance: float, flt: MemoryFilter, limit: int
-    ) -> list[Memory]:
-        """Memories with importance >= ``min_importance``, most important first."""
-        ...
-
-    async def recent(self, tenant_id: str, flt: MemoryFilter, limit: int) -> list[Memory]:
-        """Memories newest first (``flt.since``/``until`` bound the window)."""
-        ...
-
-    async def aggregate(self, tenant_id: str, flt: MemoryFilter) -> MemoryAggregate:
-        """Counts over the memories passing ``flt``."""
-        ...
-
-    async def count(self, tenant_id: str) -> int:
-        """Number of memories of the tenant."""
-        ...
 
 
 class LearningStore(Protocol):
@@ -135,18 +49,15 @@ class LearningStore(Protocol):
         tenant_id: str,
         *,
         page_size: int,
-        page_token: str,
+        after: KeysetCursor | None = None,
         pattern_type: str | None = None,
         statuses: Sequence[SuccessPatternStatus] = (),
         parent_pattern_id: str | None = None,
         tags: Sequence[str] = (),
         name_prefix: str | None = None,
     ) -> Page[SuccessPattern]:
-        """Newest first; every given filter must hold (``tags``: at least one of them).
-
-        Raises:
-            InvalidArgumentError: ``page_token`` is malformed or belongs to another query.
-        """
+        """Newest first, from just after ``after`` (``None``: the first page); every given filter
+        must hold (``tags``: at least one of them). The page's ``next_cursor`` continues it."""
         ...
 
     async def update(self, tenant_id: str, pattern_id: str, changes: Mapping[str, Any]) -> SuccessPattern:
@@ -181,4 +92,4 @@ class LearningStore(Protocol):
         ...
 
 
-__all__ = ["LearningStore", "MemoryStore", "PatternDefinitionStore", "PatternType"]
+__all__ = ["LearningStore"]

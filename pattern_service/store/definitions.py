@@ -70,7 +70,7 @@ async def _bump_version(
 
 
 class SqlPatternDefinitionStore:
-    """:class:`~pattern_service.store.base.PatternDefinitionStore` on SQL.
+    """:class:`~pattern_service.engine.ports.PatternDefinitionStore` on SQL.
 
     Definitions are global (shared by every tenant). Each ``apply_batch`` and
     ``delete`` increments the registry version by exactly one in the same

@@ -21,35 +21,15 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from cachetools import LRUCache
 
+from pattern_service.engine.ports import Embedder
 from pattern_service.errors import FailedPreconditionError
 from pattern_service.tracing import span
-
-
-class Embedder(Protocol):
-    """Turns texts into L2-normalised float32 vectors.
-
-    Attributes:
-        model_id: Identifies the vector space; stored with every vector.
-        dimension: Vector size.
-    """
-
-    model_id: str
-    dimension: int
-
-    async def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        """Embed ``texts``.
-
-        Returns:
-            Array of shape ``(len(texts), dimension)``, rows L2-normalised.
-        """
-        ...
-
 
 _TOKEN = re.compile(r"[a-z0-9]+")
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Float, and_, exists, func, literal, or_, select, type_coerce, update
@@ -20,6 +17,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from pattern_service.domain import (
     UPDATABLE_SUCCESS_PATTERN_FIELDS,
+    KeysetCursor,
     MatchFilters,
     MatchQuery,
     MatchResult,
@@ -30,13 +28,14 @@ from pattern_service.domain import (
     SuccessPatternStatus,
     quality_score,
 )
+from pattern_service.engine.ports import Embedder
 from pattern_service.errors import AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError
 from pattern_service.store.db import Database
-from pattern_service.store.embeddings import Embedder
+from pattern_service.store.learning_binding import PATTERN_BINDING, recommendation_texts
 from pattern_service.store.orm import SuccessPatternRow, utcnow
-from pattern_service.store.outbox import PATTERN_COLLECTION, VectorSync, enqueue, recommendation_texts
+from pattern_service.store.outbox import VectorSync, enqueue
 from pattern_service.store.relevance import MATCH_CANDIDATES, dense_floor, rank_matches
-from pattern_service.store.vectors.base import Condition, MatchAny, Range, VectorFilter, VectorIndex
+from pattern_service.store.vectors.base import VectorIndex
 
 RESOURCE = "SuccessPattern"
 DEFAULT_PAGE_SIZE = 50
@@ -103,20 +102,6 @@ def _to_domain(row: SuccessPatternRow) -> SuccessPattern:
     )
 
 
-def _filter_hash(
-    tenant_id: str,
-    pattern_type: str | None,
-    statuses: Sequence[SuccessPatternStatus],
-    parent_pattern_id: str | None,
-    tags: Sequence[str],
-    name_prefix: str | None,
-) -> str:
-    key = json.dumps(
-        [tenant_id, pattern_type, sorted(str(s) for s in statuses), parent_pattern_id, sorted(tags), name_prefix]
-    )
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
 def _changes_identity(row: SuccessPatternRow, changes: Mapping[str, Any]) -> bool:
     """Whether ``changes`` sets a :data:`VERSIONED_FIELDS` field of ``row`` to a different value."""
     for key in VERSIONED_FIELDS & set(changes):
@@ -135,49 +120,6 @@ def _has_any_tag(dialect: str, tags: Sequence[str]) -> ColumnElement[bool]:
     return exists(select(literal(1)).select_from(each).where(each.c.value.in_(list(tags))))
 
 
-def _encode_token(created_at: datetime, pattern_id: str, fhash: str) -> str:
-    raw = json.dumps({"c": created_at.isoformat(), "i": pattern_id, "f": fhash}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str, fhash: str) -> tuple[datetime, str]:
-    """The (created_at, pattern_id) keyset position of a page token.
-
-    Raises:
-        InvalidArgumentError: Malformed, or made for another query (field ``page_token``).
-    """
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = json.loads(raw)
-        created_at = datetime.fromisoformat(data["c"])
-        pattern_id = str(data["i"])
-        token_hash = data["f"]
-    except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError):
-        raise InvalidArgumentError.single("page_token", "malformed page token", reason="INVALID_PAGE_TOKEN") from None
-    if token_hash != fhash:
-        raise InvalidArgumentError.single(
-            "page_token", "page token belongs to another query", reason="INVALID_PAGE_TOKEN"
-        )
-    return created_at, pattern_id
-
-
-def _match_vector_filter(tenant_id: str, f: MatchFilters) -> VectorFilter:
-    statuses = f.statuses or (SuccessPatternStatus.ACTIVE,)
-    must: list[Condition] = [
-        MatchAny("tenant_id", (tenant_id,)),
-        MatchAny("status", tuple(str(s) for s in statuses)),
-    ]
-    if f.pattern_types:
-        must.append(MatchAny("pattern_type", tuple(f.pattern_types)))
-    if f.tags:
-        must.append(MatchAny("tags", tuple(f.tags)))
-    if f.min_quality_score is not None:
-        must.append(Range("quality_score", gte=float(f.min_quality_score)))
-    if f.min_success_rate is not None:
-        must.append(Range("success_rate", gte=float(f.min_success_rate)))
-    return VectorFilter(must=tuple(must))
-
-
 def _passes(p: SuccessPattern, f: MatchFilters) -> bool:
     """Whether the SQL row (the truth) passes the filters the index applied."""
     statuses = f.statuses or (SuccessPatternStatus.ACTIVE,)
@@ -191,11 +133,11 @@ def _passes(p: SuccessPattern, f: MatchFilters) -> bool:
 
 
 class SqlLearningStore:
-    """:class:`~pattern_service.store.base.LearningStore` on SQL plus the ``pattern_embeddings`` collection.
+    """:class:`~pattern_service.store.base.LearningStore` on SQL plus the collection of :data:`PATTERN_BINDING`.
 
     Args:
         db: The database (source of truth).
-        index: The vector index holding ``pattern_embeddings``.
+        index: The vector index holding :data:`PATTERN_BINDING`'s collection.
         embedder: Embeds match queries (same model as :class:`VectorSync`'s).
         sync: Applies the outbox after each write.
     """
@@ -270,10 +212,10 @@ class SqlLearningStore:
                         row.version = int(parent.version) + 1
                 await self._check_name_free(session, tenant_id, data.name)
                 session.add(row)
-                enqueue(session, PATTERN_COLLECTION, row.pattern_id, "upsert")
+                enqueue(session, PATTERN_BINDING.collection, row.pattern_id, "upsert")
         except IntegrityError as exc:  # a concurrent create took the name
             raise AlreadyExistsError(RESOURCE, data.name) from exc
-        await self.sync.apply(PATTERN_COLLECTION, [row.pattern_id])
+        await self.sync.apply(PATTERN_BINDING.collection, [row.pattern_id])
         return _to_domain(row)
 
     async def get(self, tenant_id: str, pattern_id: str) -> SuccessPattern:
@@ -291,7 +233,7 @@ class SqlLearningStore:
         tenant_id: str,
         *,
         page_size: int,
-        page_token: str,
+        after: KeysetCursor | None = None,
         pattern_type: str | None = None,
         statuses: Sequence[SuccessPatternStatus] = (),
         parent_pattern_id: str | None = None,
@@ -300,12 +242,12 @@ class SqlLearningStore:
     ) -> Page[SuccessPattern]:
         """One page of the tenant's patterns, newest first (ties broken by id, descending).
 
-        Tokens are keyset positions, so inserts between pages never repeat or skip an item.
+        Pages are keyset positions, so inserts between pages never repeat or skip an item.
 
         Args:
             tenant_id: Owner tenant.
             page_size: Items per page; <= 0 means 50, capped at 1,000.
-            page_token: ``""`` for the first page, else a ``next_page_token``.
+            after: ``None`` for the first page, else the previous page's ``next_cursor``.
             pattern_type: Only this pattern type.
             statuses: Only these statuses (empty = all).
             parent_pattern_id: Only the children of this pattern.
@@ -313,11 +255,9 @@ class SqlLearningStore:
             name_prefix: Only names starting with this (case-sensitive on every backend).
 
         Raises:
-            InvalidArgumentError: ``page_token`` is malformed or belongs to another query.
             UnavailableError: The database cannot be reached.
         """
         size = DEFAULT_PAGE_SIZE if page_size <= 0 else min(page_size, MAX_PAGE_SIZE)
-        fhash = _filter_hash(tenant_id, pattern_type, statuses, parent_pattern_id, tags, name_prefix)
         conds: list[ColumnElement[bool]] = [SuccessPatternRow.tenant_id == tenant_id]
         if pattern_type is not None:
             conds.append(SuccessPatternRow.pattern_type == pattern_type)
@@ -331,12 +271,11 @@ class SqlLearningStore:
             # substr, not LIKE: LIKE is case-insensitive on SQLite and needs escaping of % and _.
             conds.append(func.substr(SuccessPatternRow.name, 1, len(name_prefix)) == name_prefix)
         position = []
-        if page_token:
-            created_at, pattern_id = _decode_token(page_token, fhash)
+        if after is not None:
             position.append(
                 or_(
-                    SuccessPatternRow.created_at < created_at,
-                    and_(SuccessPatternRow.created_at == created_at, SuccessPatternRow.pattern_id < pattern_id),
+                    SuccessPatternRow.created_at < after.created_at,
+                    and_(SuccessPatternRow.created_at == after.created_at, SuccessPatternRow.pattern_id < after.id),
                 )
             )
         async with self.db.session() as session:
@@ -350,8 +289,9 @@ class SqlLearningStore:
                 )
             )
         items = [_to_domain(r) for r in rows[:size]]
-        token = _encode_token(rows[size - 1].created_at, rows[size - 1].pattern_id, fhash) if len(rows) > size else ""
-        return Page(items=items, next_page_token=token, total_size=int(total or 0))
+        last = rows[size - 1] if len(rows) > size else None
+        cursor = KeysetCursor(created_at=last.created_at, id=last.pattern_id) if last is not None else None
+        return Page(items=items, next_cursor=cursor, total_size=int(total or 0))
 
     async def update(self, tenant_id: str, pattern_id: str, changes: Mapping[str, Any]) -> SuccessPattern:
         """Apply ``changes`` (keys of ``UPDATABLE_SUCCESS_PATTERN_FIELDS``) and bump ``updated_at``.
@@ -384,7 +324,7 @@ class SqlLearningStore:
                     row.version = SuccessPatternRow.version + 1
                 rewrite = bool(_VECTOR_FIELDS & set(changes)) or bump
                 if rewrite:
-                    enqueue(session, PATTERN_COLLECTION, pattern_id, "upsert")
+                    enqueue(session, PATTERN_BINDING.collection, pattern_id, "upsert")
                 await session.flush()
                 if bump:
                     await session.refresh(row, ["version"])
@@ -392,7 +332,7 @@ class SqlLearningStore:
         except IntegrityError as exc:
             raise AlreadyExistsError(RESOURCE, str(changes.get("name", pattern_id))) from exc
         if rewrite:
-            await self.sync.apply(PATTERN_COLLECTION, [pattern_id])
+            await self.sync.apply(PATTERN_BINDING.collection, [pattern_id])
         return result
 
     async def _apply_change(self, session: AsyncSession, row: SuccessPatternRow, key: str, value: Any) -> None:
@@ -482,8 +422,8 @@ class SqlLearningStore:
                     .execution_options(synchronize_session=False)
                 )
             await session.delete(row)
-            enqueue(session, PATTERN_COLLECTION, pattern_id, "delete")
-        await self.sync.apply(PATTERN_COLLECTION, [pattern_id])
+            enqueue(session, PATTERN_BINDING.collection, pattern_id, "delete")
+        await self.sync.apply(PATTERN_BINDING.collection, [pattern_id])
         return children
 
     async def record_outcome(self, tenant_id: str, pattern_id: str, success: bool) -> SuccessPattern:
@@ -512,9 +452,9 @@ class SqlLearningStore:
             )
             if getattr(result, "rowcount", 0) == 0:
                 raise NotFoundError(RESOURCE, pattern_id)
-            enqueue(session, PATTERN_COLLECTION, pattern_id, "upsert")
+            enqueue(session, PATTERN_BINDING.collection, pattern_id, "upsert")
             pattern = _to_domain(await self._row(session, tenant_id, pattern_id))
-        await self.sync.apply(PATTERN_COLLECTION, [pattern_id])
+        await self.sync.apply(PATTERN_BINDING.collection, [pattern_id])
         return pattern
 
     async def match(self, tenant_id: str, query: MatchQuery) -> MatchResult:
@@ -536,10 +476,10 @@ class SqlLearningStore:
         text = " ".join(part for part in (query.intent, query.context, *query.requirements) if part)
         vector = (await self.embedder.embed([text]))[0]
         hits = await self.index.search(
-            PATTERN_COLLECTION,
+            PATTERN_BINDING.collection,
             vector,
             limit=max(MATCH_CANDIDATES, query.limit),
-            flt=_match_vector_filter(tenant_id, query.filters),
+            flt=PATTERN_BINDING.vector_filter(tenant_id, query.filters),
             score_threshold=dense_floor(query.min_confidence),
         )
         candidates: list[SuccessPattern] = []

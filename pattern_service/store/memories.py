@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -11,11 +10,12 @@ from typing import Any
 from sqlalchemy import ColumnElement, exists, func, or_, select
 
 from pattern_service.domain import Memory, MemoryAggregate, MemoryFilter, NewMemory
+from pattern_service.engine.ports import Embedder
 from pattern_service.store.db import Database
-from pattern_service.store.embeddings import Embedder
+from pattern_service.store.memory_binding import MEMORY_BINDING
 from pattern_service.store.orm import MemoryRow, MemoryTagRow, utcnow
-from pattern_service.store.outbox import MEMORY_COLLECTION, VectorSync, enqueue
-from pattern_service.store.vectors.base import Condition, MatchAny, Range, VectorFilter, VectorIndex
+from pattern_service.store.outbox import VectorSync, enqueue
+from pattern_service.store.vectors.base import VectorIndex
 
 #: Tags reported by :meth:`SqlMemoryStore.aggregate`.
 TOP_TAGS = 10
@@ -117,48 +117,15 @@ def memory_passes(row: MemoryRow, tenant_id: str, flt: MemoryFilter) -> bool:
     return flt.until is None or created <= _utc(flt.until)
 
 
-def memory_vector_filter(tenant_id: str, flt: MemoryFilter) -> VectorFilter:
-    """The index filter for ``flt``.
-
-    Times are stored in whole epoch seconds, so ``since``/``until`` are widened
-    to whole seconds here and applied exactly on the SQL rows afterwards.
-    """
-    must: list[Condition] = [MatchAny("tenant_id", (tenant_id,))]
-    if flt.agent_id is not None:
-        must.append(MatchAny("agent_id", (flt.agent_id,)))
-    if flt.memory_type is not None:
-        must.append(MatchAny("memory_type", (flt.memory_type,)))
-    if flt.tags:
-        must.append(MatchAny("tags", tuple(flt.tags)))
-    must.extend(MatchAny("tags", (tag,)) for tag in dict.fromkeys(flt.tags_all))
-    if flt.min_importance is not None or flt.max_importance is not None:
-        must.append(
-            Range(
-                "importance",
-                gte=float(flt.min_importance) if flt.min_importance is not None else None,
-                lte=float(flt.max_importance) if flt.max_importance is not None else None,
-            )
-        )
-    if flt.since is not None or flt.until is not None:
-        must.append(
-            Range(
-                "created_at",
-                gte=float(math.floor(flt.since.timestamp())) if flt.since is not None else None,
-                lte=float(math.floor(flt.until.timestamp())) if flt.until is not None else None,
-            )
-        )
-    return VectorFilter(must=tuple(must))
-
-
 class SqlMemoryStore:
-    """:class:`~pattern_service.store.base.MemoryStore` on SQL plus the ``memory_embeddings`` collection.
+    """:class:`~pattern_service.engine.ports.MemoryStore` on SQL plus the collection of :data:`MEMORY_BINDING`.
 
     Every read is scoped by ``tenant_id`` and honours every
     :class:`~pattern_service.domain.MemoryFilter` field.
 
     Args:
         db: The database (source of truth).
-        index: The vector index holding ``memory_embeddings``.
+        index: The vector index holding :data:`MEMORY_BINDING`'s collection.
         embedder: Embeds recall queries (same model as :class:`VectorSync`'s).
         sync: Applies the outbox after each write.
     """
@@ -198,8 +165,8 @@ class SqlMemoryStore:
             session.add(row)
             await session.flush()
             session.add_all([MemoryTagRow(memory_id=row.memory_id, tenant_id=row.tenant_id, tag=t) for t in tags])
-            enqueue(session, MEMORY_COLLECTION, row.memory_id, "upsert")
-        await self.sync.apply(MEMORY_COLLECTION, [row.memory_id])
+            enqueue(session, MEMORY_BINDING.collection, row.memory_id, "upsert")
+        await self.sync.apply(MEMORY_BINDING.collection, [row.memory_id])
         return _to_domain(row)
 
     async def recall(self, tenant_id: str, query: str, flt: MemoryFilter, limit: int) -> list[Memory]:
@@ -217,7 +184,9 @@ class SqlMemoryStore:
         if limit <= 0:
             return []
         vector = (await self.embedder.embed([query]))[0]
-        hits = await self.index.search(MEMORY_COLLECTION, vector, limit=limit, flt=memory_vector_filter(tenant_id, flt))
+        hits = await self.index.search(
+            MEMORY_BINDING.collection, vector, limit=limit, flt=MEMORY_BINDING.vector_filter(tenant_id, flt)
+        )
         if not hits:
             return []
         ids = [h.id for h in hits]

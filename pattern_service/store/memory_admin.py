@@ -18,26 +18,22 @@ deletes them.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hashlib
-import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pattern_service.domain import Memory, MemoryFilter, NewMemory, Page
+from pattern_service.domain import KeysetCursor, Memory, MemoryFilter, NewMemory, Page
 from pattern_service.errors import InvalidArgumentError, NotFoundError
 from pattern_service.store.db import Database
 from pattern_service.store.memories import memory_conditions, memory_from_row, not_expired
+from pattern_service.store.memory_binding import MEMORY_BINDING
 from pattern_service.store.orm import MemoryRow, MemoryTagRow, utcnow
-from pattern_service.store.outbox import MEMORY_COLLECTION, VectorSync, enqueue
+from pattern_service.store.outbox import VectorSync, enqueue
 
 log = logging.getLogger(__name__)
 
@@ -68,62 +64,33 @@ def _sort_keys(order: MemoryOrder) -> list[tuple[Any, bool]]:
     return [first, (MemoryRow.created_at, True), (MemoryRow.memory_id, True)]
 
 
-def _key_values(row: MemoryRow, order: MemoryOrder) -> list[Any]:
-    values: dict[str, Any] = {
-        "importance": float(row.importance),
-        "created_at": row.created_at.isoformat(),
-        "memory_id": row.memory_id,
-    }
-    return [values[col.key] for col, _ in _sort_keys(order)]
+def _cursor(row: MemoryRow, order: MemoryOrder) -> KeysetCursor:
+    """The position just after ``row`` in ``order``."""
+    rank = float(row.importance) if order.startswith("importance") else None
+    return KeysetCursor(created_at=row.created_at, id=row.memory_id, rank=rank)
 
 
-def _after(order: MemoryOrder, values: Sequence[Any]) -> ColumnElement[bool]:
-    """Keyset condition: rows strictly after the position ``values`` in ``order``."""
-    keys = _sort_keys(order)
-    decoded = [
-        datetime.fromisoformat(v) if col.key == "created_at" else v for (col, _), v in zip(keys, values, strict=True)
-    ]
-    alternatives = []
-    for i, (col, desc) in enumerate(keys):
-        equal = [keys[j][0] == decoded[j] for j in range(i)]
-        beyond = col < decoded[i] if desc else col > decoded[i]
-        alternatives.append(and_(*equal, beyond))
-    return or_(*alternatives)
-
-
-def _fingerprint(tenant_id: str, flt: MemoryFilter, order: MemoryOrder) -> str:
-    material = json.dumps([tenant_id, asdict(flt), order], default=str, sort_keys=True)
-    return hashlib.sha256(material.encode()).hexdigest()[:16]
-
-
-def _encode_token(values: Sequence[Any], fingerprint: str) -> str:
-    raw = json.dumps({"k": list(values), "f": fingerprint}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str, fingerprint: str, order: MemoryOrder) -> list[Any]:
-    """The keyset position of a page token.
+def _after(order: MemoryOrder, cursor: KeysetCursor) -> ColumnElement[bool]:
+    """Keyset condition: rows strictly after ``cursor`` in ``order``.
 
     Raises:
-        InvalidArgumentError: Malformed, or made for another query (field ``page_token``, ``INVALID_PAGE_TOKEN``).
+        InvalidArgumentError: An importance order and a cursor without a rank (field ``page_token``).
     """
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        values, token_fp = list(data["k"]), data["f"]
-        kinds: dict[str, type | tuple[type, ...]] = {"importance": (int, float), "created_at": str, "memory_id": str}
-        keys = _sort_keys(order)
-        if len(values) != len(keys):
-            raise ValueError
-        if not all(isinstance(v, kinds[c.key]) for (c, _), v in zip(keys, values, strict=True)):
-            raise ValueError
-        _after(order, values)  # validates the time value
-    except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError, AttributeError):
-        raise InvalidArgumentError.single("page_token", "malformed page token", reason="INVALID_PAGE_TOKEN") from None
-    if token_fp != fingerprint:
-        raise InvalidArgumentError.single(
-            "page_token", "page token belongs to another query", reason="INVALID_PAGE_TOKEN"
-        )
-    return values
+    keys = _sort_keys(order)
+    by_column = {"created_at": cursor.created_at, "memory_id": cursor.id}
+    if order.startswith("importance"):
+        if cursor.rank is None:
+            raise InvalidArgumentError.single(
+                "page_token", "is malformed; pass a next_page_token unchanged", reason="INVALID_PAGE_TOKEN"
+            )
+        by_column["importance"] = cursor.rank
+    values = [by_column[col.key] for col, _ in keys]
+    alternatives = []
+    for i, (col, desc) in enumerate(keys):
+        equal = [keys[j][0] == values[j] for j in range(i)]
+        beyond = col < values[i] if desc else col > values[i]
+        alternatives.append(and_(*equal, beyond))
+    return or_(*alternatives)
 
 
 def _new_row(memory: NewMemory, now: datetime) -> MemoryRow:
@@ -172,8 +139,8 @@ class SqlMemoryAdmin:
                 [MemoryTagRow(memory_id=r.memory_id, tenant_id=r.tenant_id, tag=t) for r in rows for t in r.tags]
             )
             for row in rows:
-                enqueue(session, MEMORY_COLLECTION, row.memory_id, "upsert")
-        await self.sync.apply(MEMORY_COLLECTION, [r.memory_id for r in rows])
+                enqueue(session, MEMORY_BINDING.collection, row.memory_id, "upsert")
+        await self.sync.apply(MEMORY_BINDING.collection, [r.memory_id for r in rows])
         return [memory_from_row(r) for r in rows]
 
     async def _row(self, session: AsyncSession, tenant_id: str, memory_id: str) -> MemoryRow:
@@ -193,22 +160,26 @@ class SqlMemoryAdmin:
             return memory_from_row(await self._row(session, tenant_id, memory_id))
 
     async def list(
-        self, tenant_id: str, flt: MemoryFilter, *, order: MemoryOrder, page_size: int, page_token: str
+        self, tenant_id: str, flt: MemoryFilter, *, order: MemoryOrder, page_size: int, after: KeysetCursor | None
     ) -> Page[Memory]:
         """One page of the tenant's unexpired memories passing ``flt``, in ``order`` (keyset paging).
 
         A memory created or deleted between pages neither shifts nor repeats
         the others.
 
+        Args:
+            tenant_id: Caller tenant.
+            flt: Filters.
+            order: One of :data:`MEMORY_ORDERS`.
+            page_size: Memories per page (>= 1).
+            after: ``None`` for the first page, else the previous page's ``next_cursor``.
+
         Raises:
-            InvalidArgumentError: ``page_token`` is malformed or belongs to another query.
+            InvalidArgumentError: An importance order and a cursor without a rank.
             UnavailableError: The database cannot be reached.
         """
-        fingerprint = _fingerprint(tenant_id, flt, order)
         conds = memory_conditions(tenant_id, flt)
-        page_conds = list(conds)
-        if page_token:
-            page_conds.append(_after(order, _decode_token(page_token, fingerprint, order)))
+        page_conds = list(conds) if after is None else [*conds, _after(order, after)]
         sort = [col.desc() if desc else col.asc() for col, desc in _sort_keys(order)]
         async with self.db.session() as session:
             rows = list(
@@ -217,8 +188,8 @@ class SqlMemoryAdmin:
             total = await session.scalar(select(func.count()).select_from(MemoryRow).where(*conds))
         more = len(rows) > page_size
         rows = rows[:page_size]
-        token = _encode_token(_key_values(rows[-1], order), fingerprint) if more and rows else ""
-        return Page(items=[memory_from_row(r) for r in rows], next_page_token=token, total_size=int(total or 0))
+        cursor = _cursor(rows[-1], order) if more and rows else None
+        return Page(items=[memory_from_row(r) for r in rows], next_cursor=cursor, total_size=int(total or 0))
 
     async def update(self, tenant_id: str, memory_id: str, changes: Mapping[str, Any]) -> Memory:
         """Apply ``changes`` (keys from :data:`UPDATABLE_MEMORY_FIELDS`, values validated).
@@ -245,9 +216,9 @@ class SqlMemoryAdmin:
             row.updated_at = utcnow()
             rewrite = bool(_VECTOR_FIELDS & set(changes))
             if rewrite:
-                enqueue(session, MEMORY_COLLECTION, memory_id, "upsert")
+                enqueue(session, MEMORY_BINDING.collection, memory_id, "upsert")
         if rewrite:
-            await self.sync.apply(MEMORY_COLLECTION, [memory_id])
+            await self.sync.apply(MEMORY_BINDING.collection, [memory_id])
         return memory_from_row(row)
 
     async def delete(self, tenant_id: str, memory_id: str) -> None:
@@ -260,7 +231,7 @@ class SqlMemoryAdmin:
         async with self.db.session(write=True) as session:
             await self._row(session, tenant_id, memory_id)
             await self._delete_ids(session, [memory_id])
-        await self.sync.apply(MEMORY_COLLECTION, [memory_id])
+        await self.sync.apply(MEMORY_BINDING.collection, [memory_id])
 
     @staticmethod
     async def _delete_ids(session: AsyncSession, ids: Sequence[str]) -> None:
@@ -269,7 +240,7 @@ class SqlMemoryAdmin:
             await session.execute(delete(MemoryTagRow).where(MemoryTagRow.memory_id.in_(chunk)))
             await session.execute(delete(MemoryRow).where(MemoryRow.memory_id.in_(chunk)))
             for memory_id in chunk:
-                enqueue(session, MEMORY_COLLECTION, memory_id, "delete")
+                enqueue(session, MEMORY_BINDING.collection, memory_id, "delete")
 
     async def purge(self, tenant_id: str, flt: MemoryFilter, *, force: bool) -> tuple[int, Sequence[str]]:
         """Delete (``force``) or count (preview) the tenant's unexpired memories passing ``flt``, atomically.
@@ -293,7 +264,7 @@ class SqlMemoryAdmin:
             ids = list(await session.scalars(query))
             await self._delete_ids(session, ids)
         if ids:
-            await self.sync.apply(MEMORY_COLLECTION, ids)
+            await self.sync.apply(MEMORY_BINDING.collection, ids)
         return len(ids), ids[:PURGE_SAMPLE]
 
     async def sweep_expired(self, *, batch_size: int = DELETE_CHUNK) -> dict[str, int]:
@@ -319,7 +290,7 @@ class SqlMemoryAdmin:
                 ).all()
                 await self._delete_ids(session, [r.memory_id for r in found])
             if found:
-                await self.sync.apply(MEMORY_COLLECTION, [r.memory_id for r in found])
+                await self.sync.apply(MEMORY_BINDING.collection, [r.memory_id for r in found])
             for row in found:
                 deleted[row.tenant_id] = deleted.get(row.tenant_id, 0) + 1
             if len(found) < batch_size:

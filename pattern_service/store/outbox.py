@@ -6,6 +6,15 @@ in the same transaction as its SQL change. After commit the writer calls
 whatever failed. Applying a point never trusts the outbox row's content: it
 re-reads the SQL source row and upserts its current state, or deletes the point
 when the row is gone, so applying is idempotent and replays are harmless.
+
+Nothing here knows an entity: what is embedded, the payload, the collection
+spec and the SQL rows of each collection come from the
+:class:`~pattern_service.store.binding.VectorBinding` objects the syncer is
+given (the service's are :data:`~pattern_service.store.vector_bindings.VECTOR_BINDINGS`).
+
+The module is a little over 400 lines because :class:`VectorSync` is one unit:
+group apply, the retry pass, following other replicas and reconciliation share
+one lock and one point-sync path, and splitting them would spread that lock.
 """
 
 from __future__ import annotations
@@ -22,153 +31,15 @@ import numpy.typing as npt
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pattern_service.domain import SuccessPattern
+from pattern_service.engine.ports import Embedder
+from pattern_service.store.binding import VectorBinding
 from pattern_service.store.db import Database
-from pattern_service.store.embeddings import Embedder
-from pattern_service.store.orm import MemoryRow, SuccessPatternRow, VectorOutboxRow, utcnow
-from pattern_service.store.vectors.base import CollectionSpec, VectorIndex, VectorPoint
+from pattern_service.store.orm import VectorOutboxRow, utcnow
+from pattern_service.store.vectors.base import VectorIndex, VectorPoint
 
 log = logging.getLogger(__name__)
 
-MEMORY_COLLECTION = "memory_embeddings"
-PATTERN_COLLECTION = "pattern_embeddings"
-
 OutboxOp = Literal["upsert", "delete"]
-
-
-def memory_collection_spec(dimension: int, model_id: str) -> CollectionSpec:
-    """Spec of ``memory_embeddings`` with a payload index on every filtered field.
-
-    Args:
-        dimension: Vector size of the embedder.
-        model_id: The embedder's model id.
-    """
-    return CollectionSpec(
-        name=MEMORY_COLLECTION,
-        dimension=dimension,
-        model_id=model_id,
-        payload_indexes={
-            "tenant_id": "keyword",
-            "agent_id": "keyword",
-            "memory_type": "keyword",
-            "tags": "keyword",
-            "importance": "float",
-            "created_at": "integer",
-        },
-    )
-
-
-def pattern_collection_spec(dimension: int, model_id: str) -> CollectionSpec:
-    """Spec of ``pattern_embeddings`` with a payload index on every filtered field.
-
-    Args:
-        dimension: Vector size of the embedder.
-        model_id: The embedder's model id.
-    """
-    return CollectionSpec(
-        name=PATTERN_COLLECTION,
-        dimension=dimension,
-        model_id=model_id,
-        payload_indexes={
-            "tenant_id": "keyword",
-            "pattern_type": "keyword",
-            "status": "keyword",
-            "tags": "keyword",
-            "quality_score": "float",
-            "success_rate": "float",
-            "match_count": "integer",
-            "created_at": "integer",
-            "last_matched_at": "integer",
-        },
-    )
-
-
-def collection_specs(dimension: int, model_id: str) -> list[CollectionSpec]:
-    """Both collection specs (memories, patterns)."""
-    return [memory_collection_spec(dimension, model_id), pattern_collection_spec(dimension, model_id)]
-
-
-def pattern_embedding_text(row: SuccessPatternRow | SuccessPattern) -> str:
-    """The text embedded for a success pattern: what describes it, most telling first.
-
-    Name, description, the intent (and environment) of its context, its tags,
-    its type and its execution steps (the seed embedded only type, name,
-    description and tags; the intent and the steps are what a caller's need
-    is phrased like). MiniLM reads the first 256 word pieces, so the steps come
-    last. Changing this text re-embeds every stored pattern: migration 0004
-    queues them all in the outbox.
-    """
-    context = row.context or {}
-    description = row.description.strip()
-    if description and description[-1] not in ".!?":
-        description += "."
-    parts = [f"{row.name}.", description]
-    for key in ("intent", "environment"):
-        value = context.get(key)
-        if isinstance(value, str) and value.strip():
-            parts.append(f"{key.capitalize()}: {value.strip()}.")
-    if row.tags:
-        parts.append(f"Tags: {', '.join(row.tags)}.")
-    parts.append(f"Type: {row.pattern_type.replace('_', ' ')}.")
-    steps = recommendation_texts(row.execution_trace or {})
-    if steps:
-        parts.append("Steps: " + "; ".join(steps) + ".")
-    return " ".join(p for p in parts if p)
-
-
-def recommendation_texts(execution_trace: Mapping[str, Any]) -> tuple[str, ...]:
-    """The steps of ``execution_trace["steps"]``: strings, or dicts' ``description`` / ``action``."""
-    steps = execution_trace.get("steps")
-    if not isinstance(steps, list):
-        return ()
-    out: list[str] = []
-    for step in steps:
-        if isinstance(step, str) and step.strip():
-            out.append(step)
-        elif isinstance(step, Mapping):
-            text = step.get("description") or step.get("action")
-            if isinstance(text, str) and text.strip():
-                out.append(text)
-    return tuple(out)
-
-
-def memory_payload(row: MemoryRow, model_id: str) -> dict[str, Any]:
-    """Index payload of a memory (``agent_id`` omitted when ``None``); ``created_at`` in epoch seconds."""
-    payload: dict[str, Any] = {
-        "tenant_id": row.tenant_id,
-        "memory_type": row.memory_type,
-        "tags": list(row.tags or []),
-        "importance": float(row.importance),
-        "created_at": int(row.created_at.timestamp()),
-        "model_id": model_id,
-    }
-    if row.agent_id is not None:
-        payload["agent_id"] = row.agent_id
-    return payload
-
-
-def pattern_payload(row: SuccessPatternRow, model_id: str) -> dict[str, Any]:
-    """Index payload of a success pattern (the seed's ``create_pattern_payload`` fields).
-
-    Nullable fields are omitted when null; times are epoch seconds.
-    """
-    payload: dict[str, Any] = {
-        "pattern_id": row.pattern_id,
-        "tenant_id": row.tenant_id,
-        "pattern_type": row.pattern_type,
-        "version": int(row.version),
-        "status": row.status,
-        "tags": list(row.tags or []),
-        "quality_score": float(row.quality_score),
-        "match_count": int(row.match_count),
-        "created_at": int(row.created_at.timestamp()),
-        "model_id": model_id,
-    }
-    if row.success_rate is not None:
-        payload["success_rate"] = float(row.success_rate)
-    if row.last_matched_at is not None:
-        payload["last_matched_at"] = int(row.last_matched_at.timestamp())
-    return payload
 
 
 def enqueue(session: AsyncSession, collection: str, point_id: str, op: OutboxOp) -> None:
@@ -182,17 +53,32 @@ class VectorSync:
     Args:
         db: The SQL database (source of truth).
         index: The vector index to keep in sync.
-        embedder: Embeds memory contents and pattern texts.
+        embedder: Embeds the bindings' texts.
+        bindings: The entities mirrored in ``index``, one collection each (the
+            service's: :data:`~pattern_service.store.vector_bindings.VECTOR_BINDINGS`).
         interval: Seconds between background retry passes.
         batch_size: Points embedded and written per index call.
+
+    Raises:
+        ValueError: Two bindings name the same collection.
     """
 
     def __init__(
-        self, db: Database, index: VectorIndex, embedder: Embedder, *, interval: float = 1.0, batch_size: int = 128
+        self,
+        db: Database,
+        index: VectorIndex,
+        embedder: Embedder,
+        bindings: Sequence[VectorBinding[Any, Any]],
+        *,
+        interval: float = 1.0,
+        batch_size: int = 128,
     ):
         self.db = db
         self.index = index
         self.embedder = embedder
+        self.bindings: dict[str, VectorBinding[Any, Any]] = {b.collection: b for b in bindings}
+        if len(self.bindings) != len(bindings):
+            raise ValueError("two vector bindings name the same collection")
         self.interval = interval
         self.batch_size = batch_size
         self._lock = asyncio.Lock()
@@ -203,15 +89,26 @@ class VectorSync:
         #: uses it to tell other replicas whose indexes are their own (see :meth:`follow`).
         self.on_applied: Callable[[str, list[str]], Awaitable[None]] | None = None
 
+    def binding(self, collection: str) -> VectorBinding[Any, Any]:
+        """The binding of ``collection``.
+
+        Raises:
+            ValueError: No binding has that collection.
+        """
+        try:
+            return self.bindings[collection]
+        except KeyError:
+            raise ValueError(f"unknown vector collection {collection!r}") from None
+
     async def ensure_collections(self) -> None:
-        """Create or check both collections for the embedder's dimension and model id.
+        """Create or check every binding's collection for the embedder's dimension and model id.
 
         Raises:
             FailedPreconditionError: A collection holds vectors of another model (``EMBEDDING_MODEL_MISMATCH``).
             UnavailableError: The index cannot be reached.
         """
-        for spec in collection_specs(self.embedder.dimension, self.embedder.model_id):
-            await self.index.ensure_collection(spec)
+        for binding in self.bindings.values():
+            await self.index.ensure_collection(binding.spec(self.embedder.dimension, self.embedder.model_id))
 
     # -- applying -----------------------------------------------------------
 
@@ -401,18 +298,18 @@ class VectorSync:
         vectors: npt.NDArray[np.float32],
         payloads: Mapping[str, Mapping[str, Any]],
     ) -> set[str]:
-        """Rewrite only the payload of success patterns whose stored vector is already right.
+        """Rewrite only the payload of points whose stored vector is already right.
 
-        Recording an outcome or changing a status leaves the embedded text (type,
-        name, description, tags) alone: upserting the whole point again appended
-        a vector to the index's write-ahead log and segments on every such change
-        (the soak's resident memory grew with them). Memories are never updated,
-        so only the pattern collection is checked.
+        Recording a pattern's outcome or changing its status leaves the embedded
+        text alone: upserting the whole point again appended a vector to the
+        index's write-ahead log and segments on every such change (the soak's
+        resident memory grew with them). Only collections whose binding has
+        ``payload_only_updates`` are checked (append-only entities skip the read).
 
         Returns:
             The ids whose payload was rewritten (the caller upserts the others).
         """
-        if collection != PATTERN_COLLECTION:
+        if not self.binding(collection).payload_only_updates:
             return set()
         stored = await self.index.retrieve_vectors(collection, list(texts))
         same = {
@@ -428,25 +325,21 @@ class VectorSync:
     async def _load(
         self, collection: str, ids: Sequence[str]
     ) -> tuple[dict[str, str], Mapping[str, Mapping[str, Any]]]:
-        """Embedding texts and payloads, by id, of the SQL rows that exist."""
+        """Embedding texts and payloads, by id, of the SQL rows that exist.
+
+        Raises:
+            ValueError: Unknown collection.
+        """
+        binding = self.binding(collection)
         model_id = self.embedder.model_id
         texts: dict[str, str] = {}
         payloads: dict[str, Mapping[str, Any]] = {}
         async with self.db.session() as session:
-            if collection == MEMORY_COLLECTION:
-                memories = await session.scalars(select(MemoryRow).where(MemoryRow.memory_id.in_(list(ids))))
-                for m in memories:
-                    texts[m.memory_id] = m.content
-                    payloads[m.memory_id] = memory_payload(m, model_id)
-            elif collection == PATTERN_COLLECTION:
-                patterns = await session.scalars(
-                    select(SuccessPatternRow).where(SuccessPatternRow.pattern_id.in_(list(ids)))
-                )
-                for p in patterns:
-                    texts[p.pattern_id] = pattern_embedding_text(p)
-                    payloads[p.pattern_id] = pattern_payload(p, model_id)
-            else:
-                raise ValueError(f"unknown vector collection {collection!r}")
+            rows = await session.scalars(select(binding.row_type).where(binding.id_column.in_(list(ids))))
+            for row in rows:
+                point_id = binding.point_id(row)
+                texts[point_id] = binding.text(row)
+                payloads[point_id] = binding.payload(row, model_id)
         return texts, payloads
 
     # -- reconciliation -----------------------------------------------------
@@ -459,7 +352,7 @@ class VectorSync:
         racing with the pass is never undone.
 
         Args:
-            collection: ``memory_embeddings`` or ``pattern_embeddings``.
+            collection: A binding's collection.
 
         Returns:
             (points upserted, points deleted).
@@ -468,12 +361,7 @@ class VectorSync:
             ValueError: Unknown collection.
             UnavailableError: The database or the index cannot be reached.
         """
-        if collection == MEMORY_COLLECTION:
-            id_column: Any = MemoryRow.memory_id
-        elif collection == PATTERN_COLLECTION:
-            id_column = SuccessPatternRow.pattern_id
-        else:
-            raise ValueError(f"unknown vector collection {collection!r}")
+        id_column = self.binding(collection).id_column
         async with self._lock:
             index_ids = await self.index.list_ids(collection)
             async with self.db.session() as session:
@@ -486,8 +374,8 @@ class VectorSync:
         return len(missing), len(extra)
 
     async def reconcile_all(self) -> dict[str, tuple[int, int]]:
-        """:meth:`reconcile` both collections; returns (upserted, deleted) per collection."""
-        return {name: await self.reconcile(name) for name in (MEMORY_COLLECTION, PATTERN_COLLECTION)}
+        """:meth:`reconcile` every binding's collection; returns (upserted, deleted) per collection."""
+        return {name: await self.reconcile(name) for name in self.bindings}
 
     # -- monitoring ---------------------------------------------------------
 
@@ -555,15 +443,4 @@ class VectorSync:
             await asyncio.sleep(self.interval)
 
 
-__all__ = [
-    "MEMORY_COLLECTION",
-    "PATTERN_COLLECTION",
-    "VectorSync",
-    "collection_specs",
-    "enqueue",
-    "memory_collection_spec",
-    "memory_payload",
-    "pattern_collection_spec",
-    "pattern_embedding_text",
-    "pattern_payload",
-]
+__all__ = ["OutboxOp", "VectorSync", "enqueue"]

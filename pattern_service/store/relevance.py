@@ -2,7 +2,7 @@
 
 - **Hybrid similarity** ``h = (1 − LEXICAL_WEIGHT) · cosine + LEXICAL_WEIGHT · coverage``:
   ``cosine`` is the index's score of the pattern's embedded text
-  (:func:`~pattern_service.store.outbox.pattern_embedding_text`) and
+  (:func:`~pattern_service.store.learning_binding.pattern_embedding_text`) and
   ``coverage`` the share of the intent's terms that text contains (the intent
   is the need; context and requirements qualify it and are only embedded)
   (:func:`pattern_service.lexical.query_coverage`; stemmed, stop words
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pattern_service.calibration import PlattScaling
 from pattern_service.domain import MatchRanking, SuccessPattern
 from pattern_service.lexical import query_coverage
-from pattern_service.store.outbox import pattern_embedding_text
+from pattern_service.store.learning_binding import pattern_embedding_text
 
 #: Weight of the lexical coverage in the hybrid similarity.
 LEXICAL_WEIGHT = 0.2

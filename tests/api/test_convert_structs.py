@@ -11,7 +11,7 @@ import pytest
 from google.protobuf import struct_pb2
 
 from pattern_service.api.convert import dict_to_struct, fill_struct, jsonable, struct_to_dict
-from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
+from tmws.pattern.v1 import ExecutionResult
 
 
 class _Colour(enum.Enum):
@@ -61,7 +61,7 @@ def test_dict_to_struct_equals_protobufs_own_update(data: dict[Any, Any]) -> Non
 
 
 def test_fill_struct_fills_a_message_field_and_round_trips() -> None:
-    msg = pe.ExecutionResult()
+    msg = ExecutionResult()
     fill_struct(msg.result, {"operation": "arithmetic", "result": 14, "nested": {"empty": {}, "list": []}})
     assert struct_to_dict(msg.result) == {"operation": "arithmetic", "result": 14, "nested": {"empty": {}, "list": []}}
     assert msg.result.fields["nested"].struct_value.fields["empty"].HasField("struct_value")

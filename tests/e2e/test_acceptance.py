@@ -14,10 +14,16 @@ import json
 import pytest
 
 from tmws.pattern.client import InvalidArgument, NotFound, PatternClient
-from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
-from tmws.pattern.v1 import pattern_learning_service_pb2 as pl
+from tmws.pattern.v1 import (
+    PATTERN_TYPE_HYBRID,
+    PATTERN_TYPE_INFRASTRUCTURE,
+    PATTERN_TYPE_MEMORY,
+    SUCCESS_PATTERN_STATUS_ACTIVE,
+    PatternDefinition,
+    SuccessPattern,
+)
 
-INFRA, MEMORY, HYBRID = pe.PATTERN_TYPE_INFRASTRUCTURE, pe.PATTERN_TYPE_MEMORY, pe.PATTERN_TYPE_HYBRID
+INFRA, MEMORY, HYBRID = PATTERN_TYPE_INFRASTRUCTURE, PATTERN_TYPE_MEMORY, PATTERN_TYPE_HYBRID
 
 
 async def test_example_1_basic_execution(client: PatternClient) -> None:
@@ -40,7 +46,7 @@ async def test_example_2_execution_modes(client: PatternClient) -> None:
 
 
 async def test_example_3_custom_pattern_registration(client: PatternClient) -> None:
-    custom = pe.PatternDefinition(
+    custom = PatternDefinition(
         name="database_optimization",
         pattern_type=MEMORY,
         trigger_pattern=r"optimize\s+database",
@@ -118,12 +124,12 @@ async def test_example_8_error_handling(client: PatternClient) -> None:
 
 
 async def test_success_pattern_flow_of_the_learning_quick_start(client: PatternClient) -> None:
-    pattern = pl.SuccessPattern(
+    pattern = SuccessPattern(
         pattern_type="api_optimization",
         name="Connection Pooling with Read Replicas",
         description="Optimize database queries using connection pooling and read replicas",
         tags=["postgresql", "optimization", "scaling", "replication"],
-        status=pl.SUCCESS_PATTERN_STATUS_ACTIVE,
+        status=SUCCESS_PATTERN_STATUS_ACTIVE,
     )
     pattern.execution_trace.update(
         {

@@ -11,15 +11,20 @@ from server_helpers import drop_server_database, make_settings, start_server
 from pattern_service.config import Settings
 from pattern_service.engine.tools import ToolCall
 from tmws.pattern.client import FailedPrecondition, InvalidArgument, NotFound, PatternClient
-from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
-from tmws.pattern.v1 import pattern_learning_service_pb2 as pl
+from tmws.pattern.v1 import (
+    PATTERN_TYPE_HYBRID,
+    PATTERN_TYPE_INFRASTRUCTURE,
+    PATTERN_TYPE_MEMORY,
+    PatternDefinition,
+    SuccessPattern,
+)
 
-INFRA, MEMORY = pe.PATTERN_TYPE_INFRASTRUCTURE, pe.PATTERN_TYPE_MEMORY
+INFRA, MEMORY = PATTERN_TYPE_INFRASTRUCTURE, PATTERN_TYPE_MEMORY
 
 
 async def test_register_batch_reports_every_violation_of_an_item_without_a_type(client: PatternClient) -> None:
-    untyped = pe.PatternDefinition(name="", trigger_pattern=r"(a)\1", cost_tokens=-1, priority=101)
-    typed = pe.PatternDefinition(
+    untyped = PatternDefinition(name="", trigger_pattern=r"(a)\1", cost_tokens=-1, priority=101)
+    typed = PatternDefinition(
         name="", pattern_type=INFRA, trigger_pattern=r"(a)\1", cost_tokens=-1, priority=101, metadata={"tool": "x"}
     )
     with pytest.raises(InvalidArgument) as info:
@@ -32,8 +37,8 @@ async def test_register_batch_reports_every_violation_of_an_item_without_a_type(
     assert "pattern_definitions[1].metadata.tool" in fields
 
 
-def _calc(name: str, trigger: str, **fields: object) -> pe.PatternDefinition:
-    d = pe.PatternDefinition(
+def _calc(name: str, trigger: str, **fields: object) -> PatternDefinition:
+    d = PatternDefinition(
         name=name, pattern_type=INFRA, trigger_pattern=trigger, cost_tokens=10, priority=100, **fields
     )  # type: ignore[arg-type]
     d.metadata.update({"tool": "list_patterns"})
@@ -61,7 +66,7 @@ async def test_unset_cache_ttl_means_the_server_default_and_zero_means_never(cli
 
 
 async def test_writes_are_never_cached_whatever_the_ttl(client: PatternClient) -> None:
-    write = pe.PatternDefinition(
+    write = PatternDefinition(
         name="jot_note",
         pattern_type=MEMORY,
         trigger_pattern=r"\bscribble\b",
@@ -70,7 +75,7 @@ async def test_writes_are_never_cached_whatever_the_ttl(client: PatternClient) -
         cache_ttl=600,
     )
     write.metadata.update({"operation": "store"})
-    default_write = pe.PatternDefinition(
+    default_write = PatternDefinition(
         name="jot_note_default", pattern_type=MEMORY, trigger_pattern=r"\bdoodle\b", cost_tokens=10, priority=100
     )
     default_write.metadata.update({"operation": "store"})
@@ -82,8 +87,8 @@ async def test_writes_are_never_cached_whatever_the_ttl(client: PatternClient) -
     assert len(ids) == 2  # both writes happened
 
 
-def _pattern(name: str, **fields: object) -> pl.SuccessPattern:
-    p = pl.SuccessPattern(pattern_type="caching", name=name, description=f"{name}: cache hot reads", **fields)  # type: ignore[arg-type]
+def _pattern(name: str, **fields: object) -> SuccessPattern:
+    p = SuccessPattern(pattern_type="caching", name=name, description=f"{name}: cache hot reads", **fields)  # type: ignore[arg-type]
     p.execution_trace.update({"steps": ["add a redis client"]})
     return p
 
@@ -96,7 +101,7 @@ async def test_success_pattern_context_is_returned(client: PatternClient) -> Non
     assert (await client.get_success_pattern(created.pattern_id)).context == p.context
     listed = await client.list_success_patterns(name_prefix="with context")
     assert [x.context for x in listed.success_patterns] == [p.context]
-    change = pl.SuccessPattern(pattern_id=created.pattern_id)
+    change = SuccessPattern(pattern_id=created.pattern_id)
     change.context.update({"intent": "cut latency"})
     updated = await client.update_success_pattern(change, ["context"])
     assert updated.context == change.context and updated.context_hash != created.context_hash
@@ -109,7 +114,7 @@ async def test_success_pattern_versions_lineage_and_guarded_delete(client: Patte
     assert (root.version, child.version, grandchild.version) == (1, 2, 3)
     await client.create_success_pattern(_pattern("write-through", tags=["redis", "writes"]))
 
-    edit = pl.SuccessPattern(pattern_id=root.pattern_id, description="cache hot reads with a 30 s ttl", tags=["x"])
+    edit = SuccessPattern(pattern_id=root.pattern_id, description="cache hot reads with a 30 s ttl", tags=["x"])
     assert (await client.update_success_pattern(edit, ["description"])).version == 2
     assert (await client.update_success_pattern(edit, ["description"])).version == 2  # unchanged: same version
     assert (await client.update_success_pattern(edit, ["tags"])).version == 2  # tags are not identity
@@ -165,7 +170,7 @@ async def test_recall_drops_hits_below_the_relevance_floor(client: PatternClient
 
     # The memory half of a hybrid pattern has the same floor.
     hybrid = await client.execute("find similar backup plans", context={"agent": "artemis"})
-    assert hybrid.pattern_type == pe.PATTERN_TYPE_HYBRID and hybrid.result["memory"]["operation"] == "recall"
+    assert hybrid.pattern_type == PATTERN_TYPE_HYBRID and hybrid.result["memory"]["operation"] == "recall"
     assert hybrid.result["memory"]["count"] == 0 and hybrid.result["memory"]["below_min_score"] == 2
 
     with pytest.raises(InvalidArgument) as bad:
@@ -209,7 +214,7 @@ async def test_execute_many_times_the_execution_not_the_wait_for_a_slot(tmp_path
     engine.tools.register("nap", nap)
     try:
         async with PatternClient.connect(f"127.0.0.1:{server.port}", default_timeout=60.0) as c:
-            napper = pe.PatternDefinition(
+            napper = PatternDefinition(
                 name="napper", pattern_type=INFRA, trigger_pattern=r"\bnap\b", cost_tokens=1, priority=100
             )
             napper.metadata.update({"tool": "nap"})

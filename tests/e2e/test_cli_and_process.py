@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pattern_service.server import PatternServer
 from tmws.pattern.client import PatternClient
-from tmws.pattern.v1 import pattern_learning_service_pb2 as pl
+from tmws.pattern.v1 import SuccessPattern
 
 
 async def cli(target: str, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
@@ -51,7 +51,7 @@ async def test_cli_execute_route_match_stats(target: str, client: PatternClient)
     assert decision["pattern_name"] == "analyze_codebase" and decision["pattern_type"] == "PATTERN_TYPE_INFRASTRUCTURE"
 
     await client.create_success_pattern(
-        pl.SuccessPattern(
+        SuccessPattern(
             pattern_type="ops", name="Follow-the-sun on-call", description="Rotate pager duty across time zones"
         )
     )

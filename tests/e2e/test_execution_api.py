@@ -11,13 +11,19 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pattern_service.server import PatternServer
 from tmws.pattern.client import FailedPrecondition, InvalidArgument, NotFound, PatternClient
-from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
+from tmws.pattern.v1 import (
+    PATTERN_TYPE_HYBRID,
+    PATTERN_TYPE_INFRASTRUCTURE,
+    PATTERN_TYPE_MEMORY,
+    ExecuteRequest,
+    PatternDefinition,
+)
 
-INFRA, MEMORY, HYBRID = pe.PATTERN_TYPE_INFRASTRUCTURE, pe.PATTERN_TYPE_MEMORY, pe.PATTERN_TYPE_HYBRID
+INFRA, MEMORY, HYBRID = PATTERN_TYPE_INFRASTRUCTURE, PATTERN_TYPE_MEMORY, PATTERN_TYPE_HYBRID
 
 
-def _definition(name: str, trigger: str, **fields: object) -> pe.PatternDefinition:
-    d = pe.PatternDefinition(
+def _definition(name: str, trigger: str, **fields: object) -> PatternDefinition:
+    d = PatternDefinition(
         name=name,
         pattern_type=fields.pop("pattern_type", MEMORY),  # type: ignore[arg-type]
         trigger_pattern=trigger,
@@ -121,7 +127,7 @@ async def test_register_batch_is_atomic_and_reports_every_problem(client: Patter
         _definition("Bad Name", r"fine"),
         _definition("backref", r"(a)\1"),
         _definition("unknown_tool", r"x+", pattern_type=INFRA, metadata={"tool": "no_such_tool"}),
-        pe.PatternDefinition(name="no_type", trigger_pattern="y", cost_tokens=1),
+        PatternDefinition(name="no_type", trigger_pattern="y", cost_tokens=1),
         _definition("ok_one", r"dup"),
         _definition("neither", ""),
     ]
@@ -187,7 +193,7 @@ async def test_bad_requests_are_rejected_with_field_details(client: PatternClien
     assert {v.field for v in info.value.field_violations} == {"context.limit", "context.min_importance"}
     with pytest.raises(InvalidArgument) as info:
         await client._unary(  # an enum number no client helper would send
-            client._execution.Execute, pe.ExecuteRequest(query="check service health", execution_mode=42), None, None
+            client._execution.Execute, ExecuteRequest(query="check service health", execution_mode=42), None, None
         )
     assert info.value.field_violations[0].field == "execution_mode"
     with pytest.raises(InvalidArgument):

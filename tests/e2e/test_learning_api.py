@@ -8,9 +8,9 @@ import pytest
 from google.protobuf import field_mask_pb2
 
 from tmws.pattern.client import AlreadyExists, InvalidArgument, NotFound, PatternClient
-from tmws.pattern.v1 import pattern_learning_service_pb2 as pl
+from tmws.pattern.v1 import SUCCESS_PATTERN_STATUS_ACTIVE, SUCCESS_PATTERN_STATUS_DEPRECATED, SuccessPattern
 
-POOLING = pl.SuccessPattern(
+POOLING = SuccessPattern(
     pattern_type="api_optimization",
     name="Connection Pooling with Read Replicas",
     description="Optimize database queries using connection pooling and read replicas",
@@ -28,7 +28,7 @@ POOLING.execution_trace.update(
 POOLING.quality_metrics.update({"accuracy": 0.95, "latency_p99_ms": 45, "reliability": 0.99})
 POOLING.context.update({"intent": "optimize API performance", "environment": "FastAPI + PostgreSQL"})
 
-CACHING = pl.SuccessPattern(
+CACHING = SuccessPattern(
     pattern_type="frontend_performance",
     name="Lazy Image Loading",
     description="Defer offscreen images in the browser to cut initial page weight",
@@ -39,7 +39,7 @@ CACHING = pl.SuccessPattern(
 async def test_create_get_list_update_delete(client: PatternClient) -> None:
     created = await client.create_success_pattern(POOLING)
     assert uuid.UUID(created.pattern_id)
-    assert created.version == 1 and created.status == pl.SUCCESS_PATTERN_STATUS_ACTIVE
+    assert created.version == 1 and created.status == SUCCESS_PATTERN_STATUS_ACTIVE
     assert len(created.context_hash) == 64
     assert created.quality_score == pytest.approx(0.97)
     assert created.HasField("created_at") and not created.HasField("last_matched_at")
@@ -54,9 +54,9 @@ async def test_create_get_list_update_delete(client: PatternClient) -> None:
     assert {first.success_patterns[0].name, second.success_patterns[0].name} == {POOLING.name, CACHING.name}
     assert not second.next_page_token
 
-    change = pl.SuccessPattern(pattern_id=created.pattern_id, status=pl.SUCCESS_PATTERN_STATUS_DEPRECATED, version=2)
+    change = SuccessPattern(pattern_id=created.pattern_id, status=SUCCESS_PATTERN_STATUS_DEPRECATED, version=2)
     updated = await client.update_success_pattern(change, field_mask_pb2.FieldMask(paths=["status", "version"]))
-    assert updated.status == pl.SUCCESS_PATTERN_STATUS_DEPRECATED and updated.version == 2
+    assert updated.status == SUCCESS_PATTERN_STATUS_DEPRECATED and updated.version == 2
     assert updated.name == POOLING.name  # fields outside the mask are untouched
 
     await client.delete_success_pattern(created.pattern_id)
@@ -74,7 +74,7 @@ async def test_duplicate_name_is_already_exists_and_changes_nothing(client: Patt
 
 
 async def test_bad_input_reports_every_field(client: PatternClient) -> None:
-    bad = pl.SuccessPattern(pattern_type="", name="", version=-1, tags=[""], status=99)  # type: ignore[arg-type]
+    bad = SuccessPattern(pattern_type="", name="", version=-1, tags=[""], status=99)  # type: ignore[arg-type]
     bad.success_rate = 1.5
     with pytest.raises(InvalidArgument) as info:
         await client.create_success_pattern(bad)
@@ -103,7 +103,7 @@ async def test_bad_input_reports_every_field(client: PatternClient) -> None:
     created = await client.create_success_pattern(POOLING)
     with pytest.raises(InvalidArgument) as info:
         await client.update_success_pattern(
-            pl.SuccessPattern(pattern_id=created.pattern_id), field_mask_pb2.FieldMask(paths=["match_count"])
+            SuccessPattern(pattern_id=created.pattern_id), field_mask_pb2.FieldMask(paths=["match_count"])
         )
     assert info.value.field_violations[0].field == "update_mask.paths[0]"
 

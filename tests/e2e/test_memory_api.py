@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tmws.pattern.client import InvalidArgument, NotFound, PatternClient, memory_filter, new_memory
-from tmws.pattern.v1 import memory_service_pb2 as mem_pb2
+from tmws.pattern.v1 import Memory, MemoryFilter
 
 RUNBOOK = "the failover runbook of the orders database lives in the ops wiki"
 RECALL = "recall memories about the orders database failover runbook"
@@ -36,7 +36,7 @@ async def test_create_get_update_delete(client: PatternClient) -> None:
     assert not created.HasField("expire_time")
     assert await client.get_memory(created.memory_id) == created
 
-    change = mem_pb2.Memory(memory_id=created.memory_id, content="the runbook moved to the handbook", importance=0.4)
+    change = Memory(memory_id=created.memory_id, content="the runbook moved to the handbook", importance=0.4)
     updated = await client.update_memory(change, "content,importance")
     assert updated.content == "the runbook moved to the handbook" and updated.importance == pytest.approx(0.4)
     assert updated.tags == created.tags and updated.agent_id == "ops"  # outside the mask: untouched
@@ -53,7 +53,7 @@ async def test_create_get_update_delete(client: PatternClient) -> None:
 
 
 async def test_bad_input_reports_every_field(client: PatternClient) -> None:
-    bad = mem_pb2.Memory(content=" ", importance=1.5, tags=["", "ok"], agent_id="a" * 201)
+    bad = Memory(content=" ", importance=1.5, tags=["", "ok"], agent_id="a" * 201)
     bad.expire_time.FromDatetime(datetime.now(UTC) - timedelta(hours=1))
     with pytest.raises(InvalidArgument) as err:
         await client.create_memory(bad)
@@ -68,7 +68,7 @@ async def test_bad_input_reports_every_field(client: PatternClient) -> None:
         await client.get_memory("not-a-uuid")
     assert _violations(err.value) == {"memory_id"}
     with pytest.raises(InvalidArgument) as err:
-        await client.update_memory(mem_pb2.Memory(memory_id=str(uuid.uuid4())), ["memory_id", "create_time"])
+        await client.update_memory(Memory(memory_id=str(uuid.uuid4())), ["memory_id", "create_time"])
     assert _violations(err.value) == {"update_mask.paths[0]", "update_mask.paths[1]"}
     with pytest.raises(InvalidArgument) as err:
         await client.list_memories(
@@ -150,7 +150,7 @@ async def test_purge_previews_then_deletes(client: PatternClient) -> None:
     assert [m.agent_id for m in remaining.memories] == ["two"]
     search = await client.search_memories("agent one note", min_score=0.0)
     assert {r.memory.agent_id for r in search.results} == {"two"}
-    everything = await client.purge_memories(mem_pb2.MemoryFilter(), force=True)
+    everything = await client.purge_memories(MemoryFilter(), force=True)
     assert everything.purge_count == 1 and (await client.list_memories()).total_size == 0
 
 
@@ -188,7 +188,7 @@ async def test_deleted_or_updated_memory_never_reappears(client: PatternClient) 
     assert created.memory_id in [m["memory_id"] for m in hybrid.result["memory"]["memories"]]
     assert (await client.execute(hybrid_query, execution_mode="comprehensive")).cache_hit
 
-    change = mem_pb2.Memory(memory_id=created.memory_id, content=RUNBOOK + " (moved to the handbook)")
+    change = Memory(memory_id=created.memory_id, content=RUNBOOK + " (moved to the handbook)")
     await client.update_memory(change, "content")
     after_update = await client.execute(RECALL)
     assert not after_update.cache_hit
@@ -227,7 +227,7 @@ async def test_expired_memories_are_never_returned(client: PatternClient) -> Non
     assert short.memory_id not in [m["memory_id"] for m in again.result["memory"]["memories"]]
 
     made_permanent = await client.create_memory(new_memory("keep me", ttl=60))
-    kept = await client.update_memory(mem_pb2.Memory(memory_id=made_permanent.memory_id), ["expire_time"])
+    kept = await client.update_memory(Memory(memory_id=made_permanent.memory_id), ["expire_time"])
     assert not kept.HasField("expire_time")
 
 
@@ -238,6 +238,6 @@ async def test_memories_are_tenant_scoped(client: PatternClient, other_tenant: P
     with pytest.raises(NotFound):
         await other_tenant.delete_memory(mine.memory_id)
     assert (await other_tenant.list_memories()).total_size == 0
-    assert (await other_tenant.purge_memories(mem_pb2.MemoryFilter(), force=True)).purge_count == 0
+    assert (await other_tenant.purge_memories(MemoryFilter(), force=True)).purge_count == 0
     assert not (await other_tenant.search_memories(RUNBOOK, min_score=0.0)).results
     assert await client.get_memory(mine.memory_id) == mine

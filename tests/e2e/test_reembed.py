@@ -10,7 +10,7 @@ from process_helpers import REPO, ServerProcess, server_env
 
 from pattern_service.startup import EXIT_CONFIG
 from tmws.pattern.client import PatternClient
-from tmws.pattern.v1 import pattern_learning_service_pb2 as learn_pb2
+from tmws.pattern.v1 import SuccessPattern
 
 
 async def reembed(env: dict[str, str], *args: str) -> tuple[int, str]:
@@ -30,8 +30,8 @@ async def reembed(env: dict[str, str], *args: str) -> tuple[int, str]:
     return proc.returncode, out.decode()
 
 
-def pattern(name: str, description: str) -> learn_pb2.SuccessPattern:
-    return learn_pb2.SuccessPattern(pattern_type="ops", name=name, description=description, tags=["reembed"])
+def pattern(name: str, description: str) -> SuccessPattern:
+    return SuccessPattern(pattern_type="ops", name=name, description=description, tags=["reembed"])
 
 
 async def test_build_while_serving_then_switch(tmp_path: pathlib.Path) -> None:
@@ -65,9 +65,7 @@ async def test_build_while_serving_then_switch(tmp_path: pathlib.Path) -> None:
             late = await client.create_success_pattern(
                 pattern("late", "Shard the tenants table by region to spread write load")
             )
-            changed = learn_pb2.SuccessPattern(
-                pattern_id=ids[1], description="Compress images before upload to save bandwidth"
-            )
+            changed = SuccessPattern(pattern_id=ids[1], description="Compress images before upload to save bandwidth")
             await client.update_success_pattern(changed, ["description"])
             deleted = ids[2]
             await client.delete_success_pattern(deleted)

@@ -15,7 +15,7 @@ from test_cli_and_process import cli
 
 from pattern_service.engine.validation import load_default_definitions
 from tmws.pattern.client import NotFound, PatternClient
-from tmws.pattern.v1 import pattern_learning_service_pb2 as pl
+from tmws.pattern.v1 import SuccessPattern
 
 DATA = pathlib.Path(__file__).resolve().parents[2] / "pattern_service" / "evaluation" / "data"
 
@@ -114,7 +114,7 @@ async def test_fit_routing_applies_and_list_shows_the_thresholds(client: Pattern
 
 async def test_quick_start_match_at_min_confidence_0_7(client: PatternClient) -> None:
     created = await client.create_success_pattern(
-        pl.SuccessPattern(
+        SuccessPattern(
             pattern_type="api_optimization",
             name="Connection Pooling with Read Replicas",
             description="Optimize database queries using connection pooling and read replicas",
@@ -151,7 +151,7 @@ async def test_learned_ranking_prefers_a_proven_pattern(client: PatternClient) -
     ids = []
     for name in ("Cache warming A", "Cache warming B"):
         created = await client.create_success_pattern(
-            pl.SuccessPattern(pattern_type="caching", name=name, description="Warm the cache before peak traffic")
+            SuccessPattern(pattern_type="caching", name=name, description="Warm the cache before peak traffic")
         )
         ids.append(created.pattern_id)
     for _ in range(9):

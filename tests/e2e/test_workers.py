@@ -35,7 +35,7 @@ async def test_two_servers_share_one_port_and_both_answer(tmp_path: pathlib.Path
         for _ in range(200):  # new connections: the kernel spreads them over both listeners
             async with PatternClient.connect(address) as client:
                 await client.execute("calculate 1 + 1", use_cache=False)
-            counts = [s.app.engine.get_stats()["engine"]["total_executions"] for s in servers]
+            counts = [s.app.engine.get_stats().engine.total_executions for s in servers]
             if all(counts):
                 break
         assert all(counts), counts

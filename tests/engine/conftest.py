@@ -17,12 +17,14 @@ import pytest
 from eng_helpers import ENG_THRESHOLD, EngBuilder, EngClock, eng_explode
 from server_helpers import create_database, drop_database
 
-from pattern_service.engine import PatternExecutionEngine, ToolRegistry, build_engine
+from pattern_service.app import build_engine
+from pattern_service.engine import PatternExecutionEngine, ToolRegistry
 from pattern_service.store.db import Database, aupgrade_to_head
 from pattern_service.store.definitions import SqlPatternDefinitionStore
 from pattern_service.store.embeddings import HashingEmbedder
 from pattern_service.store.memories import SqlMemoryStore
 from pattern_service.store.outbox import VectorSync
+from pattern_service.store.vector_bindings import VECTOR_BINDINGS
 from pattern_service.store.vectors.edge import EdgeVectorIndex
 
 
@@ -75,7 +77,7 @@ async def eng_memories(
     eng_db: Database, eng_index: EdgeVectorIndex, eng_embedder: HashingEmbedder
 ) -> AsyncIterator[SqlMemoryStore]:
     """The real memory store (SQL + vectors through the outbox)."""
-    sync = VectorSync(eng_db, eng_index, eng_embedder, interval=0.05)
+    sync = VectorSync(eng_db, eng_index, eng_embedder, VECTOR_BINDINGS, interval=0.05)
     await sync.ensure_collections()
     yield SqlMemoryStore(eng_db, eng_index, eng_embedder, sync)
     await sync.stop()

@@ -51,8 +51,8 @@ async def test_ttl_lru_and_immutability() -> None:
     clock.advance(10)
     assert await cache.get("a") is None and await cache.get("c") is not None
     stats = cache.stats()
-    assert stats["evictions"] == 1 and stats["local_cache_size"] == 1
-    assert stats["hits"] + stats["misses"] == 8 and stats["hit_rate"] == stats["hits"] / 8
+    assert stats.evictions == 1 and stats.local_cache_size == 1
+    assert stats.hits + stats.misses == 8 and stats.hit_rate == stats.hits / 8
 
 
 async def test_hits_of_one_entry_share_its_identity_but_not_its_data() -> None:
@@ -78,7 +78,7 @@ async def test_invalidate_tenant_drops_only_its_memory_reads() -> None:
     assert await cache.invalidate_tenant("t1") == 1
     assert await cache.get("t1-mem") is None
     assert await cache.get("t1-infra") is not None and await cache.get("t2-mem") is not None
-    assert cache.stats()["invalidations"] == 1
+    assert cache.stats().invalidations == 1
 
 
 async def test_generations_are_per_tenant() -> None:

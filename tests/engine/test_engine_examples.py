@@ -79,7 +79,9 @@ async def test_example_succeeds_on_its_own_pattern(
         await eng_memories.store(NewMemory(tenant_id=TENANT, content=f"notes on {example}", tags=named))
     subject = _subject(definition.trigger_pattern, example)
     if definition.tool is not None:
-        services = ToolServices(eng_engine.registry, _probe, eng_engine.get_stats, eng_embedder, eng_engine.tools)
+        services = ToolServices(
+            eng_engine.registry, _probe, lambda t: eng_engine.get_stats(t).as_dict(), eng_embedder, eng_engine.tools
+        )
         part = await InfrastructureExecutor(eng_engine.tools, services).run(
             definition.tool, query=example, subject=subject, context={}, tenant_id=TENANT
         )

@@ -111,13 +111,13 @@ async def test_cache_hit_costs_zero_tokens_and_use_cache_false_bypasses(eng_engi
 async def test_registry_change_drops_the_unreachable_local_results(eng_engine: PatternExecutionEngine) -> None:
     await eng_engine.execute("calculate 3 * 3")
     assert (await eng_engine.execute("calculate 3 * 3")).cache_hit
-    assert eng_engine.cache.stats()["local_cache_size"] == 1
+    assert eng_engine.cache.stats().local_cache_size == 1
     await eng_engine.register_batch([eng_definition("freshly_added")])
     # The key names the registry version: the old entry could never be hit again, so it is gone now.
-    assert eng_engine.cache.stats()["local_cache_size"] == 0
+    assert eng_engine.cache.stats().local_cache_size == 0
     assert not (await eng_engine.execute("calculate 3 * 3")).cache_hit
     await eng_engine.delete_definition("freshly_added")
-    assert eng_engine.cache.stats()["local_cache_size"] == 0
+    assert eng_engine.cache.stats().local_cache_size == 0
 
 
 async def test_stats_are_consistent(eng_engine: PatternExecutionEngine) -> None:
@@ -127,22 +127,22 @@ async def test_stats_are_consistent(eng_engine: PatternExecutionEngine) -> None:
     await eng_engine.execute("calculate oops(")  # tool error: a failed execution
     await eng_engine.execute("find similar outages", execution_mode=FAST)
     stats = eng_engine.get_stats()
-    assert set(stats) == {"engine", "registry", "router", "cache"}
-    e = stats["engine"]
-    assert e["total_executions"] == 5 and e["cache_hits"] == 2
-    assert e["successful_executions"] + e["failed_executions"] == e["total_executions"]
-    assert e["failed_executions"] == 1 and e["success_rate"] == 0.8 and e["cache_hit_rate"] == 0.4
-    assert e["total_tokens_used"] == 35 + 35 + 50
-    assert e["baseline_tokens"] == 4 * (35 + 100) + 150
-    assert e["tokens_saved"] == e["baseline_tokens"] - e["total_tokens_used"]
-    assert e["token_reduction_rate"] == pytest.approx(e["tokens_saved"] / e["baseline_tokens"])
-    r = stats["router"]
-    assert r["total_routes"] == 5 and r["routes_by_type"]["infrastructure"] == 5
-    assert sum(r["route_distribution"].values()) == pytest.approx(1.0)
-    c = stats["cache"]
-    assert (c["hits"], c["local_hits"], c["redis_hits"], c["redis_available"]) == (2, 2, 0, False)
-    assert 0 <= c["hit_rate"] <= 1 and c["local_cache_size"] == 2
-    assert set(stats["registry"]) == {
+    assert set(stats.as_dict()) == {"engine", "registry", "router", "cache"}
+    e = stats.engine
+    assert e.total_executions == 5 and e.cache_hits == 2
+    assert e.successful_executions + e.failed_executions == e.total_executions
+    assert e.failed_executions == 1 and e.success_rate == 0.8 and e.cache_hit_rate == 0.4
+    assert e.total_tokens_used == 35 + 35 + 50
+    assert e.baseline_tokens == 4 * (35 + 100) + 150
+    assert e.tokens_saved == e.baseline_tokens - e.total_tokens_used
+    assert e.token_reduction_rate == pytest.approx(e.tokens_saved / e.baseline_tokens)
+    r = stats.router
+    assert r.total_routes == 5 and r.routes_by_type["infrastructure"] == 5
+    assert sum(r.route_distribution.values()) == pytest.approx(1.0)
+    c = stats.cache
+    assert (c.hits, c.local_hits, c.redis_hits, c.redis_available) == (2, 2, 0, False)
+    assert 0 <= c.hit_rate <= 1 and c.local_cache_size == 2
+    assert set(stats.as_dict()["registry"]) == {
         "total_patterns",
         "patterns_by_type",
         "cache_hits",

@@ -142,7 +142,7 @@ async def test_validation_reports_every_violation_and_changes_nothing(eng_engine
 async def test_batch_is_atomic_with_one_invalidation(eng_engine: PatternExecutionEngine) -> None:
     registry = eng_engine.registry
     await registry.match("calculate 1+1")
-    assert registry.stats()["cache_size"] == 1
+    assert registry.stats().cache_size == 1
     invalidations = registry.invalidation_count
     replaced = eng_definition("health_check", metadata={"tool": "health_check"}, priority=99)
     stored, created, n_replaced, version = await eng_engine.register_batch(
@@ -151,7 +151,7 @@ async def test_batch_is_atomic_with_one_invalidation(eng_engine: PatternExecutio
     assert (created, n_replaced) == (2, 1) and [d.name for d in stored] == ["one", "two", "health_check"]
     assert all(d.create_time and d.update_time for d in stored)
     assert registry.invalidation_count == invalidations + 1
-    assert registry.stats()["cache_size"] == 0 and registry.stats()["registry_version"] == version
+    assert registry.stats().cache_size == 0 and registry.stats().registry_version == version
     assert eng_engine.list_definitions()[0].name == "health_check"
 
 
@@ -222,9 +222,9 @@ async def test_match_cache_hits_and_stats(eng_engine: PatternExecutionEngine) ->
     await registry.match("check health now")
     await registry.match("CHECK   health now")
     stats = registry.stats()
-    assert (stats["cache_hits"], stats["cache_misses"], stats["cache_size"]) == (1, 1, 1)
-    assert stats["cache_hit_rate"] == 0.5
-    assert stats["patterns_by_type"] == {"infrastructure": 4, "memory": 4, "hybrid": 6}
+    assert (stats.cache_hits, stats.cache_misses, stats.cache_size) == (1, 1, 1)
+    assert stats.cache_hit_rate == 0.5
+    assert stats.patterns_by_type == {"infrastructure": 4, "memory": 4, "hybrid": 6}
 
 
 def test_patterns_yaml_triggers_all_compile() -> None:
@@ -247,4 +247,4 @@ async def test_trigger_plans_are_reused_until_the_registry_changes(eng_engine: P
     await eng_engine.register_batch([eng_definition("calculon", priority=100, trigger_pattern=r"\bcalculate\b")])
     after = await router.plan("calculate 1 + 1", mode, {}, "t")
     assert after is not first and after.decision.pattern_name == "calculon"
-    assert router.stats()["total_routes"] == 6  # every call counts, kept or not
+    assert router.stats().total_routes == 6  # every call counts, kept or not

@@ -35,10 +35,10 @@ from pattern_service.domain import (
     RoutingDecision,
 )
 from pattern_service.engine import PatternExecutionEngine
-from pattern_service.engine.redis_cache import RedisResultCache
-from pattern_service.engine.redis_codec import decode_result, encode_result
-from pattern_service.engine.redis_sync import RedisCacheBackend
 from pattern_service.errors import NotFoundError
+from pattern_service.redis.cache import RedisResultCache
+from pattern_service.redis.codec import decode_result, encode_result
+from pattern_service.redis.sync import RedisCacheBackend
 from pattern_service.store.definitions import SqlPatternDefinitionStore
 
 Replica = tuple[PatternExecutionEngine, RedisCacheBackend]
@@ -172,7 +172,7 @@ async def test_write_on_one_replica_invalidates_cached_recall_on_another(
     assert (await b.execute(RECALL, tenant_id="t1")).cache_hit  # b's local layer
     from_redis = await a.execute(RECALL, tenant_id="t1")  # a never ran it: served from Redis
     assert from_redis.cache_hit and from_redis.tokens_used == 0 and from_redis.result == first.result
-    assert a.get_stats()["cache"]["redis_hits"] == 1 and a.get_stats()["cache"]["local_hits"] == 0
+    assert a.get_stats().cache.redis_hits == 1 and a.get_stats().cache.local_hits == 0
     assert not (await b.execute(RECALL, tenant_id="t2")).cache_hit
     assert (await b.execute(RECALL, tenant_id="t2")).cache_hit
 
@@ -187,10 +187,10 @@ async def test_write_on_one_replica_invalidates_cached_recall_on_another(
     again = await b.execute(RECALL, tenant_id="t1")
     assert again.cache_hit and again.result == after.result  # from Redis (the local copy was dropped)
     assert (await b.execute(RECALL, tenant_id="t2")).cache_hit  # t2 untouched
-    stats = b.get_stats()["cache"]
-    assert stats["redis_available"] is True and stats["redis_errors"] == 0
-    assert stats["hits"] == stats["local_hits"] + stats["redis_hits"]
-    assert stats["hit_rate"] == stats["hits"] / (stats["hits"] + stats["misses"])
+    stats = b.get_stats().cache
+    assert stats.redis_available is True and stats.redis_errors == 0
+    assert stats.hits == stats.local_hits + stats.redis_hits
+    assert stats.hit_rate == stats.hits / (stats.hits + stats.misses)
 
     client = Redis.from_url(redis_shared_url)
     try:
@@ -271,17 +271,17 @@ async def test_ttls_zero_never_cached_local_capped_redis_pattern_ttl(
         await client.aclose()
     assert await cache.get("k0") is None
     hit = await cache.get("k300")
-    assert hit is not None and hit.cache_hit and cache.stats()["local_hits"] == 1
+    assert hit is not None and hit.cache_hit and cache.stats().local_hits == 1
     clock.advance(61)  # past the local cap (60 s), within the pattern's 300 s
     hit = await cache.get("k300")
     assert hit is not None and hit == dataclasses.replace(value, cache_hit=True)
-    assert (cache.stats()["local_hits"], cache.stats()["redis_hits"]) == (1, 1)
+    assert (cache.stats().local_hits, cache.stats().redis_hits) == (1, 1)
 
     engine, _ = await redis_replica()
     await engine.register_batch([eng_definition("nocache", cache_ttl=0)])
     for _ in range(2):
         assert not (await engine.execute("nocache 6 * 7")).cache_hit
-    assert engine.get_stats()["cache"]["local_cache_size"] == 0
+    assert engine.get_stats().cache.local_cache_size == 0
     assert not [k async for k in _result_keys(redis_shared_url, redis_namespace) if k != "k300"]
 
 
@@ -358,8 +358,8 @@ async def _outage_scenario(server: PrivateRedis, redis_replica: Callable[..., Aw
     await engine.execute("store outage notes two", tenant_id="t1")  # a write while Redis is down
     during = await engine.execute(recall, tenant_id="t1")
     assert not during.cache_hit and during.result["memory"]["count"] == 2
-    stats = engine.get_stats()["cache"]
-    assert stats["redis_available"] is False and stats["redis_errors"] >= 1
+    stats = engine.get_stats().cache
+    assert stats.redis_available is False and stats.redis_errors >= 1
     health = await backend.health()
     assert health["healthy"] is False and health["status"] == "degraded" and "degraded" in health["error"]
     assert backend.generations.pending == {"t1"}
@@ -371,7 +371,7 @@ async def _outage_scenario(server: PrivateRedis, redis_replica: Callable[..., Aw
 
     seconds = await redis_wait_for(back)
     print(f"reconnected and resubscribed {seconds * 1000:.1f} ms after redis-server answered")
-    assert engine.get_stats()["cache"]["redis_available"] is True
+    assert engine.get_stats().cache.redis_available is True
     assert (await backend.health())["healthy"] is True and not backend.generations.pending
     raw = Redis.from_url(server.url)
     try:
@@ -385,7 +385,7 @@ async def _outage_scenario(server: PrivateRedis, redis_replica: Callable[..., Aw
 
     other, other_backend = await redis_replica(server.url, timeout=5.0)  # a replica started after the restart
     shared = await other.execute("calculate 9 * 9")
-    assert shared.cache_hit and other.get_stats()["cache"]["redis_hits"] == 1  # Redis serves again
+    assert shared.cache_hit and other.get_stats().cache.redis_hits == 1  # Redis serves again
     await redis_wait_for(lambda: _true(other_backend.subscribed))
     await other.register_batch([eng_definition("afteroutage")])
 
@@ -416,7 +416,7 @@ async def test_application_wires_redis_layer_and_health(
         first = await app.engine.execute("calculate 6 * 7", execution_mode=ExecutionMode.FAST)
         assert not first.cache_hit
         assert [k async for k in _result_keys(redis_shared_url, redis_namespace)]
-        assert app.engine.get_stats()["cache"]["redis_available"] is True
+        assert app.engine.get_stats().cache.redis_available is True
     finally:
         await server.stop(0)
         await drop_server_database(settings)
@@ -434,8 +434,8 @@ async def test_tenant_cache_stats_split_every_hit_by_layer_after_a_restart(
     from_local = await restarted.execute(RECALL, tenant_id="t1")
     assert (from_redis.cache_hit, from_redis.cache_layer) == (True, "redis")
     assert (from_local.cache_hit, from_local.cache_layer) == (True, "local")
-    for view in (restarted.get_stats(tenant_id="t1")["cache"], restarted.get_stats()["cache"]):
-        assert (view["hits"], view["local_hits"], view["redis_hits"]) == (2, 1, 1)
-        assert view["hits"] == view["local_hits"] + view["redis_hits"]
-    other = restarted.get_stats(tenant_id="t2")["cache"]
-    assert (other["hits"], other["local_hits"], other["redis_hits"]) == (0, 0, 0)
+    for view in (restarted.get_stats(tenant_id="t1").cache, restarted.get_stats().cache):
+        assert (view.hits, view.local_hits, view.redis_hits) == (2, 1, 1)
+        assert view.hits == view.local_hits + view.redis_hits
+    other = restarted.get_stats(tenant_id="t2").cache
+    assert (other.hits, other.local_hits, other.redis_hits) == (0, 0, 0)

@@ -52,8 +52,8 @@ async def test_no_match_is_not_found_with_the_closest_candidates(eng_build: EngB
     assert {"pattern_name", "match_source", "confidence", "raw_score", "threshold", "write"} <= set(candidates[0])
     with pytest.raises(NotFoundError):  # Execute refuses the same way and runs nothing
         await engine.execute("zebra quokka platypus", tenant_id="t")
-    assert engine.get_stats("t")["engine"]["total_executions"] == 0
-    assert engine.router.stats()["no_match_count"] == 2
+    assert engine.get_stats("t").engine.total_executions == 0
+    assert engine.router.stats().no_match_count == 2
 
 
 async def test_a_similarity_guess_never_writes(eng_build: EngBuilder, eng_memories: SqlMemoryStore) -> None:

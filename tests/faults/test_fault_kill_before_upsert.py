@@ -19,8 +19,13 @@ from process_helpers import (
 )
 
 from pattern_service.store.embeddings import create_embedder
-from pattern_service.store.outbox import MEMORY_COLLECTION, PATTERN_COLLECTION, collection_specs
+from pattern_service.store.learning_binding import PATTERN_BINDING
+from pattern_service.store.memory_binding import MEMORY_BINDING
+from pattern_service.store.vector_bindings import VECTOR_BINDINGS
 from tmws.pattern.client import PatternClient
+
+MEMORY_COLLECTION = MEMORY_BINDING.collection
+PATTERN_COLLECTION = PATTERN_BINDING.collection
 
 MEMORY_TEXT = "the lighthouse keeper logs tide heights every dawn"
 PATTERN_TEXT = "replay the write ahead journal after an unexpected power failure"
@@ -62,7 +67,7 @@ async def _index_ids(env: dict[str, str]) -> tuple[set[str], set[str]]:
     embedder = create_embedder("hashing")
     index = open_vector_index(settings)
     try:
-        for spec in collection_specs(embedder.dimension, embedder.model_id):
+        for spec in (b.spec(embedder.dimension, embedder.model_id) for b in VECTOR_BINDINGS):
             await index.ensure_collection(spec)
         return await index.list_ids(MEMORY_COLLECTION), await index.list_ids(PATTERN_COLLECTION)
     finally:

@@ -12,7 +12,7 @@ from pathlib import Path
 from process_helpers import ServerProcess, poll, server_env, struct_to_dict
 
 from tmws.pattern.client import PatternClient, PatternServiceError
-from tmws.pattern.v1 import pattern_learning_service_pb2 as pl
+from tmws.pattern.v1 import SuccessPattern
 
 MEMORY_ACKS = 30  # kill once this many memories ...
 PATTERN_ACKS = 8  # ... and this many success patterns were acknowledged
@@ -65,7 +65,7 @@ async def _create_patterns(client: PatternClient, acks: Acks, writer: int) -> No
         description = f"crash recipe {writer}-{i} {_words()}"
         try:
             created = await client.create_success_pattern(
-                pl.SuccessPattern(pattern_type="crash_test", name=f"crash {writer}-{i}", description=description)
+                SuccessPattern(pattern_type="crash_test", name=f"crash {writer}-{i}", description=description)
             )
         except PatternServiceError:
             return

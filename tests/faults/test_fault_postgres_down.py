@@ -33,7 +33,7 @@ from sqlalchemy import text
 from pattern_service.errors import UnavailableError
 from pattern_service.store.db import Database
 from tmws.pattern.client import PatternClient, PatternServiceError
-from tmws.pattern.v1 import pattern_learning_service_pb2 as pl
+from tmws.pattern.v1 import SuccessPattern
 
 LEARNING = "tmws.pattern.v1.PatternLearningService"
 EXECUTION = "tmws.pattern.v1.PatternExecutionService"
@@ -49,8 +49,8 @@ def _words() -> str:
     return " ".join(f"w{uuid.uuid4().hex[:10]}" for _ in range(3))
 
 
-def _pattern(description: str) -> pl.SuccessPattern:
-    return pl.SuccessPattern(
+def _pattern(description: str) -> SuccessPattern:
+    return SuccessPattern(
         pattern_type="fault_recovery", name=f"Recovery {uuid.uuid4().hex[:8]}", description=description
     )
 

@@ -26,7 +26,7 @@ from process_helpers import ServerProcess, poll, server_env
 from redis.asyncio import Redis
 
 from tmws.pattern.client import PatternClient, PatternServiceError
-from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
+from tmws.pattern.v1 import ComponentHealth
 
 NAMESPACE = "faults"
 WORKERS = 3
@@ -86,10 +86,10 @@ async def _more_calls(load: Load, n: int, what: str) -> None:
     await poll(reached, f"{n} successful calls {what}")
 
 
-async def _redis_component(client: PatternClient, healthy: bool) -> pe.ComponentHealth:
+async def _redis_component(client: PatternClient, healthy: bool) -> ComponentHealth:
     """Poll ``GetStats`` until its ``redis`` component reports ``healthy``; returns it."""
 
-    async def check() -> pe.ComponentHealth | None:
+    async def check() -> ComponentHealth | None:
         stats = await client.get_stats()
         for component in stats.components:
             if component.name == "redis" and component.healthy is healthy:

@@ -20,8 +20,7 @@ from server_helpers import create_database, drop_database, postgres_maintenance_
 
 from pattern_service.store.db import aupgrade_to_head
 from tmws.pattern.client import NotFound, PatternClient, new_memory
-from tmws.pattern.v1 import memory_service_pb2 as mem_pb2
-from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
+from tmws.pattern.v1 import PATTERN_TYPE_MEMORY, Memory, PatternDefinition
 
 REDIS_URL = os.environ.get("TMWS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -68,8 +67,8 @@ async def test_register_store_and_invalidate_across_replicas(replicas: tuple[Ser
     a_proc, b_proc = replicas
     async with PatternClient.connect(a_proc.target) as a, PatternClient.connect(b_proc.target) as b:
         # Register on A, route on B.
-        custom = pe.PatternDefinition(
-            name="database_optimization", pattern_type=pe.PATTERN_TYPE_MEMORY, trigger_pattern=r"optimize\s+database"
+        custom = PatternDefinition(
+            name="database_optimization", pattern_type=PATTERN_TYPE_MEMORY, trigger_pattern=r"optimize\s+database"
         )
         custom.metadata.update({"operation": "recall"})
         await a.register_batch([custom])
@@ -133,7 +132,7 @@ async def test_deleted_memory_never_reappears_on_another_replica(
         searched = await b.search_memories("payments ledger reconciliation")
         assert [r.memory.memory_id for r in searched.results] == [created.memory_id]
 
-        change = mem_pb2.Memory(memory_id=created.memory_id, content="the payments ledger is reconciled hourly")
+        change = Memory(memory_id=created.memory_id, content="the payments ledger is reconciled hourly")
         await a.update_memory(change, "content")
         updated = await b.execute(recall)  # no waiting: the generation moved on every replica at once
         assert not updated.cache_hit

@@ -12,7 +12,7 @@ from pattern_service.api.keys import hash_key
 from pattern_service.engine.tools import ToolCall
 from pattern_service.server import PatternServer
 from tmws.pattern.client import PatternClient
-from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
+from tmws.pattern.v1 import PATTERN_TYPE_INFRASTRUCTURE, PatternDefinition
 
 #: name -> (tenant, scopes); the plaintext key of each is ``key_of(name)``.
 KEYS: dict[str, tuple[str, list[str]]] = {
@@ -81,11 +81,11 @@ class SlowTool:
 SLOW_TRIGGER_QUERY = "slow probe please"
 
 
-def slow_definition() -> pe.PatternDefinition:
+def slow_definition() -> PatternDefinition:
     """An uncached infrastructure pattern running the ``slow_probe`` tool."""
-    d = pe.PatternDefinition(
+    d = PatternDefinition(
         name="slow_probe",
-        pattern_type=pe.PATTERN_TYPE_INFRASTRUCTURE,
+        pattern_type=PATTERN_TYPE_INFRASTRUCTURE,
         trigger_pattern=r"\bslow\s+probe\b",
         cost_tokens=5,
         priority=100,

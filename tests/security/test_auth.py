@@ -13,7 +13,7 @@ from sec_helpers import bearer, key_of, slow_definition
 
 from pattern_service.server import PatternServer
 from tmws.pattern.client import PatternClient, PermissionDenied, Unauthenticated
-from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
+from tmws.pattern.v1 import GetStatsRequest
 from tmws.pattern.v1 import pattern_execution_service_pb2_grpc as pe_grpc
 
 Connect = Callable[..., PatternClient]
@@ -113,9 +113,9 @@ async def test_health_and_reflection_stay_open(secure_server: PatternServer) -> 
         names = [s.name async for r in responses for s in r.list_services_response.service]
         assert "tmws.pattern.v1.PatternExecutionService" in names
         with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await pe_grpc.PatternExecutionServiceStub(channel).GetStats(pe.GetStatsRequest())
+            await pe_grpc.PatternExecutionServiceStub(channel).GetStats(GetStatsRequest())
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
         stats = await pe_grpc.PatternExecutionServiceStub(channel).GetStats(
-            pe.GetStatsRequest(), metadata=bearer("a-read")
+            GetStatsRequest(), metadata=bearer("a-read")
         )
         assert stats.registry.total_patterns > 0

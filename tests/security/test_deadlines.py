@@ -17,7 +17,7 @@ from server_helpers import drop_server_database, make_settings, start_server
 
 from pattern_service.server import PatternServer
 from tmws.pattern.client import DeadlineExceeded, PatternClient
-from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
+from tmws.pattern.v1 import ExecuteManyRequest
 
 # Seconds; the slow path never finishes on its own, so any deadline expires (5 s: time to reach it on a loaded machine).
 TINY_DEADLINE = 5.0
@@ -78,10 +78,10 @@ async def test_cancelling_execute_many_mid_stream_leaves_no_task_behind(
         async with PatternClient.connect(f"127.0.0.1:{server.port}", default_timeout=60.0) as client:
             tool = await install_slow_tool(server, client)
             baseline = await _baseline(client)
-            items = [pe.ExecuteManyRequest(request_id="fast", query="calculate 1 + 1")] if concurrency == 2 else []
-            items += [pe.ExecuteManyRequest(request_id=str(i), query=SLOW_TRIGGER_QUERY) for i in range(5)]
+            items = [ExecuteManyRequest(request_id="fast", query="calculate 1 + 1")] if concurrency == 2 else []
+            items += [ExecuteManyRequest(request_id=str(i), query=SLOW_TRIGGER_QUERY) for i in range(5)]
             if concurrency > 2:
-                items.append(pe.ExecuteManyRequest(request_id="fast", query="calculate 1 + 1"))
+                items.append(ExecuteManyRequest(request_id="fast", query="calculate 1 + 1"))
             stream = client.execution_stub.ExecuteMany(iter(items))
             first = await stream.read()
             assert first.request_id == "fast" and first.HasField("result")

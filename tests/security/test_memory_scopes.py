@@ -10,7 +10,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from pattern_service.server import PatternServer
 from tmws.pattern.client import NotFound, PatternClient, PermissionDenied, new_memory
-from tmws.pattern.v1 import memory_service_pb2 as mem_pb2
+from tmws.pattern.v1 import MemoryFilter
 
 Connect = Callable[..., PatternClient]
 
@@ -37,7 +37,7 @@ async def test_memory_scopes(connect: Connect) -> None:
         await _denied(reader.create_memory(new_memory("x")), "memories:write")
         await _denied(reader.update_memory(created, "content"), "memories:write")
         await _denied(reader.delete_memory(created.memory_id), "memories:write")
-        await _denied(reader.purge_memories(mem_pb2.MemoryFilter(), force=True), "memories:write")
+        await _denied(reader.purge_memories(MemoryFilter(), force=True), "memories:write")
         await _denied(reader.get_stats(), "read")  # memories:read is not read
     async with connect("a-read") as legacy_reader:  # keys made before the memory API keep their access
         assert (await legacy_reader.list_memories()).total_size == 2
@@ -45,7 +45,7 @@ async def test_memory_scopes(connect: Connect) -> None:
     async with connect("a-write") as legacy_writer:
         await legacy_writer.delete_memory(created.memory_id)
     async with connect("a-admin") as admin:
-        assert (await admin.purge_memories(mem_pb2.MemoryFilter(), force=True)).purge_count == 1
+        assert (await admin.purge_memories(MemoryFilter(), force=True)).purge_count == 1
 
 
 async def test_keys_reach_their_own_tenants_memories_only(connect: Connect) -> None:
@@ -54,7 +54,7 @@ async def test_keys_reach_their_own_tenants_memories_only(connect: Connect) -> N
         with pytest.raises(NotFound):
             await b.get_memory(mine.memory_id)
         assert (await b.list_memories()).total_size == 0
-        assert (await b.purge_memories(mem_pb2.MemoryFilter(), force=True)).purge_count == 0
+        assert (await b.purge_memories(MemoryFilter(), force=True)).purge_count == 0
         assert (await a.get_memory(mine.memory_id)) == mine
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from tmws.pattern.client import NotFound, PatternClient, PermissionDenied
-from tmws.pattern.v1 import pattern_learning_service_pb2 as pl
+from tmws.pattern.v1 import SuccessPattern
 
 Connect = Callable[..., PatternClient]
 
@@ -19,7 +19,7 @@ async def test_tenants_never_see_each_other(connect: Connect) -> None:
         stored = await alpha.execute(SECRET, context={"agent": "artemis", "tags": ["launch"]})
         assert stored.success and stored.metadata["tenant"] == "tenant-a"
         created = await alpha.create_success_pattern(
-            pl.SuccessPattern(
+            SuccessPattern(
                 pattern_type="api_optimization",
                 name="Alpha connection pooling",
                 description="Optimize database queries using connection pooling and read replicas",

@@ -10,9 +10,10 @@ import time
 import numpy as np
 import pytest
 
+from pattern_service.engine.ports import Embedder
 from pattern_service.errors import FailedPreconditionError
 from pattern_service.store import onnx_quantize
-from pattern_service.store.embeddings import Embedder, HashingEmbedder, OnnxEmbedder, create_embedder
+from pattern_service.store.embeddings import HashingEmbedder, OnnxEmbedder, create_embedder
 
 TEXTS = [
     "recall my memories about the database",

@@ -9,7 +9,7 @@ import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from process_helpers import ServerProcess, poll, server_env
 
-from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
+from tmws.pattern.v1 import ExecuteRequest
 from tmws.pattern.v1 import pattern_execution_service_pb2_grpc as pe_grpc
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -50,7 +50,7 @@ async def test_json_logs_and_otlp_export(tmp_path: pathlib.Path) -> None:
         async with grpc.aio.insecure_channel(server.target) as channel:
             stub = pe_grpc.PatternExecutionServiceStub(channel)
             response = await stub.Execute(
-                pe.ExecuteRequest(query="calculate 6 * 7"), metadata=[("traceparent", TRACEPARENT)], timeout=30
+                ExecuteRequest(query="calculate 6 * 7"), metadata=[("traceparent", TRACEPARENT)], timeout=30
             )
             assert response.result.success
 

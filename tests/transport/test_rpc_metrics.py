@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from server_helpers import _delete_redis_namespace, drop_server_database, make_settings, start_server
 
 from pattern_service.server import PatternServer
-from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
+from tmws.pattern.v1 import DeletePatternDefinitionRequest, ExecuteManyRequest, ExecuteRequest, ExecuteResponse
 from tmws.pattern.v1 import pattern_execution_service_pb2_grpc as pe_grpc
 
 SERVICE = "tmws.pattern.v1.PatternExecutionService"
@@ -57,20 +57,20 @@ async def _wait_for(port: int, name: str, **labels: str) -> dict:
 async def test_handled_by_code_including_deadline_exceeded_and_cancelled(target: str, metrics_port: int) -> None:
     async with grpc.aio.insecure_channel(target) as channel:
         stub = pe_grpc.PatternExecutionServiceStub(channel)
-        assert (await stub.Execute(pe.ExecuteRequest(query="calculate 1 + 1"), timeout=30)).result.success
+        assert (await stub.Execute(ExecuteRequest(query="calculate 1 + 1"), timeout=30)).result.success
         with pytest.raises(grpc.aio.AioRpcError) as missing:
-            await stub.DeletePatternDefinition(pe.DeletePatternDefinitionRequest(name="no_such_pattern"), timeout=30)
+            await stub.DeletePatternDefinition(DeletePatternDefinitionRequest(name="no_such_pattern"), timeout=30)
         assert missing.value.code() is grpc.StatusCode.NOT_FOUND
 
         # A stream left open past its deadline: the server's handler is cancelled by the deadline.
-        queue: asyncio.Queue[pe.ExecuteManyRequest | None] = asyncio.Queue()
+        queue: asyncio.Queue[ExecuteManyRequest | None] = asyncio.Queue()
 
-        async def requests() -> AsyncIterator[pe.ExecuteManyRequest]:
+        async def requests() -> AsyncIterator[ExecuteManyRequest]:
             while (item := await queue.get()) is not None:
                 yield item
 
         late = stub.ExecuteMany(requests(), timeout=1.0)
-        await queue.put(pe.ExecuteManyRequest(request_id="a", query="calculate 2 + 2"))
+        await queue.put(ExecuteManyRequest(request_id="a", query="calculate 2 + 2"))
         assert (await late.read()).request_id == "a"
         with pytest.raises(grpc.aio.AioRpcError) as expired:
             await late.read()
@@ -78,7 +78,7 @@ async def test_handled_by_code_including_deadline_exceeded_and_cancelled(target:
 
         # A stream the client cancels.
         cancelled = stub.ExecuteMany(requests(), timeout=30)
-        await queue.put(pe.ExecuteManyRequest(request_id="b", query="calculate 3 + 3"))
+        await queue.put(ExecuteManyRequest(request_id="b", query="calculate 3 + 3"))
         assert (await cancelled.read()).request_id == "b"
         cancelled.cancel()
 
@@ -120,8 +120,8 @@ async def test_cache_and_embedder_metrics_split_by_layer(tmp_path: pathlib.Path)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             stub = pe_grpc.PatternExecutionServiceStub(channel)
 
-            async def execute(query: str) -> pe.ExecuteResponse:
-                return await stub.Execute(pe.ExecuteRequest(query=query), timeout=30)
+            async def execute(query: str) -> ExecuteResponse:
+                return await stub.Execute(ExecuteRequest(query=query), timeout=30)
 
             assert not (await execute("calculate 2 + 2")).result.cache_hit  # local miss, Redis miss
             assert (await execute("calculate 2 + 2")).result.cache_hit  # local hit

@@ -15,7 +15,7 @@ from net_helpers import CountingProxy
 from server_helpers import drop_server_database, make_settings, start_server
 
 from pattern_service.server import PatternServer
-from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
+from tmws.pattern.v1 import ExecuteManyRequest, ExecuteRequest, GetStatsRequest, ListPatternDefinitionsRequest
 from tmws.pattern.v1 import pattern_execution_service_pb2_grpc as pe_grpc
 
 
@@ -99,7 +99,7 @@ async def test_oversized_request_carries_error_info(tmp_path: pathlib.Path) -> N
     async for server in _server(tmp_path, max_message_bytes=4096):
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             stub = pe_grpc.PatternExecutionServiceStub(channel)
-            big = pe.ExecuteRequest(query="x" * 5000)
+            big = ExecuteRequest(query="x" * 5000)
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await stub.Execute(big, timeout=10)
             assert info.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -107,13 +107,13 @@ async def test_oversized_request_carries_error_info(tmp_path: pathlib.Path) -> N
             assert detail.reason == "MESSAGE_TOO_LARGE"
             assert detail.metadata["limit_bytes"] == "4096"
             # The same in a stream: the stream ends with that status.
-            stream = stub.ExecuteMany(iter([pe.ExecuteManyRequest(request_id="a", query="x" * 5000)]), timeout=10)
+            stream = stub.ExecuteMany(iter([ExecuteManyRequest(request_id="a", query="x" * 5000)]), timeout=10)
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 async for _ in stream:
                     pass
             assert _error_info(info.value).reason == "MESSAGE_TOO_LARGE"
             # Under the limit all is well.
-            response = await stub.Execute(pe.ExecuteRequest(query="calculate 2 + 3"), timeout=30)
+            response = await stub.Execute(ExecuteRequest(query="calculate 2 + 3"), timeout=30)
             assert response.result.success
 
 
@@ -121,12 +121,12 @@ async def test_oversized_request_carries_error_info(tmp_path: pathlib.Path) -> N
 async def test_compressed_requests_are_accepted(target: str, compression: grpc.Compression) -> None:
     async with grpc.aio.insecure_channel(target, compression=compression) as channel:
         stub = pe_grpc.PatternExecutionServiceStub(channel)
-        response = await stub.Execute(pe.ExecuteRequest(query="calculate 6 * 7"), timeout=30)
+        response = await stub.Execute(ExecuteRequest(query="calculate 6 * 7"), timeout=30)
         assert response.result.success
         items = [
             r
             async for r in stub.ExecuteMany(
-                iter([pe.ExecuteManyRequest(request_id=str(i), query=f"calculate {i} + 1") for i in range(5)]),
+                iter([ExecuteManyRequest(request_id=str(i), query=f"calculate {i} + 1") for i in range(5)]),
                 timeout=30,
             )
         ]
@@ -140,9 +140,9 @@ async def _list_bytes(port: int, options: list[tuple[str, int]] | None = None) -
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{proxy.port}", options=options) as channel:
             stub = pe_grpc.PatternExecutionServiceStub(channel)
-            await stub.GetStats(pe.GetStatsRequest(), timeout=30)  # connection set up, settings exchanged
+            await stub.GetStats(GetStatsRequest(), timeout=30)  # connection set up, settings exchanged
             before = proxy.to_client
-            response = await stub.ListPatternDefinitions(pe.ListPatternDefinitionsRequest(page_size=100), timeout=30)
+            response = await stub.ListPatternDefinitions(ListPatternDefinitionsRequest(page_size=100), timeout=30)
             return proxy.to_client - before, len(response.pattern_definitions)
     finally:
         await proxy.close()

@@ -19,7 +19,7 @@ from server_helpers import drop_server_database, make_settings, start_server
 from pattern_service import tracing
 from pattern_service.logs import TraceContextFilter, formatter
 from pattern_service.server import PatternServer
-from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
+from tmws.pattern.v1 import ExecuteManyRequest, ExecuteRequest
 from tmws.pattern.v1 import pattern_execution_service_pb2_grpc as pe_grpc
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -71,7 +71,7 @@ async def test_span_tree_of_one_execute(traced_server: PatternServer, exporter: 
         stub = pe_grpc.PatternExecutionServiceStub(channel)
         exporter.clear()
         response = await stub.Execute(
-            pe.ExecuteRequest(query="calculate (2 + 3) * 4"), metadata=[("traceparent", TRACEPARENT)], timeout=30
+            ExecuteRequest(query="calculate (2 + 3) * 4"), metadata=[("traceparent", TRACEPARENT)], timeout=30
         )
     assert response.result.success
     spans = list(exporter.get_finished_spans())
@@ -97,9 +97,9 @@ async def test_memory_execute_traces_embed_vector_search_and_sql(
 ) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{traced_server.port}") as channel:
         stub = pe_grpc.PatternExecutionServiceStub(channel)
-        await stub.Execute(pe.ExecuteRequest(query="store the deploy checklist for the payments service"), timeout=30)
+        await stub.Execute(ExecuteRequest(query="store the deploy checklist for the payments service"), timeout=30)
         exporter.clear()
-        response = await stub.Execute(pe.ExecuteRequest(query="recall memories about deploying payments"), timeout=30)
+        response = await stub.Execute(ExecuteRequest(query="recall memories about deploying payments"), timeout=30)
     assert response.result.success
     spans = list(exporter.get_finished_spans())
     lines = tree(spans, _execute_root(spans))
@@ -112,7 +112,7 @@ async def test_errors_mark_the_server_span(traced_server: PatternServer, exporte
     async with grpc.aio.insecure_channel(f"127.0.0.1:{traced_server.port}") as channel:
         stub = pe_grpc.PatternExecutionServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError):
-            await stub.Execute(pe.ExecuteRequest(query="   "), timeout=30)
+            await stub.Execute(ExecuteRequest(query="   "), timeout=30)
     root = _execute_root(list(exporter.get_finished_spans()))
     assert root.attributes is not None
     assert root.attributes["rpc.grpc.status_code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
@@ -149,19 +149,19 @@ async def test_cancelled_and_expired_streams_end_their_spans(
 
     async with grpc.aio.insecure_channel(f"127.0.0.1:{traced_server.port}") as channel:
         stub = pe_grpc.PatternExecutionServiceStub(channel)
-        queue: asyncio.Queue[pe.ExecuteManyRequest | None] = asyncio.Queue()
+        queue: asyncio.Queue[ExecuteManyRequest | None] = asyncio.Queue()
 
-        async def requests() -> AsyncIterator[pe.ExecuteManyRequest]:
+        async def requests() -> AsyncIterator[ExecuteManyRequest]:
             while (item := await queue.get()) is not None:
                 yield item
 
         expired = stub.ExecuteMany(requests(), timeout=1.0)
-        await queue.put(pe.ExecuteManyRequest(request_id="a", query="calculate 1 + 1"))
+        await queue.put(ExecuteManyRequest(request_id="a", query="calculate 1 + 1"))
         assert (await expired.read()).request_id == "a"
         with pytest.raises(grpc.aio.AioRpcError):
             await expired.read()
         cancelled = stub.ExecuteMany(requests(), timeout=30)
-        await queue.put(pe.ExecuteManyRequest(request_id="b", query="calculate 2 + 2"))
+        await queue.put(ExecuteManyRequest(request_id="b", query="calculate 2 + 2"))
         assert (await cancelled.read()).request_id == "b"
         cancelled.cancel()
     for _ in range(100):

@@ -15,9 +15,35 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from tmws.pattern.client import PatternClient
-from tmws.pattern.v1 import pattern_execution_service_pb2 as exec_pb2
+from tmws.pattern.v1 import (
+    PATTERN_TYPE_INFRASTRUCTURE,
+    PATTERN_TYPE_MEMORY,
+    CreateSuccessPatternResponse,
+    DeletePatternDefinitionResponse,
+    DeleteSuccessPatternResponse,
+    EngineStats,
+    ExecuteManyRequest,
+    ExecuteManyResponse,
+    ExecuteResponse,
+    ExecutionMode,
+    ExecutionResult,
+    GetStatsResponse,
+    GetSuccessPatternResponse,
+    ListPatternDefinitionsResponse,
+    ListSuccessPatternsResponse,
+    MatchPatternsResponse,
+    PatternDefinition,
+    PatternMatch,
+    QueryMetadata,
+    RecordPatternOutcomeResponse,
+    RegisterBatchResponse,
+    RouteAlternative,
+    RouteResponse,
+    RoutingDecision,
+    SuccessPattern,
+    UpdateSuccessPatternResponse,
+)
 from tmws.pattern.v1 import pattern_execution_service_pb2_grpc as exec_grpc
-from tmws.pattern.v1 import pattern_learning_service_pb2 as learn_pb2
 from tmws.pattern.v1 import pattern_learning_service_pb2_grpc as learn_grpc
 
 DOMAIN = "pattern.tmws.dev"
@@ -36,56 +62,52 @@ def rich_status(code: grpc.StatusCode, message: str, *extra: Message, reason: st
     return status_pb2.Status(code=code.value[0], message=message, details=details)
 
 
-def canned_result(name: str = "health_check") -> exec_pb2.ExecutionResult:
+def canned_result(name: str = "health_check") -> ExecutionResult:
     result = struct_pb2.Struct()
     result.update({"status": "ok"})
-    return exec_pb2.ExecutionResult(
+    return ExecutionResult(
         pattern_name=name,
-        pattern_type=exec_pb2.PATTERN_TYPE_INFRASTRUCTURE,
+        pattern_type=PATTERN_TYPE_INFRASTRUCTURE,
         success=True,
         result=result,
         execution_time_ms=1.5,
         tokens_used=50,
-        routing=exec_pb2.RoutingDecision(pattern_name=name, confidence=1.0, match_source="trigger"),
+        routing=RoutingDecision(pattern_name=name, confidence=1.0, match_source="trigger"),
     )
 
 
-SUCCESS_PATTERN = learn_pb2.SuccessPattern(
-    pattern_id="0b9e7f55-4c39-4d4f-9d1e-5d8f0c0a1b2c", name="cache_api", version=1
-)
+SUCCESS_PATTERN = SuccessPattern(pattern_id="0b9e7f55-4c39-4d4f-9d1e-5d8f0c0a1b2c", name="cache_api", version=1)
 
 CANNED: dict[str, Message] = {
-    "Execute": exec_pb2.ExecuteResponse(result=canned_result()),
-    "Route": exec_pb2.RouteResponse(
-        decision=exec_pb2.RoutingDecision(
-            pattern_type=exec_pb2.PATTERN_TYPE_MEMORY,
+    "Execute": ExecuteResponse(result=canned_result()),
+    "Route": RouteResponse(
+        decision=RoutingDecision(
+            pattern_type=PATTERN_TYPE_MEMORY,
             pattern_name="recall",
             confidence=0.9,
             reasoning="trigger matched",
             estimated_cost=200,
-            alternative_routes=[exec_pb2.RouteAlternative(pattern_name="search", score=0.5)],
+            alternative_routes=[RouteAlternative(pattern_name="search", score=0.5)],
             match_source="trigger",
         )
     ),
-    "RegisterBatch": exec_pb2.RegisterBatchResponse(created_count=1, registry_version=7),
-    "ListPatternDefinitions": exec_pb2.ListPatternDefinitionsResponse(
-        pattern_definitions=[exec_pb2.PatternDefinition(name="a")], total_size=1
+    "RegisterBatch": RegisterBatchResponse(created_count=1, registry_version=7),
+    "ListPatternDefinitions": ListPatternDefinitionsResponse(
+        pattern_definitions=[PatternDefinition(name="a")], total_size=1
     ),
-    "DeletePatternDefinition": exec_pb2.DeletePatternDefinitionResponse(registry_version=8),
-    "GetStats": exec_pb2.GetStatsResponse(engine=exec_pb2.EngineStats(total_executions=3, success_rate=1.0)),
-    "MatchPatterns": learn_pb2.MatchPatternsResponse(
-        matched_patterns=[
-            learn_pb2.PatternMatch(name="cache_api", confidence_score=0.8, recommendations=["add cache"])
-        ],
+    "DeletePatternDefinition": DeletePatternDefinitionResponse(registry_version=8),
+    "GetStats": GetStatsResponse(engine=EngineStats(total_executions=3, success_rate=1.0)),
+    "MatchPatterns": MatchPatternsResponse(
+        matched_patterns=[PatternMatch(name="cache_api", confidence_score=0.8, recommendations=["add cache"])],
         total_matches=1,
-        query_metadata=learn_pb2.QueryMetadata(query_time_ms=2.0, embedding_model="test-model"),
+        query_metadata=QueryMetadata(query_time_ms=2.0, embedding_model="test-model"),
     ),
-    "CreateSuccessPattern": learn_pb2.CreateSuccessPatternResponse(success_pattern=SUCCESS_PATTERN),
-    "GetSuccessPattern": learn_pb2.GetSuccessPatternResponse(success_pattern=SUCCESS_PATTERN),
-    "ListSuccessPatterns": learn_pb2.ListSuccessPatternsResponse(success_patterns=[SUCCESS_PATTERN], total_size=1),
-    "UpdateSuccessPattern": learn_pb2.UpdateSuccessPatternResponse(success_pattern=SUCCESS_PATTERN),
-    "DeleteSuccessPattern": learn_pb2.DeleteSuccessPatternResponse(detached_pattern_ids=["id-2"]),
-    "RecordPatternOutcome": learn_pb2.RecordPatternOutcomeResponse(success_pattern=SUCCESS_PATTERN),
+    "CreateSuccessPattern": CreateSuccessPatternResponse(success_pattern=SUCCESS_PATTERN),
+    "GetSuccessPattern": GetSuccessPatternResponse(success_pattern=SUCCESS_PATTERN),
+    "ListSuccessPatterns": ListSuccessPatternsResponse(success_patterns=[SUCCESS_PATTERN], total_size=1),
+    "UpdateSuccessPattern": UpdateSuccessPatternResponse(success_pattern=SUCCESS_PATTERN),
+    "DeleteSuccessPattern": DeleteSuccessPatternResponse(detached_pattern_ids=["id-2"]),
+    "RecordPatternOutcome": RecordPatternOutcomeResponse(success_pattern=SUCCESS_PATTERN),
 }
 
 
@@ -149,7 +171,7 @@ class FakeExecutionService(exec_grpc.PatternExecutionServiceServicer):
     async def GetStats(self, request: Any, context: Any) -> Any:
         return await self.r.handle("GetStats", request, context)
 
-    async def ExecuteMany(self, request_iterator: Any, context: Any) -> AsyncIterator[exec_pb2.ExecuteManyResponse]:
+    async def ExecuteMany(self, request_iterator: Any, context: Any) -> AsyncIterator[ExecuteManyResponse]:
         r = self.r
         r.metadata["ExecuteMany"] = [(m.key, m.value) for m in context.invocation_metadata() or ()]
         r.time_remaining["ExecuteMany"] = context.time_remaining()
@@ -169,7 +191,7 @@ class FakeExecutionService(exec_grpc.PatternExecutionServiceServicer):
             yield execute_many_item(request)
 
 
-def execute_many_item(request: exec_pb2.ExecuteManyRequest) -> exec_pb2.ExecuteManyResponse:
+def execute_many_item(request: ExecuteManyRequest) -> ExecuteManyResponse:
     """``bad...`` queries get an in-band INVALID_ARGUMENT; others a result named after the query."""
     if request.query.startswith("bad"):
         status = rich_status(
@@ -179,12 +201,12 @@ def execute_many_item(request: exec_pb2.ExecuteManyRequest) -> exec_pb2.ExecuteM
                 field_violations=[error_details_pb2.BadRequest.FieldViolation(field="query", description="bad query")]
             ),
         )
-        return exec_pb2.ExecuteManyResponse(request_id=request.request_id, status=status)
+        return ExecuteManyResponse(request_id=request.request_id, status=status)
     result = canned_result(request.query[:50])
-    result.metadata.update({"mode": exec_pb2.ExecutionMode.Name(request.execution_mode)})
+    result.metadata.update({"mode": ExecutionMode.Name(request.execution_mode)})
     if request.HasField("context"):
         result.metadata.update({"context": dict(request.context)})
-    return exec_pb2.ExecuteManyResponse(request_id=request.request_id, result=result)
+    return ExecuteManyResponse(request_id=request.request_id, result=result)
 
 
 class FakeLearningService(learn_grpc.PatternLearningServiceServicer):

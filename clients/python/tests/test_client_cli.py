@@ -16,7 +16,7 @@ from google.rpc import error_details_pb2
 
 from fake_pattern_server import TestServer, rich_status
 from tmws.pattern.client._cli import main
-from tmws.pattern.v1 import pattern_execution_service_pb2 as exec_pb2
+from tmws.pattern.v1 import EXECUTION_MODE_COMPREHENSIVE, EXECUTION_MODE_FAST
 
 
 @dataclass
@@ -74,7 +74,7 @@ async def test_execute(server: TestServer) -> None:
     assert out["routing"]["match_source"] == "trigger"
     request = server.recorder.last("Execute")
     assert request.query == "check health"
-    assert request.execution_mode == exec_pb2.EXECUTION_MODE_FAST
+    assert request.execution_mode == EXECUTION_MODE_FAST
     assert dict(request.context) == {"agent": "ops"}
     assert request.HasField("use_cache") and not request.use_cache
     assert ("authorization", "Bearer t") in server.recorder.metadata["Execute"]
@@ -95,7 +95,7 @@ async def test_route(server: TestServer) -> None:
     assert out["pattern_name"] == "recall"
     assert out["pattern_type"] == "PATTERN_TYPE_MEMORY"
     assert out["alternative_routes"][0]["pattern_name"] == "search"
-    assert server.recorder.last("Route").execution_mode == exec_pb2.EXECUTION_MODE_COMPREHENSIVE
+    assert server.recorder.last("Route").execution_mode == EXECUTION_MODE_COMPREHENSIVE
 
 
 async def test_match(server: TestServer) -> None:
@@ -165,7 +165,7 @@ async def test_execute_many_plain_lines_from_stdin(server: TestServer) -> None:
     assert [line["request_id"] for line in lines] == ["1", "3"]  # request_id = line number; blank lines skipped
     assert lines[0]["result"]["pattern_name"] == "check health"
     assert lines[1]["result"]["pattern_name"] == "recall notes"
-    assert all(r.execution_mode == exec_pb2.EXECUTION_MODE_FAST for r in server.recorder.requests["ExecuteMany"])
+    assert all(r.execution_mode == EXECUTION_MODE_FAST for r in server.recorder.requests["ExecuteMany"])
     assert run.err == ""  # no progress bar when stderr is not a terminal
 
 

@@ -11,7 +11,13 @@ import pytest
 import tmws.pattern.client as pc
 from fake_pattern_server import TestServer, rich_status
 from tmws.pattern.client import ExecuteManyOutcome, PatternClient
-from tmws.pattern.v1 import pattern_execution_service_pb2 as exec_pb2
+from tmws.pattern.v1 import (
+    EXECUTION_MODE_BALANCED,
+    EXECUTION_MODE_COMPREHENSIVE,
+    EXECUTION_MODE_FAST,
+    ExecuteManyRequest,
+    ExecuteManyResponse,
+)
 
 
 async def test_results_and_in_band_statuses(client: PatternClient, server: TestServer) -> None:
@@ -19,7 +25,7 @@ async def test_results_and_in_band_statuses(client: PatternClient, server: TestS
         ("1", "check health"),
         ("2", "bad query", "fast"),
         ("3", "recall notes", "comprehensive", {"agent": "ops"}),
-        exec_pb2.ExecuteManyRequest(request_id="4", query="as message", execution_mode=exec_pb2.EXECUTION_MODE_FAST),
+        ExecuteManyRequest(request_id="4", query="as message", execution_mode=EXECUTION_MODE_FAST),
     ]
     outcomes = {o.request_id: o async for o in client.execute_many(items, execution_mode="balanced", use_cache=False)}
     assert set(outcomes) == {"1", "2", "3", "4"}
@@ -39,12 +45,12 @@ async def test_results_and_in_band_statuses(client: PatternClient, server: TestS
         failed.unwrap()
 
     sent = {r.request_id: r for r in server.recorder.requests["ExecuteMany"]}
-    assert sent["1"].execution_mode == exec_pb2.EXECUTION_MODE_BALANCED  # the default for tuples
+    assert sent["1"].execution_mode == EXECUTION_MODE_BALANCED  # the default for tuples
     assert sent["1"].HasField("use_cache") and sent["1"].use_cache is False
-    assert sent["2"].execution_mode == exec_pb2.EXECUTION_MODE_FAST
-    assert sent["3"].execution_mode == exec_pb2.EXECUTION_MODE_COMPREHENSIVE
+    assert sent["2"].execution_mode == EXECUTION_MODE_FAST
+    assert sent["3"].execution_mode == EXECUTION_MODE_COMPREHENSIVE
     assert dict(sent["3"].context) == {"agent": "ops"}
-    assert sent["4"].execution_mode == exec_pb2.EXECUTION_MODE_FAST  # messages are sent as they are
+    assert sent["4"].execution_mode == EXECUTION_MODE_FAST  # messages are sent as they are
     assert not sent["4"].HasField("use_cache")
 
 
@@ -184,5 +190,5 @@ async def test_early_exit_cancels_the_call(client: PatternClient, server: TestSe
 
 
 def test_outcome_without_result_or_status() -> None:
-    outcome = ExecuteManyOutcome.from_response(exec_pb2.ExecuteManyResponse(request_id="x"))
+    outcome = ExecuteManyOutcome.from_response(ExecuteManyResponse(request_id="x"))
     assert isinstance(outcome.error, pc.Unknown)

@@ -16,8 +16,31 @@ from tmws.pattern.client import (
     parse_pattern_type,
     parse_success_pattern_status,
 )
-from tmws.pattern.v1 import pattern_execution_service_pb2 as exec_pb2
-from tmws.pattern.v1 import pattern_learning_service_pb2 as learn_pb2
+from tmws.pattern.v1 import (
+    EXECUTION_MODE_BALANCED,
+    EXECUTION_MODE_COMPREHENSIVE,
+    EXECUTION_MODE_FAST,
+    EXECUTION_MODE_UNSPECIFIED,
+    PATTERN_TYPE_HYBRID,
+    PATTERN_TYPE_MEMORY,
+    SUCCESS_PATTERN_STATUS_ACTIVE,
+    SUCCESS_PATTERN_STATUS_ARCHIVED,
+    SUCCESS_PATTERN_STATUS_DRAFT,
+    ExecuteRequest,
+    GetStatsRequest,
+    ListPatternDefinitionsRequest,
+    ListPatternDefinitionsResponse,
+    ListSuccessPatternsRequest,
+    ListSuccessPatternsResponse,
+    MatchPatternsRequest,
+    PatternDefinition,
+    PatternMatchFilters,
+    RecordPatternOutcomeRequest,
+    RegisterBatchRequest,
+    RouteRequest,
+    SuccessPattern,
+    UpdateSuccessPatternRequest,
+)
 
 
 def _struct(value: dict[str, object]) -> struct_pb2.Struct:
@@ -32,7 +55,7 @@ async def test_execute_builds_request_and_returns_result(client: PatternClient, 
     )
     assert result == CANNED["Execute"].result  # type: ignore[attr-defined]
     request = server.recorder.last("Execute")
-    assert request == exec_pb2.ExecuteRequest(
+    assert request == ExecuteRequest(
         query="check health",
         execution_mode=ExecutionMode.Value("EXECUTION_MODE_FAST"),
         context=_struct({"agent": "ops", "tags": ["a", "b"], "limit": 5}),
@@ -43,15 +66,15 @@ async def test_execute_builds_request_and_returns_result(client: PatternClient, 
 async def test_execute_defaults_leave_optional_fields_unset(client: PatternClient, server: TestServer) -> None:
     await client.execute("q")
     request = server.recorder.last("Execute")
-    assert request.execution_mode == exec_pb2.EXECUTION_MODE_UNSPECIFIED
+    assert request.execution_mode == EXECUTION_MODE_UNSPECIFIED
     assert not request.HasField("context")
     assert not request.HasField("use_cache")
 
 
 async def test_execute_accepts_enum_values_and_struct(client: PatternClient, server: TestServer) -> None:
-    await client.execute("q", execution_mode=exec_pb2.EXECUTION_MODE_COMPREHENSIVE, context=_struct({"x": 1}))
+    await client.execute("q", execution_mode=EXECUTION_MODE_COMPREHENSIVE, context=_struct({"x": 1}))
     request = server.recorder.last("Execute")
-    assert request.execution_mode == exec_pb2.EXECUTION_MODE_COMPREHENSIVE
+    assert request.execution_mode == EXECUTION_MODE_COMPREHENSIVE
     assert request.context == _struct({"x": 1})
 
 
@@ -66,16 +89,16 @@ async def test_execute_rejects_bad_arguments_locally(client: PatternClient, serv
 async def test_route(client: PatternClient, server: TestServer) -> None:
     decision = await client.route("recall notes", execution_mode="balanced", context={"agent": "a"})
     assert decision == CANNED["Route"].decision  # type: ignore[attr-defined]
-    assert server.recorder.last("Route") == exec_pb2.RouteRequest(
-        query="recall notes", execution_mode=exec_pb2.EXECUTION_MODE_BALANCED, context=_struct({"agent": "a"})
+    assert server.recorder.last("Route") == RouteRequest(
+        query="recall notes", execution_mode=EXECUTION_MODE_BALANCED, context=_struct({"agent": "a"})
     )
 
 
 async def test_register_batch(client: PatternClient, server: TestServer) -> None:
-    definition = exec_pb2.PatternDefinition(name="p", pattern_type=exec_pb2.PATTERN_TYPE_MEMORY, trigger_pattern="x")
+    definition = PatternDefinition(name="p", pattern_type=PATTERN_TYPE_MEMORY, trigger_pattern="x")
     response = await client.register_batch([definition], validate_only=True)
     assert response == CANNED["RegisterBatch"]
-    assert server.recorder.last("RegisterBatch") == exec_pb2.RegisterBatchRequest(
+    assert server.recorder.last("RegisterBatch") == RegisterBatchRequest(
         pattern_definitions=[definition], validate_only=True
     )
 
@@ -83,8 +106,8 @@ async def test_register_batch(client: PatternClient, server: TestServer) -> None
 async def test_list_and_delete_pattern_definitions(client: PatternClient, server: TestServer) -> None:
     page = await client.list_pattern_definitions(page_size=10, page_token="t", pattern_type="hybrid")
     assert page == CANNED["ListPatternDefinitions"]
-    assert server.recorder.last("ListPatternDefinitions") == exec_pb2.ListPatternDefinitionsRequest(
-        page_size=10, page_token="t", pattern_type=exec_pb2.PATTERN_TYPE_HYBRID
+    assert server.recorder.last("ListPatternDefinitions") == ListPatternDefinitionsRequest(
+        page_size=10, page_token="t", pattern_type=PATTERN_TYPE_HYBRID
     )
     deleted = await client.delete_pattern_definition("p")
     assert deleted.registry_version == 8
@@ -93,11 +116,11 @@ async def test_list_and_delete_pattern_definitions(client: PatternClient, server
 
 async def test_iter_all_pattern_definitions_follows_page_tokens(client: PatternClient, server: TestServer) -> None:
     server.recorder.pages["ListPatternDefinitions"] = [
-        exec_pb2.ListPatternDefinitionsResponse(
-            pattern_definitions=[exec_pb2.PatternDefinition(name="a"), exec_pb2.PatternDefinition(name="b")],
+        ListPatternDefinitionsResponse(
+            pattern_definitions=[PatternDefinition(name="a"), PatternDefinition(name="b")],
             next_page_token="2",
         ),
-        exec_pb2.ListPatternDefinitionsResponse(pattern_definitions=[exec_pb2.PatternDefinition(name="c")]),
+        ListPatternDefinitionsResponse(pattern_definitions=[PatternDefinition(name="c")]),
     ]
     names = [d.name async for d in client.iter_all_pattern_definitions(page_size=2, pattern_type="memory")]
     assert names == ["a", "b", "c"]
@@ -109,7 +132,7 @@ async def test_iter_all_pattern_definitions_follows_page_tokens(client: PatternC
 async def test_get_stats(client: PatternClient, server: TestServer) -> None:
     stats = await client.get_stats()
     assert stats.engine.total_executions == 3
-    assert server.recorder.last("GetStats") == exec_pb2.GetStatsRequest()
+    assert server.recorder.last("GetStats") == GetStatsRequest()
 
 
 async def test_match_patterns(client: PatternClient, server: TestServer) -> None:
@@ -126,13 +149,13 @@ async def test_match_patterns(client: PatternClient, server: TestServer) -> None
         min_confidence=0.4,
     )
     assert response == CANNED["MatchPatterns"]
-    assert server.recorder.last("MatchPatterns") == learn_pb2.MatchPatternsRequest(
+    assert server.recorder.last("MatchPatterns") == MatchPatternsRequest(
         intent="speed up api",
         context="p99 too high",
         requirements=["< 50 ms"],
-        filters=learn_pb2.PatternMatchFilters(
+        filters=PatternMatchFilters(
             pattern_types=["api_optimization"],
-            statuses=[learn_pb2.SUCCESS_PATTERN_STATUS_ACTIVE, learn_pb2.SUCCESS_PATTERN_STATUS_DRAFT],
+            statuses=[SUCCESS_PATTERN_STATUS_ACTIVE, SUCCESS_PATTERN_STATUS_DRAFT],
             tags=["api"],
             min_quality_score=0.5,
             min_success_rate=0.6,
@@ -150,7 +173,7 @@ async def test_match_patterns_optional_filters_unset(client: PatternClient, serv
 
 
 async def test_success_pattern_crud(client: PatternClient, server: TestServer) -> None:
-    new = learn_pb2.SuccessPattern(name="cache_api", pattern_type="api_optimization")
+    new = SuccessPattern(name="cache_api", pattern_type="api_optimization")
     assert await client.create_success_pattern(new) == SUCCESS_PATTERN
     assert server.recorder.last("CreateSuccessPattern").success_pattern == new
 
@@ -159,13 +182,13 @@ async def test_success_pattern_crud(client: PatternClient, server: TestServer) -
 
     page = await client.list_success_patterns(page_size=3, page_token="t", pattern_type="x", statuses=["archived"])
     assert page == CANNED["ListSuccessPatterns"]
-    assert server.recorder.last("ListSuccessPatterns") == learn_pb2.ListSuccessPatternsRequest(
-        page_size=3, page_token="t", pattern_type="x", statuses=[learn_pb2.SUCCESS_PATTERN_STATUS_ARCHIVED]
+    assert server.recorder.last("ListSuccessPatterns") == ListSuccessPatternsRequest(
+        page_size=3, page_token="t", pattern_type="x", statuses=[SUCCESS_PATTERN_STATUS_ARCHIVED]
     )
 
-    updated = learn_pb2.SuccessPattern(pattern_id="id-1", tags=["t"])
+    updated = SuccessPattern(pattern_id="id-1", tags=["t"])
     assert await client.update_success_pattern(updated, ["tags", "status"]) == SUCCESS_PATTERN
-    assert server.recorder.last("UpdateSuccessPattern") == learn_pb2.UpdateSuccessPatternRequest(
+    assert server.recorder.last("UpdateSuccessPattern") == UpdateSuccessPatternRequest(
         success_pattern=updated, update_mask=field_mask_pb2.FieldMask(paths=["tags", "status"])
     )
     await client.update_success_pattern(updated, "name, tags")
@@ -177,20 +200,18 @@ async def test_success_pattern_crud(client: PatternClient, server: TestServer) -
     assert server.recorder.last("DeleteSuccessPattern").force
 
     await client.list_success_patterns(parent_pattern_id="id-0", tags=["a", "b"], name_prefix="cache")
-    assert server.recorder.last("ListSuccessPatterns") == learn_pb2.ListSuccessPatternsRequest(
+    assert server.recorder.last("ListSuccessPatterns") == ListSuccessPatternsRequest(
         parent_pattern_id="id-0", tags=["a", "b"], name_prefix="cache"
     )
 
     assert await client.record_pattern_outcome("id-1", True) == SUCCESS_PATTERN
-    assert server.recorder.last("RecordPatternOutcome") == learn_pb2.RecordPatternOutcomeRequest(
-        pattern_id="id-1", success=True
-    )
+    assert server.recorder.last("RecordPatternOutcome") == RecordPatternOutcomeRequest(pattern_id="id-1", success=True)
 
 
 async def test_iter_all_success_patterns(client: PatternClient, server: TestServer) -> None:
     server.recorder.pages["ListSuccessPatterns"] = [
-        learn_pb2.ListSuccessPatternsResponse(success_patterns=[SUCCESS_PATTERN], next_page_token="n"),
-        learn_pb2.ListSuccessPatternsResponse(success_patterns=[SUCCESS_PATTERN]),
+        ListSuccessPatternsResponse(success_patterns=[SUCCESS_PATTERN], next_page_token="n"),
+        ListSuccessPatternsResponse(success_patterns=[SUCCESS_PATTERN]),
     ]
     patterns = [p async for p in client.iter_all_success_patterns(statuses=["active"])]
     assert len(patterns) == 2
@@ -244,10 +265,10 @@ async def test_wait_until_ready(client: PatternClient) -> None:
 
 def test_enum_helpers() -> None:
     assert parse_execution_mode("FAST") == ExecutionMode.Value("EXECUTION_MODE_FAST")
-    assert parse_execution_mode(" comprehensive ") == exec_pb2.EXECUTION_MODE_COMPREHENSIVE
-    assert parse_execution_mode("EXECUTION_MODE_BALANCED") == exec_pb2.EXECUTION_MODE_BALANCED
-    assert parse_execution_mode(None) == exec_pb2.EXECUTION_MODE_UNSPECIFIED
-    assert parse_execution_mode(1) == exec_pb2.EXECUTION_MODE_FAST
+    assert parse_execution_mode(" comprehensive ") == EXECUTION_MODE_COMPREHENSIVE
+    assert parse_execution_mode("EXECUTION_MODE_BALANCED") == EXECUTION_MODE_BALANCED
+    assert parse_execution_mode(None) == EXECUTION_MODE_UNSPECIFIED
+    assert parse_execution_mode(1) == EXECUTION_MODE_FAST
     assert parse_pattern_type("infrastructure") == PatternType.Value("PATTERN_TYPE_INFRASTRUCTURE")
     assert parse_success_pattern_status("deprecated") == SuccessPatternStatus.Value("SUCCESS_PATTERN_STATUS_DEPRECATED")
     with pytest.raises(ValueError):

@@ -25,24 +25,24 @@ CONSUMER = textwrap.dedent(
     import grpc
 
     from tmws.pattern.client import PatternClient, PatternServiceError
-    from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
+    from tmws.pattern.v1 import ExecuteRequest, ExecutionResult, PatternDefinition
     from tmws.pattern.v1 import pattern_execution_service_pb2_grpc as pe_grpc
 
 
     async def typed_client(target: str) -> int:
         async with PatternClient.connect(target) as client:
             try:
-                result: pe.ExecutionResult = await client.execute("calculate 1 + 1")
+                result: ExecutionResult = await client.execute("calculate 1 + 1")
             except PatternServiceError as error:
                 return error.code.value[0]
-            definition: pe.PatternDefinition = await client.get_pattern_definition("quick_calculation")
+            definition: PatternDefinition = await client.get_pattern_definition("quick_calculation")
             return result.tokens_used + definition.priority
 
 
     async def generated_stub(target: str) -> str:
         async with grpc.aio.insecure_channel(target) as channel:
             stub = pe_grpc.PatternExecutionServiceStub(channel)
-            response = await stub.Execute(pe.ExecuteRequest(query="calculate 2 + 2"))
+            response = await stub.Execute(ExecuteRequest(query="calculate 2 + 2"))
             return response.result.pattern_name
     """
 )

@@ -22,6 +22,7 @@ from pattern_service.store.embeddings import HashingEmbedder
 from pattern_service.store.learning import SqlLearningStore
 from pattern_service.store.memories import SqlMemoryStore
 from pattern_service.store.outbox import VectorSync
+from pattern_service.store.vector_bindings import VECTOR_BINDINGS
 from pattern_service.store.vectors.edge import EdgeVectorIndex
 
 #: The SQL backends every store test runs on.
@@ -88,7 +89,7 @@ async def sql_sync(
     sql_db: Database, sql_index: EdgeVectorIndex, sql_embedder: HashingEmbedder
 ) -> AsyncIterator[VectorSync]:
     """A VectorSync with both collections ensured (background task not started)."""
-    sync = VectorSync(sql_db, sql_index, sql_embedder, interval=0.05)
+    sync = VectorSync(sql_db, sql_index, sql_embedder, VECTOR_BINDINGS, interval=0.05)
     await sync.ensure_collections()
     yield sync
     await sync.stop()

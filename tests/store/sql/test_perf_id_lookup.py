@@ -19,6 +19,7 @@ from pattern_service.store.db import Database
 from pattern_service.store.embeddings import HashingEmbedder
 from pattern_service.store.learning import SqlLearningStore
 from pattern_service.store.memories import SqlMemoryStore
+from pattern_service.store.memory_binding import MEMORY_BINDING
 from pattern_service.store.outbox import VectorSync
 from pattern_service.store.vectors.base import ScoredPoint, VectorFilter, VectorIndex
 from pattern_service.store.vectors.edge import EdgeVectorIndex
@@ -48,12 +49,15 @@ class _LeakyIndex:
 async def test_recall_never_returns_another_tenants_row_even_if_the_index_does(
     sql_db: Database, sql_index: EdgeVectorIndex, sql_embedder: HashingEmbedder, sql_sync: VectorSync
 ) -> None:
+
     writer = SqlMemoryStore(sql_db, sql_index, sql_embedder, sql_sync)
     mine = await writer.store(NewMemory(tenant_id="a", content="deploy checklist for payments", tags=("deploy",)))
     await writer.store(NewMemory(tenant_id="b", content="deploy checklist for payments", tags=("deploy",)))
     await writer.store(NewMemory(tenant_id="b", content="deploy checklist for payments service", importance=0.9))
     leaky = SqlMemoryStore(sql_db, _LeakyIndex(sql_index), sql_embedder, sql_sync)  # type: ignore[arg-type]
-    assert len(await sql_index.search("memory_embeddings", (await sql_embedder.embed(["deploy"]))[0], limit=10)) == 3
+    assert (
+        len(await sql_index.search(MEMORY_BINDING.collection, (await sql_embedder.embed(["deploy"]))[0], limit=10)) == 3
+    )
 
     got = await leaky.recall("a", "deploy checklist for payments", MemoryFilter(), 10)
     assert [m.memory_id for m in got] == [mine.memory_id]

@@ -11,9 +11,12 @@ from sqlalchemy import delete
 from pattern_service.domain import Memory, MemoryFilter, NewMemory
 from pattern_service.store.db import Database
 from pattern_service.store.memories import SqlMemoryStore
+from pattern_service.store.memory_binding import MEMORY_BINDING
 from pattern_service.store.orm import MemoryRow
-from pattern_service.store.outbox import MEMORY_COLLECTION, VectorSync
+from pattern_service.store.outbox import VectorSync
 from pattern_service.store.vectors.edge import EdgeVectorIndex
+
+MEMORY_COLLECTION = MEMORY_BINDING.collection
 
 A, B = "tenant-a", "tenant-b"
 

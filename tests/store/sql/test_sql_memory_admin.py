@@ -12,9 +12,12 @@ from pattern_service.errors import NotFoundError
 from pattern_service.store.db import Database
 from pattern_service.store.memories import SqlMemoryStore
 from pattern_service.store.memory_admin import SqlMemoryAdmin
+from pattern_service.store.memory_binding import MEMORY_BINDING
 from pattern_service.store.orm import MemoryRow, MemoryTagRow, VectorOutboxRow, utcnow
-from pattern_service.store.outbox import MEMORY_COLLECTION, VectorSync
+from pattern_service.store.outbox import VectorSync
 from pattern_service.store.vectors.edge import EdgeVectorIndex
+
+MEMORY_COLLECTION = MEMORY_BINDING.collection
 
 A, B = "tenant-a", "tenant-b"
 
@@ -79,4 +82,4 @@ async def test_purge_is_tenant_scoped(admin: SqlMemoryAdmin, sql_index: EdgeVect
     count, sample = await admin.purge(A, MemoryFilter(), force=True)
     assert count == 2 and len(sample) == 2
     assert len(await sql_index.list_ids(MEMORY_COLLECTION)) == 1
-    assert (await admin.list(B, MemoryFilter(), order="create_time desc", page_size=10, page_token="")).total_size == 1
+    assert (await admin.list(B, MemoryFilter(), order="create_time desc", page_size=10, after=None)).total_size == 1

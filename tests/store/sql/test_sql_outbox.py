@@ -14,11 +14,17 @@ from pattern_service.errors import FailedPreconditionError, UnavailableError
 from pattern_service.store.db import Database
 from pattern_service.store.embeddings import HashingEmbedder
 from pattern_service.store.learning import SqlLearningStore
+from pattern_service.store.learning_binding import PATTERN_BINDING
 from pattern_service.store.memories import SqlMemoryStore
+from pattern_service.store.memory_binding import MEMORY_BINDING
 from pattern_service.store.orm import VectorOutboxRow
-from pattern_service.store.outbox import MEMORY_COLLECTION, PATTERN_COLLECTION, VectorSync
+from pattern_service.store.outbox import VectorSync
+from pattern_service.store.vector_bindings import VECTOR_BINDINGS
 from pattern_service.store.vectors.base import VectorPoint
 from pattern_service.store.vectors.edge import EdgeVectorIndex
+
+MEMORY_COLLECTION = MEMORY_BINDING.collection
+PATTERN_COLLECTION = PATTERN_BINDING.collection
 
 A = "tenant-a"
 
@@ -53,7 +59,7 @@ async def _stack(
     db: Database, index: EdgeVectorIndex, interval: float = 1.0
 ) -> tuple[VectorSync, SqlMemoryStore, SqlLearningStore]:
     embedder = HashingEmbedder()
-    sync = VectorSync(db, index, embedder, interval=interval)
+    sync = VectorSync(db, index, embedder, VECTOR_BINDINGS, interval=interval)
     await sync.ensure_collections()
     return sync, SqlMemoryStore(db, index, embedder, sync), SqlLearningStore(db, index, embedder, sync)
 
@@ -136,7 +142,7 @@ async def test_closed_index_then_restart_applies_pending(
             late.memory_id
         ]
         assert (await learning2.get(A, pattern.pattern_id)).name == "kept"
-        assert (await learning2.list(A, page_size=10, page_token="")).total_size == 1
+        assert (await learning2.list(A, page_size=10)).total_size == 1
     finally:
         await index2.close()
         await db2.dispose()
@@ -173,7 +179,25 @@ async def test_apply_without_pending_rows_is_a_no_op(sql_sync: VectorSync) -> No
 async def test_collections_refuse_another_model(
     sql_db: Database, sql_sync: VectorSync, sql_index: EdgeVectorIndex
 ) -> None:
-    other = VectorSync(sql_db, sql_index, HashingEmbedder(dimension=64))
+    other = VectorSync(sql_db, sql_index, HashingEmbedder(dimension=64), VECTOR_BINDINGS)
     with pytest.raises(FailedPreconditionError) as info:
         await other.ensure_collections()
     assert info.value.reason == "EMBEDDING_MODEL_MISMATCH"
+
+
+async def test_sync_serves_exactly_the_bindings_it_is_given(sql_db: Database, sql_vector_root: pathlib.Path) -> None:
+    index = EdgeVectorIndex(sql_vector_root)
+    try:
+        embedder = HashingEmbedder()
+        sync = VectorSync(sql_db, index, embedder, (MEMORY_BINDING,))
+        await sync.ensure_collections()
+        memories = SqlMemoryStore(sql_db, index, embedder, sync)
+        m = await memories.store(NewMemory(A, "only memories are mirrored by this syncer"))
+        assert await index.list_ids(MEMORY_COLLECTION) == {m.memory_id}
+        assert await sync.reconcile_all() == {MEMORY_COLLECTION: (0, 0)}
+        with pytest.raises(ValueError):
+            await sync.reconcile(PATTERN_COLLECTION)
+        with pytest.raises(ValueError):
+            VectorSync(sql_db, index, embedder, (MEMORY_BINDING, MEMORY_BINDING))
+    finally:
+        await index.close()

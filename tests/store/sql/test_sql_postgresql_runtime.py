@@ -21,6 +21,7 @@ from pattern_service.store.learning import SqlLearningStore
 from pattern_service.store.memories import SqlMemoryStore
 from pattern_service.store.orm import VectorOutboxRow
 from pattern_service.store.outbox import VectorSync
+from pattern_service.store.vector_bindings import VECTOR_BINDINGS
 from pattern_service.store.vectors.edge import EdgeVectorIndex
 from tmws.pattern.client import PatternClient
 from tmws.pattern.v1 import pattern_learning_service_pb2 as pl
@@ -65,7 +66,7 @@ async def test_many_concurrent_units_of_work_share_a_bounded_pool(
 
     event.listen(db.engine.sync_engine.pool, "checkout", checkout)
     event.listen(db.engine.sync_engine.pool, "checkin", checkin)
-    sync = VectorSync(db, sql_index, sql_embedder, interval=0.05)
+    sync = VectorSync(db, sql_index, sql_embedder, VECTOR_BINDINGS, interval=0.05)
     await sync.ensure_collections()
     learning = SqlLearningStore(db, sql_index, sql_embedder, sync)
     memories = SqlMemoryStore(db, sql_index, sql_embedder, sync)
@@ -78,7 +79,7 @@ async def test_many_concurrent_units_of_work_share_a_bounded_pool(
         ]
         duplicates = [learning.create(T, SuccessPatternInput(pattern_type="ops", name="dup")) for _ in range(8)]
         reads = [memories.search_by_tag(T, ("db",), MemoryFilter(), 100) for _ in range(10)]
-        reads += [learning.list(T, page_size=100, page_token="") for _ in range(10)]
+        reads += [learning.list(T, page_size=100) for _ in range(10)]
         results = await asyncio.gather(*outcomes, *stores, *duplicates, *reads, return_exceptions=True)
 
         dup_results = results[70:78]
@@ -92,7 +93,7 @@ async def test_many_concurrent_units_of_work_share_a_bounded_pool(
         assert final.success_rate == pytest.approx(0.5)
         assert await memories.count(T) == 30
         assert len(await memories.search_by_tag(T, ("db",), MemoryFilter(), 100)) == 15
-        assert (await learning.list(T, page_size=100, page_token="")).total_size == 2
+        assert (await learning.list(T, page_size=100)).total_size == 2
 
         await sync.run_pending()
         async with db.session() as session:

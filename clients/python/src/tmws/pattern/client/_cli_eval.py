@@ -22,7 +22,7 @@ from google.protobuf import json_format
 from tmws.pattern.client._cli_common import Io, UsageError
 from tmws.pattern.client._client import PatternClient
 from tmws.pattern.client._convert import TimeoutLike
-from tmws.pattern.v1 import pattern_execution_service_pb2 as exec_pb2
+from tmws.pattern.v1 import RoutingEvaluation
 
 __all__ = ["add_parser", "read_labelled", "run_eval"]
 
@@ -88,7 +88,7 @@ def read_labelled(path: str) -> list[Labelled]:
     return rows
 
 
-def _table(e: exec_pb2.RoutingEvaluation, out: IO[str], title: str) -> None:
+def _table(e: RoutingEvaluation, out: IO[str], title: str) -> None:
     w = out.write
     w(f"{title}: {e.utterance_count} utterances ({e.in_scope_count} in scope, {e.out_of_scope_count} out of scope)\n")
     w(f"  accuracy               {e.accuracy:.3f}\n")
@@ -108,7 +108,7 @@ def _table(e: exec_pb2.RoutingEvaluation, out: IO[str], title: str) -> None:
             w(f"    {expected} -> {predicted}: {c.count}   e.g. {c.examples[0]!r}\n")
 
 
-def plot(e: exec_pb2.RoutingEvaluation, path: str) -> None:
+def plot(e: RoutingEvaluation, path: str) -> None:
     """Write a PNG: the confusion matrix (rows expected, columns routed to) and the reliability diagram.
 
     Raises:

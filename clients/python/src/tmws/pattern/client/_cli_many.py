@@ -27,7 +27,7 @@ from tmws.pattern.client._client import PatternClient
 from tmws.pattern.client._convert import DEFAULT, TimeoutLike, to_struct
 from tmws.pattern.client._enums import parse_execution_mode
 from tmws.pattern.client._stream import ExecuteManyOutcome
-from tmws.pattern.v1 import pattern_execution_service_pb2 as exec_pb2
+from tmws.pattern.v1 import ExecuteManyRequest
 
 _READ_BATCH_BYTES = 64 * 1024
 MODES = ("fast", "balanced", "comprehensive")
@@ -150,9 +150,7 @@ async def _read_lines(stream: IO[str]) -> AsyncIterator[str]:
             yield line
 
 
-def parse_line(
-    line: str, line_number: int, default_mode: str | None, use_cache: bool | None
-) -> exec_pb2.ExecuteManyRequest:
+def parse_line(line: str, line_number: int, default_mode: str | None, use_cache: bool | None) -> ExecuteManyRequest:
     """Parse one input line into a request.
 
     Raises:
@@ -165,9 +163,7 @@ def parse_line(
             default = parse_execution_mode(default_mode)
         except ValueError as exc:
             raise LineError(str(line_number), f"line {line_number}: {exc}") from exc
-        return exec_pb2.ExecuteManyRequest(
-            request_id=str(line_number), query=text, execution_mode=default, use_cache=use_cache
-        )
+        return ExecuteManyRequest(request_id=str(line_number), query=text, execution_mode=default, use_cache=use_cache)
     try:
         item = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -191,7 +187,7 @@ def parse_line(
         line_cache = item.get("use_cache", use_cache)
         if line_cache is not None and not isinstance(line_cache, bool):
             raise ValueError('"use_cache" must be a boolean')
-        return exec_pb2.ExecuteManyRequest(
+        return ExecuteManyRequest(
             request_id=rid,
             query=query,
             execution_mode=parse_execution_mode(mode if mode is not None else default_mode),
@@ -236,7 +232,7 @@ async def execute_many(client: PatternClient, args: argparse.Namespace, io: Io, 
             write_line({"request_id": outcome.request_id, "error": error_to_dict(outcome.error)}, io.out)
             progress.update(True)
 
-    async def requests() -> AsyncIterator[exec_pb2.ExecuteManyRequest]:
+    async def requests() -> AsyncIterator[ExecuteManyRequest]:
         line_number = 0
         async for line in _read_lines(stream):
             line_number += 1

@@ -42,7 +42,7 @@ from tmws.pattern.client._client import PatternClient
 from tmws.pattern.client._convert import DEFAULT, TimeoutLike
 from tmws.pattern.client._errors import InvalidArgument
 from tmws.pattern.client._memories import MAX_BATCH_CREATE, memory_filter, new_memory
-from tmws.pattern.v1 import memory_service_pb2 as mem_pb2
+from tmws.pattern.v1 import Memory, MemoryFilter
 
 _REQUEST_INDEX = re.compile(r"^requests\[(\d+)\]")
 #: Deadline in seconds of one import chunk without ``--timeout``: the server answers once the
@@ -71,7 +71,7 @@ def _add_filter(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--created-before", type=_timestamp, default=None, help="RFC 3339, inclusive")
 
 
-def _filter(args: argparse.Namespace) -> mem_pb2.MemoryFilter:
+def _filter(args: argparse.Namespace) -> MemoryFilter:
     return memory_filter(
         agent_id=args.agent,
         memory_type=args.memory_type,
@@ -188,7 +188,7 @@ def _snake(name: str) -> str:
 async def _update(client: PatternClient, args: argparse.Namespace, io: Io, timeout: TimeoutLike) -> int:
     raw = json_object(args.json)
     try:
-        memory = json_format.ParseDict(raw, mem_pb2.Memory())
+        memory = json_format.ParseDict(raw, Memory())
     except json_format.ParseError as exc:
         raise UsageError(f"not a Memory: {exc}") from exc
     memory.memory_id = args.memory_id
@@ -244,9 +244,9 @@ def _count_lines(stream: IO[str]) -> int | None:
         return None
 
 
-async def _chunks(stream: IO[str], size: int) -> AsyncIterator[list[tuple[int, mem_pb2.Memory]]]:
+async def _chunks(stream: IO[str], size: int) -> AsyncIterator[list[tuple[int, Memory]]]:
     """(line number, memory) chunks of ``size``; a bad line raises before its chunk is yielded."""
-    chunk: list[tuple[int, mem_pb2.Memory]] = []
+    chunk: list[tuple[int, Memory]] = []
     number = 0
     while True:
         lines = await asyncio.to_thread(stream.readlines, 1 << 16)
@@ -257,7 +257,7 @@ async def _chunks(stream: IO[str], size: int) -> AsyncIterator[list[tuple[int, m
             if not line.strip():
                 continue
             try:
-                chunk.append((number, json_format.Parse(line, mem_pb2.Memory())))
+                chunk.append((number, json_format.Parse(line, Memory())))
             except json_format.ParseError as exc:
                 raise UsageError(f"line {number}: not a Memory JSON object: {exc}") from exc
             if len(chunk) >= size:

@@ -29,7 +29,7 @@ from tmws.pattern.client._cli_common import (
 from tmws.pattern.client._client import PatternClient
 from tmws.pattern.client._convert import TimeoutLike
 from tmws.pattern.client._patterns_yaml import PatternFileError, comparable, dump_pattern_file, load_pattern_file
-from tmws.pattern.v1 import pattern_execution_service_pb2 as exec_pb2
+from tmws.pattern.v1 import PatternDefinition
 
 #: Largest ``RegisterBatch`` the server accepts.
 MAX_BATCH = 1000
@@ -88,7 +88,7 @@ def _write_text(path: str, text: str) -> None:
         handle.write(text)
 
 
-async def _all(client: PatternClient, timeout: TimeoutLike) -> list[exec_pb2.PatternDefinition]:
+async def _all(client: PatternClient, timeout: TimeoutLike) -> list[PatternDefinition]:
     return [d async for d in client.iter_all_pattern_definitions(page_size=1000, timeout=timeout)]
 
 
@@ -131,7 +131,7 @@ async def _apply(client: PatternClient, args: argparse.Namespace, io: Io, timeou
         raise UsageError(str(exc)) from exc
     current = {d.name: d for d in await _all(client, timeout)}
     # The server's own validation and normal form (what it would store), so that the diff is exact.
-    normalized: list[exec_pb2.PatternDefinition] = []
+    normalized: list[PatternDefinition] = []
     for start in range(0, len(desired), MAX_BATCH):
         checked = await client.register_batch(desired[start : start + MAX_BATCH], validate_only=True, timeout=timeout)
         normalized.extend(checked.pattern_definitions)
@@ -143,7 +143,7 @@ async def _apply(client: PatternClient, args: argparse.Namespace, io: Io, timeou
         "unchanged": [],
         "not_in_file": [],
     }
-    to_register: list[exec_pb2.PatternDefinition] = []
+    to_register: list[PatternDefinition] = []
     for wanted, original in zip(normalized, desired, strict=True):
         existing = current.get(wanted.name)
         if existing is None:

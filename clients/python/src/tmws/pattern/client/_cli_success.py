@@ -20,7 +20,7 @@ from tmws.pattern.client._cli_common import EXIT_OK, Io, UsageError, message_to_
 from tmws.pattern.client._client import PatternClient
 from tmws.pattern.client._convert import TimeoutLike
 from tmws.pattern.client._enums import parse_success_pattern_status
-from tmws.pattern.v1 import pattern_learning_service_pb2 as learn_pb2
+from tmws.pattern.v1 import SuccessPattern
 
 
 def add_match_arguments(match: argparse.ArgumentParser) -> None:
@@ -91,7 +91,7 @@ def _read(path: str) -> str:
         return handle.read()
 
 
-async def _pattern(args: argparse.Namespace) -> tuple[learn_pb2.SuccessPattern, dict[str, Any]]:
+async def _pattern(args: argparse.Namespace) -> tuple[SuccessPattern, dict[str, Any]]:
     try:
         text = args.json if args.json is not None else await asyncio.to_thread(_read, args.file)
     except OSError as exc:
@@ -103,7 +103,7 @@ async def _pattern(args: argparse.Namespace) -> tuple[learn_pb2.SuccessPattern, 
     if not isinstance(raw, dict):
         raise UsageError("the success pattern must be a JSON object")
     try:
-        return json_format.ParseDict(raw, learn_pb2.SuccessPattern()), raw
+        return json_format.ParseDict(raw, SuccessPattern()), raw
     except json_format.ParseError as exc:
         raise UsageError(f"not a SuccessPattern: {exc}") from exc
 

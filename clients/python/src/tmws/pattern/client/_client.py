@@ -31,9 +31,45 @@ from tmws.pattern.client._errors import Unavailable, from_grpc_error
 from tmws.pattern.client._memories import MemoryMethods
 from tmws.pattern.client._stream import ExecuteManyItem, ExecuteManyStream
 from tmws.pattern.client._version import __version__
-from tmws.pattern.v1 import pattern_execution_service_pb2 as exec_pb2
+from tmws.pattern.v1 import (
+    MATCH_RANKING_LEARNED,
+    MATCH_RANKING_RELEVANCE,
+    MATCH_RANKING_UNSPECIFIED,
+    STATS_SCOPE_PROCESS,
+    STATS_SCOPE_UNSPECIFIED,
+    CreateSuccessPatternRequest,
+    DeletePatternDefinitionRequest,
+    DeletePatternDefinitionResponse,
+    DeleteSuccessPatternRequest,
+    EvaluateRoutingRequest,
+    ExecuteRequest,
+    ExecutionResult,
+    FitRoutingRequest,
+    FitRoutingResponse,
+    GetPatternDefinitionRequest,
+    GetStatsRequest,
+    GetStatsResponse,
+    GetSuccessPatternRequest,
+    LabelledUtterance,
+    ListPatternDefinitionsRequest,
+    ListPatternDefinitionsResponse,
+    ListSuccessPatternsRequest,
+    ListSuccessPatternsResponse,
+    MatchPatternsRequest,
+    MatchPatternsResponse,
+    MatchRanking,
+    PatternDefinition,
+    PatternMatchFilters,
+    RecordPatternOutcomeRequest,
+    RegisterBatchRequest,
+    RegisterBatchResponse,
+    RouteRequest,
+    RoutingDecision,
+    RoutingEvaluation,
+    SuccessPattern,
+    UpdateSuccessPatternRequest,
+)
 from tmws.pattern.v1 import pattern_execution_service_pb2_grpc as exec_grpc
-from tmws.pattern.v1 import pattern_learning_service_pb2 as learn_pb2
 from tmws.pattern.v1 import pattern_learning_service_pb2_grpc as learn_grpc
 
 if TYPE_CHECKING:
@@ -259,7 +295,7 @@ class PatternClient(MemoryMethods):
         keyword_fallback: bool | None = None,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> exec_pb2.ExecutionResult:
+    ) -> ExecutionResult:
         """Execute one query (``Execute``).
 
         Args:
@@ -288,7 +324,7 @@ class PatternClient(MemoryMethods):
             ValueError: If ``execution_mode`` is not an execution mode.
             TypeError: If ``context`` is not JSON-like.
         """
-        request = exec_pb2.ExecuteRequest(
+        request = ExecuteRequest(
             query=query,
             execution_mode=parse_execution_mode(execution_mode),
             context=to_struct(context),
@@ -363,7 +399,7 @@ class PatternClient(MemoryMethods):
         keyword_fallback: bool | None = None,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> exec_pb2.RoutingDecision:
+    ) -> RoutingDecision:
         """Return the routing decision for a query without executing it (``Route``).
 
         Args:
@@ -384,7 +420,7 @@ class PatternClient(MemoryMethods):
             ValueError: If ``execution_mode`` is not an execution mode.
             TypeError: If ``context`` is not JSON-like.
         """
-        request = exec_pb2.RouteRequest(
+        request = RouteRequest(
             query=query,
             execution_mode=parse_execution_mode(execution_mode),
             context=to_struct(context),
@@ -400,7 +436,7 @@ class PatternClient(MemoryMethods):
         execution_mode: ExecutionModeLike = None,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> exec_pb2.RoutingEvaluation:
+    ) -> RoutingEvaluation:
         """Route labelled utterances without executing them and report the quality (``EvaluateRouting``).
 
         Args:
@@ -420,7 +456,7 @@ class PatternClient(MemoryMethods):
             InvalidArgument: An utterance is invalid or names an unknown pattern.
             PatternServiceError: For any other error status.
         """
-        request = exec_pb2.EvaluateRoutingRequest(
+        request = EvaluateRoutingRequest(
             utterances=_utterances(utterances), execution_mode=parse_execution_mode(execution_mode)
         )
         response = await self._unary(self._execution.EvaluateRouting, request, timeout, metadata)
@@ -433,7 +469,7 @@ class PatternClient(MemoryMethods):
         validate_only: bool = False,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> exec_pb2.FitRoutingResponse:
+    ) -> FitRoutingResponse:
         """Fit per-pattern thresholds and the confidence calibration and apply them (``FitRouting``).
 
         Args:
@@ -451,17 +487,17 @@ class PatternClient(MemoryMethods):
             PermissionDenied: The key lacks the ``admin`` scope.
             PatternServiceError: For any other error status.
         """
-        request = exec_pb2.FitRoutingRequest(utterances=_utterances(utterances), validate_only=validate_only)
+        request = FitRoutingRequest(utterances=_utterances(utterances), validate_only=validate_only)
         return await self._unary(self._execution.FitRouting, request, timeout, metadata)
 
     async def register_batch(
         self,
-        pattern_definitions: Iterable[exec_pb2.PatternDefinition],
+        pattern_definitions: Iterable[PatternDefinition],
         *,
         validate_only: bool = False,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> exec_pb2.RegisterBatchResponse:
+    ) -> RegisterBatchResponse:
         """Register or replace pattern definitions atomically (``RegisterBatch``).
 
         Args:
@@ -479,9 +515,7 @@ class PatternClient(MemoryMethods):
                 was registered.
             PatternServiceError: For any other error status.
         """
-        request = exec_pb2.RegisterBatchRequest(
-            pattern_definitions=list(pattern_definitions), validate_only=validate_only
-        )
+        request = RegisterBatchRequest(pattern_definitions=list(pattern_definitions), validate_only=validate_only)
         return await self._unary(self._execution.RegisterBatch, request, timeout, metadata)
 
     async def list_pattern_definitions(
@@ -492,7 +526,7 @@ class PatternClient(MemoryMethods):
         pattern_type: PatternTypeLike = None,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> exec_pb2.ListPatternDefinitionsResponse:
+    ) -> ListPatternDefinitionsResponse:
         """List one page of pattern definitions (``ListPatternDefinitions``).
 
         Args:
@@ -510,7 +544,7 @@ class PatternClient(MemoryMethods):
             PatternServiceError: For any other error status.
             ValueError: If ``pattern_type`` is not a pattern type.
         """
-        request = exec_pb2.ListPatternDefinitionsRequest(
+        request = ListPatternDefinitionsRequest(
             page_size=page_size, page_token=page_token, pattern_type=parse_pattern_type(pattern_type)
         )
         return await self._unary(self._execution.ListPatternDefinitions, request, timeout, metadata)
@@ -522,7 +556,7 @@ class PatternClient(MemoryMethods):
         pattern_type: PatternTypeLike = None,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> AsyncIterator[exec_pb2.PatternDefinition]:
+    ) -> AsyncIterator[PatternDefinition]:
         """Iterate over every pattern definition, fetching pages as needed.
 
         Args:
@@ -550,7 +584,7 @@ class PatternClient(MemoryMethods):
 
     async def get_pattern_definition(
         self, name: str, *, timeout: TimeoutLike = DEFAULT, metadata: MetadataLike | None = None
-    ) -> exec_pb2.PatternDefinition:
+    ) -> PatternDefinition:
         """Get one pattern definition by name (``GetPatternDefinition``).
 
         Args:
@@ -565,13 +599,13 @@ class PatternClient(MemoryMethods):
             NotFound: If there is no definition of that name.
             PatternServiceError: For any other error status.
         """
-        request = exec_pb2.GetPatternDefinitionRequest(name=name)
+        request = GetPatternDefinitionRequest(name=name)
         response = await self._unary(self._execution.GetPatternDefinition, request, timeout, metadata)
         return response.pattern_definition
 
     async def delete_pattern_definition(
         self, name: str, *, timeout: TimeoutLike = DEFAULT, metadata: MetadataLike | None = None
-    ) -> exec_pb2.DeletePatternDefinitionResponse:
+    ) -> DeletePatternDefinitionResponse:
         """Delete one pattern definition by name (``DeletePatternDefinition``).
 
         Args:
@@ -586,7 +620,7 @@ class PatternClient(MemoryMethods):
             NotFound: If there is no definition of that name.
             PatternServiceError: For any other error status.
         """
-        request = exec_pb2.DeletePatternDefinitionRequest(name=name)
+        request = DeletePatternDefinitionRequest(name=name)
         return await self._unary(self._execution.DeletePatternDefinition, request, timeout, metadata)
 
     async def get_stats(
@@ -595,7 +629,7 @@ class PatternClient(MemoryMethods):
         process_totals: bool = False,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> exec_pb2.GetStatsResponse:
+    ) -> GetStatsResponse:
         """Return the caller tenant's statistics, or the server process's totals (``GetStats``).
 
         Args:
@@ -611,8 +645,8 @@ class PatternClient(MemoryMethods):
             PermissionDenied: ``process_totals`` without the ``admin`` scope.
             PatternServiceError: For any other error status.
         """
-        scope = exec_pb2.STATS_SCOPE_PROCESS if process_totals else exec_pb2.STATS_SCOPE_UNSPECIFIED
-        request = exec_pb2.GetStatsRequest(scope=scope)
+        scope = STATS_SCOPE_PROCESS if process_totals else STATS_SCOPE_UNSPECIFIED
+        request = GetStatsRequest(scope=scope)
         return await self._unary(self._execution.GetStats, request, timeout, metadata)
 
     # --- PatternLearningService --------------------------------------------------------------------------------
@@ -633,7 +667,7 @@ class PatternClient(MemoryMethods):
         ranking: Literal["relevance", "learned"] | None = None,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> learn_pb2.MatchPatternsResponse:
+    ) -> MatchPatternsResponse:
         """Find the success patterns closest in meaning to an intent (``MatchPatterns``).
 
         Args:
@@ -661,14 +695,14 @@ class PatternClient(MemoryMethods):
             PatternServiceError: For any other error status.
             ValueError: If a status is not a success pattern status.
         """
-        filters = learn_pb2.PatternMatchFilters(
+        filters = PatternMatchFilters(
             pattern_types=list(pattern_types),
             statuses=[parse_success_pattern_status(s) for s in statuses],
             tags=list(tags),
             min_quality_score=min_quality_score,
             min_success_rate=min_success_rate,
         )
-        request = learn_pb2.MatchPatternsRequest(
+        request = MatchPatternsRequest(
             intent=intent,
             context=context,
             requirements=list(requirements),
@@ -681,11 +715,11 @@ class PatternClient(MemoryMethods):
 
     async def create_success_pattern(
         self,
-        success_pattern: learn_pb2.SuccessPattern,
+        success_pattern: SuccessPattern,
         *,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> learn_pb2.SuccessPattern:
+    ) -> SuccessPattern:
         """Create a success pattern (``CreateSuccessPattern``).
 
         Args:
@@ -701,13 +735,13 @@ class PatternClient(MemoryMethods):
             AlreadyExists: If the name is taken.
             PatternServiceError: For any other error status.
         """
-        request = learn_pb2.CreateSuccessPatternRequest(success_pattern=success_pattern)
+        request = CreateSuccessPatternRequest(success_pattern=success_pattern)
         response = await self._unary(self._learning.CreateSuccessPattern, request, timeout, metadata)
         return response.success_pattern
 
     async def get_success_pattern(
         self, pattern_id: str, *, timeout: TimeoutLike = DEFAULT, metadata: MetadataLike | None = None
-    ) -> learn_pb2.SuccessPattern:
+    ) -> SuccessPattern:
         """Return one success pattern (``GetSuccessPattern``).
 
         Args:
@@ -723,7 +757,7 @@ class PatternClient(MemoryMethods):
             NotFound: If there is no such pattern.
             PatternServiceError: For any other error status.
         """
-        request = learn_pb2.GetSuccessPatternRequest(pattern_id=pattern_id)
+        request = GetSuccessPatternRequest(pattern_id=pattern_id)
         response = await self._unary(self._learning.GetSuccessPattern, request, timeout, metadata)
         return response.success_pattern
 
@@ -739,7 +773,7 @@ class PatternClient(MemoryMethods):
         name_prefix: str = "",
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> learn_pb2.ListSuccessPatternsResponse:
+    ) -> ListSuccessPatternsResponse:
         """List one page of success patterns, newest first (``ListSuccessPatterns``).
 
         Args:
@@ -761,7 +795,7 @@ class PatternClient(MemoryMethods):
             PatternServiceError: For any other error status.
             ValueError: If a status is not a success pattern status.
         """
-        request = learn_pb2.ListSuccessPatternsRequest(
+        request = ListSuccessPatternsRequest(
             page_size=page_size,
             page_token=page_token,
             pattern_type=pattern_type,
@@ -783,7 +817,7 @@ class PatternClient(MemoryMethods):
         name_prefix: str = "",
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> AsyncIterator[learn_pb2.SuccessPattern]:
+    ) -> AsyncIterator[SuccessPattern]:
         """Iterate over every success pattern, newest first, fetching pages as needed.
 
         Args:
@@ -825,12 +859,12 @@ class PatternClient(MemoryMethods):
 
     async def update_success_pattern(
         self,
-        success_pattern: learn_pb2.SuccessPattern,
+        success_pattern: SuccessPattern,
         update_mask: Iterable[str] | str | field_mask_pb2.FieldMask,
         *,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> learn_pb2.SuccessPattern:
+    ) -> SuccessPattern:
         """Update the named fields of a success pattern (``UpdateSuccessPattern``).
 
         Args:
@@ -849,9 +883,7 @@ class PatternClient(MemoryMethods):
             AlreadyExists: If the new name is taken.
             PatternServiceError: For any other error status.
         """
-        request = learn_pb2.UpdateSuccessPatternRequest(
-            success_pattern=success_pattern, update_mask=to_field_mask(update_mask)
-        )
+        request = UpdateSuccessPatternRequest(success_pattern=success_pattern, update_mask=to_field_mask(update_mask))
         response = await self._unary(self._learning.UpdateSuccessPattern, request, timeout, metadata)
         return response.success_pattern
 
@@ -881,7 +913,7 @@ class PatternClient(MemoryMethods):
                 (reason ``HAS_CHILD_PATTERNS``); nothing was deleted.
             PatternServiceError: For any other error status.
         """
-        request = learn_pb2.DeleteSuccessPatternRequest(pattern_id=pattern_id, force=force)
+        request = DeleteSuccessPatternRequest(pattern_id=pattern_id, force=force)
         response = await self._unary(self._learning.DeleteSuccessPattern, request, timeout, metadata)
         return list(response.detached_pattern_ids)
 
@@ -892,7 +924,7 @@ class PatternClient(MemoryMethods):
         *,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> learn_pb2.SuccessPattern:
+    ) -> SuccessPattern:
         """Record one use of a pattern and its outcome (``RecordPatternOutcome``).
 
         Args:
@@ -909,17 +941,17 @@ class PatternClient(MemoryMethods):
             NotFound: If there is no such pattern.
             PatternServiceError: For any other error status.
         """
-        request = learn_pb2.RecordPatternOutcomeRequest(pattern_id=pattern_id, success=success)
+        request = RecordPatternOutcomeRequest(pattern_id=pattern_id, success=success)
         response = await self._unary(self._learning.RecordPatternOutcome, request, timeout, metadata)
         return response.success_pattern
 
 
-def _utterances(pairs: Iterable[tuple[str, str | None]]) -> list[exec_pb2.LabelledUtterance]:
-    return [exec_pb2.LabelledUtterance(query=q, expected_pattern_name=name or "") for q, name in pairs]
+def _utterances(pairs: Iterable[tuple[str, str | None]]) -> list[LabelledUtterance]:
+    return [LabelledUtterance(query=q, expected_pattern_name=name or "") for q, name in pairs]
 
 
-_RANKINGS: dict[str | None, learn_pb2.MatchRanking.ValueType] = {
-    None: learn_pb2.MATCH_RANKING_UNSPECIFIED,
-    "relevance": learn_pb2.MATCH_RANKING_RELEVANCE,
-    "learned": learn_pb2.MATCH_RANKING_LEARNED,
+_RANKINGS: dict[str | None, MatchRanking.ValueType] = {
+    None: MATCH_RANKING_UNSPECIFIED,
+    "relevance": MATCH_RANKING_RELEVANCE,
+    "learned": MATCH_RANKING_LEARNED,
 }

@@ -9,7 +9,21 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import grpc
 
 from tmws.pattern.client._convert import DEFAULT, MetadataLike, TimeoutLike, to_field_mask, to_struct
-from tmws.pattern.v1 import memory_service_pb2 as mem_pb2
+from tmws.pattern.v1 import (
+    BatchCreateMemoriesRequest,
+    CreateMemoryRequest,
+    DeleteMemoryRequest,
+    GetMemoryRequest,
+    ListMemoriesRequest,
+    ListMemoriesResponse,
+    Memory,
+    MemoryFilter,
+    PurgeMemoriesRequest,
+    PurgeMemoriesResponse,
+    SearchMemoriesRequest,
+    SearchMemoriesResponse,
+    UpdateMemoryRequest,
+)
 from tmws.pattern.v1 import memory_service_pb2_grpc as mem_grpc
 
 if TYPE_CHECKING:
@@ -38,7 +52,7 @@ def new_memory(
     metadata: Mapping[str, Any] | None = None,
     expire_time: datetime | None = None,
     ttl: timedelta | float | None = None,
-) -> mem_pb2.Memory:
+) -> Memory:
     """Build a ``Memory`` message to create.
 
     Args:
@@ -58,7 +72,7 @@ def new_memory(
         ValueError: Both ``expire_time`` and ``ttl`` are given.
         TypeError: ``metadata`` is not JSON-like.
     """
-    msg = mem_pb2.Memory(content=content, agent_id=agent_id, memory_type=memory_type, tags=list(tags))
+    msg = Memory(content=content, agent_id=agent_id, memory_type=memory_type, tags=list(tags))
     if importance is not None:
         msg.importance = importance
     struct = to_struct(metadata) if metadata else None
@@ -83,7 +97,7 @@ def memory_filter(
     max_importance: float | None = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
-) -> mem_pb2.MemoryFilter:
+) -> MemoryFilter:
     """Build a ``MemoryFilter`` (every given condition must hold).
 
     Args:
@@ -99,9 +113,7 @@ def memory_filter(
     Returns:
         The filter.
     """
-    flt = mem_pb2.MemoryFilter(
-        agent_id=agent_id, memory_type=memory_type, tags_any=list(tags_any), tags_all=list(tags_all)
-    )
+    flt = MemoryFilter(agent_id=agent_id, memory_type=memory_type, tags_any=list(tags_any), tags_all=list(tags_all))
     if min_importance is not None:
         flt.min_importance = min_importance
     if max_importance is not None:
@@ -136,8 +148,8 @@ class MemoryMethods:
         return self._memories
 
     async def create_memory(
-        self, memory: mem_pb2.Memory, *, timeout: TimeoutLike = DEFAULT, metadata: MetadataLike | None = None
-    ) -> mem_pb2.Memory:
+        self, memory: Memory, *, timeout: TimeoutLike = DEFAULT, metadata: MetadataLike | None = None
+    ) -> Memory:
         """Create a memory (``CreateMemory``); build it with :func:`new_memory`.
 
         Args:
@@ -153,16 +165,16 @@ class MemoryMethods:
             PermissionDenied: The key lacks ``memories:write``.
             PatternServiceError: For any other error status.
         """
-        request = mem_pb2.CreateMemoryRequest(memory=memory)
+        request = CreateMemoryRequest(memory=memory)
         return (await self._unary(self._memories.CreateMemory, request, timeout, metadata)).memory
 
     async def batch_create_memories(
         self,
-        memories: Iterable[mem_pb2.Memory],
+        memories: Iterable[Memory],
         *,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> list[mem_pb2.Memory]:
+    ) -> list[Memory]:
         """Create 1-1,000 memories atomically (``BatchCreateMemories``): all or none.
 
         Args:
@@ -177,12 +189,12 @@ class MemoryMethods:
             InvalidArgument: Every violation of every memory (paths ``requests[i].memory.<field>``); none stored.
             PatternServiceError: For any other error status.
         """
-        request = mem_pb2.BatchCreateMemoriesRequest(requests=[mem_pb2.CreateMemoryRequest(memory=m) for m in memories])
+        request = BatchCreateMemoriesRequest(requests=[CreateMemoryRequest(memory=m) for m in memories])
         return list((await self._unary(self._memories.BatchCreateMemories, request, timeout, metadata)).memories)
 
     async def get_memory(
         self, memory_id: str, *, timeout: TimeoutLike = DEFAULT, metadata: MetadataLike | None = None
-    ) -> mem_pb2.Memory:
+    ) -> Memory:
         """Return one memory (``GetMemory``).
 
         Raises:
@@ -190,19 +202,19 @@ class MemoryMethods:
             NotFound: No such memory (or it expired).
             PatternServiceError: For any other error status.
         """
-        request = mem_pb2.GetMemoryRequest(memory_id=memory_id)
+        request = GetMemoryRequest(memory_id=memory_id)
         return (await self._unary(self._memories.GetMemory, request, timeout, metadata)).memory
 
     async def list_memories(
         self,
         *,
-        filter: mem_pb2.MemoryFilter | None = None,
+        filter: MemoryFilter | None = None,
         order_by: str = "",
         page_size: int = 0,
         page_token: str = "",
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> mem_pb2.ListMemoriesResponse:
+    ) -> ListMemoriesResponse:
         """List one page of memories (``ListMemories``).
 
         Args:
@@ -220,20 +232,18 @@ class MemoryMethods:
             InvalidArgument: A bad filter, order, page size or token.
             PatternServiceError: For any other error status.
         """
-        request = mem_pb2.ListMemoriesRequest(
-            filter=filter, order_by=order_by, page_size=page_size, page_token=page_token
-        )
+        request = ListMemoriesRequest(filter=filter, order_by=order_by, page_size=page_size, page_token=page_token)
         return await self._unary(self._memories.ListMemories, request, timeout, metadata)
 
     async def iter_all_memories(
         self,
         *,
-        filter: mem_pb2.MemoryFilter | None = None,
+        filter: MemoryFilter | None = None,
         order_by: str = "",
         page_size: int = 0,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> AsyncIterator[mem_pb2.Memory]:
+    ) -> AsyncIterator[Memory]:
         """Iterate over every memory passing ``filter``, fetching pages as needed.
 
         Raises:
@@ -257,12 +267,12 @@ class MemoryMethods:
 
     async def update_memory(
         self,
-        memory: mem_pb2.Memory,
+        memory: Memory,
         update_mask: Iterable[str] | str | field_mask_pb2.FieldMask,
         *,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> mem_pb2.Memory:
+    ) -> Memory:
         """Update the fields named in ``update_mask`` (``UpdateMemory``).
 
         Args:
@@ -279,7 +289,7 @@ class MemoryMethods:
             NotFound: No such memory.
             PatternServiceError: For any other error status.
         """
-        request = mem_pb2.UpdateMemoryRequest(memory=memory, update_mask=to_field_mask(update_mask))
+        request = UpdateMemoryRequest(memory=memory, update_mask=to_field_mask(update_mask))
         return (await self._unary(self._memories.UpdateMemory, request, timeout, metadata)).memory
 
     async def delete_memory(
@@ -291,17 +301,17 @@ class MemoryMethods:
             NotFound: No such memory.
             PatternServiceError: For any other error status.
         """
-        request = mem_pb2.DeleteMemoryRequest(memory_id=memory_id)
+        request = DeleteMemoryRequest(memory_id=memory_id)
         await self._unary(self._memories.DeleteMemory, request, timeout, metadata)
 
     async def purge_memories(
         self,
-        filter: mem_pb2.MemoryFilter,
+        filter: MemoryFilter,
         *,
         force: bool = False,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> mem_pb2.PurgeMemoriesResponse:
+    ) -> PurgeMemoriesResponse:
         """Delete (``force``) or count the memories passing ``filter`` (``PurgeMemories``).
 
         Args:
@@ -317,19 +327,19 @@ class MemoryMethods:
             InvalidArgument: A bad filter.
             PatternServiceError: For any other error status.
         """
-        request = mem_pb2.PurgeMemoriesRequest(filter=filter, force=force)
+        request = PurgeMemoriesRequest(filter=filter, force=force)
         return await self._unary(self._memories.PurgeMemories, request, timeout, metadata)
 
     async def search_memories(
         self,
         query: str,
         *,
-        filter: mem_pb2.MemoryFilter | None = None,
+        filter: MemoryFilter | None = None,
         min_score: float | None = None,
         limit: int = 0,
         timeout: TimeoutLike = DEFAULT,
         metadata: MetadataLike | None = None,
-    ) -> mem_pb2.SearchMemoriesResponse:
+    ) -> SearchMemoriesResponse:
         """Memories closest in meaning to ``query`` with their scores (``SearchMemories``, ``recall``'s ranking).
 
         Args:
@@ -347,7 +357,7 @@ class MemoryMethods:
             InvalidArgument: A bad query, filter, floor or limit.
             PatternServiceError: For any other error status.
         """
-        request = mem_pb2.SearchMemoriesRequest(query=query, filter=filter, limit=limit)
+        request = SearchMemoriesRequest(query=query, filter=filter, limit=limit)
         if min_score is not None:
             request.min_score = min_score
         return await self._unary(self._memories.SearchMemories, request, timeout, metadata)

@@ -27,7 +27,7 @@ from google.protobuf import json_format
 
 from tmws.pattern.client._cli_common import integral
 from tmws.pattern.client._enums import parse_pattern_type, pattern_type_name
-from tmws.pattern.v1 import pattern_execution_service_pb2 as exec_pb2
+from tmws.pattern.v1 import PatternDefinition, PatternType
 
 OUTPUT_ONLY = ("create_time", "update_time")
 
@@ -36,7 +36,7 @@ class PatternFileError(ValueError):
     """The YAML is not a valid pattern file (the message names the entry and the problem)."""
 
 
-def definition_from_mapping(raw: Any, where: str) -> exec_pb2.PatternDefinition:
+def definition_from_mapping(raw: Any, where: str) -> PatternDefinition:
     """One ``patterns:`` entry as a ``PatternDefinition``.
 
     Args:
@@ -52,16 +52,16 @@ def definition_from_mapping(raw: Any, where: str) -> exec_pb2.PatternDefinition:
     label = f"{where} ({fields.get('name')!r})" if fields.get("name") else where
     if "pattern_type" in fields:
         try:
-            fields["pattern_type"] = exec_pb2.PatternType.Name(parse_pattern_type(fields["pattern_type"]))
+            fields["pattern_type"] = PatternType.Name(parse_pattern_type(fields["pattern_type"]))
         except (ValueError, TypeError) as exc:
             raise PatternFileError(f"{label}: pattern_type: {exc}") from exc
     try:
-        return json_format.ParseDict(fields, exec_pb2.PatternDefinition())
+        return json_format.ParseDict(fields, PatternDefinition())
     except json_format.ParseError as exc:
         raise PatternFileError(f"{label}: {exc}") from exc
 
 
-def load_pattern_file(text: str, source: str) -> list[exec_pb2.PatternDefinition]:
+def load_pattern_file(text: str, source: str) -> list[PatternDefinition]:
     """Parse a pattern file.
 
     Args:
@@ -93,7 +93,7 @@ def load_pattern_file(text: str, source: str) -> list[exec_pb2.PatternDefinition
     return definitions
 
 
-def comparable(definition: exec_pb2.PatternDefinition) -> dict[str, Any]:
+def comparable(definition: PatternDefinition) -> dict[str, Any]:
     """Every field but the output-only ones, defaults included (what ``apply`` compares)."""
     data = json_format.MessageToDict(
         definition, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
@@ -104,7 +104,7 @@ def comparable(definition: exec_pb2.PatternDefinition) -> dict[str, Any]:
     return result
 
 
-def definition_to_mapping(definition: exec_pb2.PatternDefinition) -> dict[str, Any]:
+def definition_to_mapping(definition: PatternDefinition) -> dict[str, Any]:
     """A definition as a file entry: short ``pattern_type``, empty fields left out, output-only fields dropped."""
     data = json_format.MessageToDict(definition, preserving_proto_field_name=True)
     for key in OUTPUT_ONLY:
@@ -117,7 +117,7 @@ def definition_to_mapping(definition: exec_pb2.PatternDefinition) -> dict[str, A
     return result
 
 
-def dump_pattern_file(definitions: Iterable[exec_pb2.PatternDefinition]) -> str:
+def dump_pattern_file(definitions: Iterable[PatternDefinition]) -> str:
     """The YAML of a pattern file holding ``definitions`` (what :func:`load_pattern_file` reads back)."""
     import yaml
 

@@ -15,7 +15,7 @@ from google.protobuf import struct_pb2
 from tmws.pattern.client._convert import to_struct
 from tmws.pattern.client._enums import ExecutionModeLike, parse_execution_mode
 from tmws.pattern.client._errors import PatternServiceError, Unknown, from_grpc_error, from_status
-from tmws.pattern.v1 import pattern_execution_service_pb2 as pb2
+from tmws.pattern.v1 import ExecuteManyRequest, ExecuteManyResponse, ExecutionResult
 
 if TYPE_CHECKING:
     from typing import Self
@@ -25,7 +25,7 @@ __all__ = ["ExecuteManyItem", "ExecuteManyOutcome", "ExecuteManyStream"]
 _T = TypeVar("_T")
 
 ExecuteManyItem: TypeAlias = (
-    pb2.ExecuteManyRequest
+    ExecuteManyRequest
     | tuple[str, str]
     | tuple[str, str, ExecutionModeLike]
     | tuple[str, str, ExecutionModeLike, Mapping[str, Any] | struct_pb2.Struct | None]
@@ -46,12 +46,12 @@ class ExecuteManyOutcome:
     """
 
     request_id: str
-    result: pb2.ExecutionResult | None
+    result: ExecutionResult | None
     error: PatternServiceError | None
-    response: pb2.ExecuteManyResponse
+    response: ExecuteManyResponse
 
     @classmethod
-    def from_response(cls, response: pb2.ExecuteManyResponse) -> ExecuteManyOutcome:
+    def from_response(cls, response: ExecuteManyResponse) -> ExecuteManyOutcome:
         """Build the outcome of a response.
 
         Args:
@@ -74,7 +74,7 @@ class ExecuteManyOutcome:
         """Whether the item has a result (it may still have ``result.success`` false)."""
         return self.error is None
 
-    def unwrap(self) -> pb2.ExecutionResult:
+    def unwrap(self) -> ExecutionResult:
         """Return the result, or raise the item's error.
 
         Returns:
@@ -91,7 +91,7 @@ class ExecuteManyOutcome:
 
 def to_execute_many_request(
     item: ExecuteManyItem, *, execution_mode: ExecutionModeLike = None, use_cache: bool | None = None
-) -> pb2.ExecuteManyRequest:
+) -> ExecuteManyRequest:
     """Convert one item to an ``ExecuteManyRequest``.
 
     Args:
@@ -107,7 +107,7 @@ def to_execute_many_request(
         TypeError: If the item has another shape.
         ValueError: If the item's mode is not an execution mode.
     """
-    if isinstance(item, pb2.ExecuteManyRequest):
+    if isinstance(item, ExecuteManyRequest):
         return item
     if not isinstance(item, tuple) or not 2 <= len(item) <= 4:
         raise TypeError(
@@ -116,7 +116,7 @@ def to_execute_many_request(
     request_id, query = item[0], item[1]
     mode: ExecutionModeLike = item[2] if len(item) >= 3 and item[2] is not None else execution_mode
     context = to_struct(item[3]) if len(item) == 4 else None
-    return pb2.ExecuteManyRequest(
+    return ExecuteManyRequest(
         request_id=str(request_id),
         query=query,
         execution_mode=parse_execution_mode(mode),
@@ -181,7 +181,7 @@ class ExecuteManyStream(AsyncIterator[ExecuteManyOutcome]):
 
     def __init__(
         self,
-        method: grpc.aio.StreamStreamMultiCallable[pb2.ExecuteManyRequest, pb2.ExecuteManyResponse],
+        method: grpc.aio.StreamStreamMultiCallable[ExecuteManyRequest, ExecuteManyResponse],
         source: Iterable[ExecuteManyItem] | AsyncIterable[ExecuteManyItem],
         *,
         execution_mode: ExecutionModeLike,
@@ -217,7 +217,7 @@ class ExecuteManyStream(AsyncIterator[ExecuteManyOutcome]):
         self._metadata = metadata
         self._wait_for_ready = wait_for_ready
         self._slots = asyncio.Semaphore(max_in_flight) if max_in_flight is not None else None
-        self._call: grpc.aio.StreamStreamCall[pb2.ExecuteManyRequest, pb2.ExecuteManyResponse] | None = None
+        self._call: grpc.aio.StreamStreamCall[ExecuteManyRequest, ExecuteManyResponse] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._finished = False
         self._first_status: grpc.aio.AioRpcError | None = None
@@ -236,7 +236,7 @@ class ExecuteManyStream(AsyncIterator[ExecuteManyOutcome]):
     ) -> None:
         await self.aclose()
 
-    def _start(self) -> grpc.aio.StreamStreamCall[pb2.ExecuteManyRequest, pb2.ExecuteManyResponse]:
+    def _start(self) -> grpc.aio.StreamStreamCall[ExecuteManyRequest, ExecuteManyResponse]:
         if self._call is None:
             self._call = self._method(
                 timeout=self._timeout, metadata=self._metadata, wait_for_ready=self._wait_for_ready
@@ -264,9 +264,7 @@ class ExecuteManyStream(AsyncIterator[ExecuteManyOutcome]):
                 await asyncio.sleep(_STATUS_WAIT_STEP)
         return from_grpc_error(exc)
 
-    async def _write_all(
-        self, call: grpc.aio.StreamStreamCall[pb2.ExecuteManyRequest, pb2.ExecuteManyResponse]
-    ) -> None:
+    async def _write_all(self, call: grpc.aio.StreamStreamCall[ExecuteManyRequest, ExecuteManyResponse]) -> None:
         # Errors of the source and of converting items propagate (the reader re-raises them); errors of
         # the call itself end the writing quietly, as the reader reports the call's status.
         async for item in _aiter(self._source):
@@ -282,8 +280,8 @@ class ExecuteManyStream(AsyncIterator[ExecuteManyOutcome]):
 
     @staticmethod
     async def _send(
-        call: grpc.aio.StreamStreamCall[pb2.ExecuteManyRequest, pb2.ExecuteManyResponse],
-        request: pb2.ExecuteManyRequest,
+        call: grpc.aio.StreamStreamCall[ExecuteManyRequest, ExecuteManyResponse],
+        request: ExecuteManyRequest,
     ) -> bool:
         if call.done():
             return False
@@ -332,7 +330,7 @@ class ExecuteManyStream(AsyncIterator[ExecuteManyOutcome]):
         if self._slots is not None:
             self._slots.release()
         self.received += 1
-        assert isinstance(response, pb2.ExecuteManyResponse)
+        assert isinstance(response, ExecuteManyResponse)
         return ExecuteManyOutcome.from_response(response)
 
     async def aclose(self) -> None:

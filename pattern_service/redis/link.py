@@ -58,7 +58,7 @@ class RedisLink:
     Every call goes through :meth:`call`: bounded by ``timeout`` seconds, a
     failure is counted, marks Redis unavailable and raises
     :class:`RedisUnavailable`; while unavailable no call reaches the network.
-    :meth:`probe` (run by :class:`~pattern_service.engine.redis_sync.RedisCacheBackend`)
+    :meth:`probe` (run by :class:`~pattern_service.redis.sync.RedisCacheBackend`)
     runs the recovery hook and marks Redis available again.
 
     Args:

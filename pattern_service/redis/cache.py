@@ -4,10 +4,10 @@ Layers: a :class:`~pattern_service.engine.cache.LocalResultCache` in front
 (entries live ``min(pattern ttl, local_ttl)``, default 60 s), Redis behind it
 (entries live the pattern's own ``cache_ttl``; a TTL of 0 is cached nowhere).
 Keys: ``tmws:<namespace>:result:<sha256 cache key>`` (values:
-:mod:`.redis_codec`), ``tmws:<namespace>:gen:<tenant>`` (the tenant's data
+:mod:`.codec`), ``tmws:<namespace>:gen:<tenant>`` (the tenant's data
 generation counter) and ``tmws:<namespace>:epoch`` (random, set once per
 Redis data set). Invalidation messages travel on ``tmws:<namespace>:events``
-(:mod:`.redis_sync`).
+(:mod:`.sync`).
 
 Correctness rules:
 
@@ -40,15 +40,16 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from redis.asyncio import Redis
 
 from pattern_service.domain import ExecutionResult
 from pattern_service.engine.cache import DEFAULT_MAX_SIZE, LocalResultCache
-from pattern_service.engine.redis_codec import decode_result, encode_result
-from pattern_service.engine.redis_link import RedisLink, RedisUnavailable
+from pattern_service.engine.stats import CacheSnapshot
+from pattern_service.redis.codec import decode_result, encode_result
+from pattern_service.redis.link import RedisLink, RedisUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ SCAN_BATCH = 500
 
 
 class RedisGenerationStore:
-    """:class:`~pattern_service.engine.cache.GenerationStore` in Redis, with a local outage space.
+    """:class:`~pattern_service.engine.ports.GenerationStore` in Redis, with a local outage space.
 
     Args:
         link: The Redis link.
@@ -155,7 +156,7 @@ def _combine(values: Any) -> int:
 
 
 class RedisResultCache:
-    """:class:`~pattern_service.engine.cache.ResultCache` with a local layer in front of Redis.
+    """:class:`~pattern_service.engine.ports.ResultCache` with a local layer in front of Redis.
 
     Args:
         link: The Redis link.
@@ -293,22 +294,37 @@ class RedisResultCache:
         await self._local.close()
         self._memory_tenants.clear()
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> RedisCacheSnapshot:
         """See :meth:`ResultCache.stats`; also ``remote_invalidations``, ``redis_errors``, ``decode_errors``."""
         local = self._local.stats()
-        hits = local["local_hits"] + self.redis_hits
+        hits = local.local_hits + self.redis_hits
         lookups = hits + self.misses
-        return {
-            "hits": hits,
-            "misses": self.misses,
-            "local_hits": local["local_hits"],
-            "redis_hits": self.redis_hits,
-            "evictions": local["evictions"],
-            "invalidations": self.invalidations,
-            "hit_rate": hits / lookups if lookups else 0.0,
-            "local_cache_size": local["local_cache_size"],
-            "redis_available": self._link.available,
-            "remote_invalidations": self.remote_invalidations,
-            "redis_errors": self._link.errors,
-            "decode_errors": self.decode_errors,
-        }
+        return RedisCacheSnapshot(
+            hits=hits,
+            misses=self.misses,
+            local_hits=local.local_hits,
+            redis_hits=self.redis_hits,
+            evictions=local.evictions,
+            invalidations=self.invalidations,
+            hit_rate=hits / lookups if lookups else 0.0,
+            local_cache_size=local.local_cache_size,
+            redis_available=self._link.available,
+            remote_invalidations=self.remote_invalidations,
+            redis_errors=self._link.errors,
+            decode_errors=self.decode_errors,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RedisCacheSnapshot(CacheSnapshot):
+    """The cache section of a two-layer cache: also the Redis layer's own counters (not on the wire).
+
+    Attributes:
+        remote_invalidations: Invalidations announced by other replicas and applied here.
+        redis_errors: Redis calls that failed (the cache then served from its local layer).
+        decode_errors: Redis entries that could not be decoded (treated as misses).
+    """
+
+    remote_invalidations: int = 0
+    redis_errors: int = 0
+    decode_errors: int = 0

@@ -1,12 +1,12 @@
 """The Redis cache backend: the two-layer cache, shared generations and cross-replica messages.
 
-:class:`RedisCacheBackend` builds the :class:`~.redis_cache.RedisResultCache`
-and :class:`~.redis_cache.RedisGenerationStore` the engine is given, and runs
+:class:`RedisCacheBackend` builds the :class:`~.cache.RedisResultCache`
+and :class:`~.cache.RedisGenerationStore` the engine is given, and runs
 two background tasks:
 
 - a monitor that PINGs Redis (every ``probe_interval`` seconds while it is
   down, every ``health_interval`` while it is up) and runs the recovery rule
-  of :mod:`.redis_cache` when it comes back;
+  of :mod:`.cache` when it comes back;
 - a pub/sub listener on ``tmws:<namespace>:events`` that drops a tenant's
   local entries when another replica wrote for it, and reloads the registry
   when another replica changed it. After every (re)subscription it reloads the
@@ -33,15 +33,15 @@ from typing import Any
 
 from pattern_service.domain import PatternDefinition
 from pattern_service.engine.cache import DEFAULT_MAX_SIZE
-from pattern_service.engine.redis_cache import DEFAULT_LOCAL_TTL, RedisGenerationStore, RedisResultCache
-from pattern_service.engine.redis_link import (
+from pattern_service.engine.ports import PatternDefinitionStore, ReplicaHandler
+from pattern_service.redis.cache import DEFAULT_LOCAL_TTL, RedisGenerationStore, RedisResultCache
+from pattern_service.redis.link import (
     DEFAULT_NAMESPACE,
     DEFAULT_TIMEOUT,
     RedisLink,
     RedisUnavailable,
     make_client,
 )
-from pattern_service.store.base import PatternDefinitionStore
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ MAX_BACKOFF_SECONDS = 2.0
 
 
 class PublishingDefinitionStore:
-    """A :class:`~pattern_service.store.base.PatternDefinitionStore` that publishes each committed change.
+    """A :class:`~pattern_service.engine.ports.PatternDefinitionStore` that publishes each committed change.
 
     Args:
         inner: The real store.
@@ -103,6 +103,9 @@ class PublishingDefinitionStore:
 class RedisCacheBackend:
     """Redis second cache layer with cross-replica invalidation (``TMWS_REDIS_URL``).
 
+    It is also the deployment's :class:`~pattern_service.engine.ports.ReplicaBus`
+    (:meth:`publish`, :meth:`add_handler`) on the same channel.
+
     Args:
         link: The Redis link (see :meth:`from_url`).
         local_max_size: Entries of the local layer.
@@ -113,7 +116,7 @@ class RedisCacheBackend:
 
     Attributes:
         link: The Redis link (availability, error count).
-        cache: The result cache to give ``build_engine(cache=...)``.
+        cache: The result cache to give ``build_engine(cache=...)`` (:mod:`pattern_service.app`).
         generations: The generation store to give ``build_engine(generations=...)``.
         replica_id: This process's id in messages.
     """
@@ -138,7 +141,7 @@ class RedisCacheBackend:
         self._probe_interval = probe_interval
         self._health_interval = health_interval
         self._on_registry_change: Callable[[], Awaitable[object]] | None = None
-        self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[object]]] = {}
+        self._handlers: dict[str, ReplicaHandler] = {}
         self._recovering = False
         self._tasks: list[asyncio.Task[None]] = []
         link.on_recover = self._recover
@@ -165,12 +168,15 @@ class RedisCacheBackend:
         """
         return cls(RedisLink(make_client(url, timeout=timeout), namespace=namespace, timeout=timeout), **kwargs)
 
-    def add_handler(self, kind: str, handler: Callable[[dict[str, Any]], Awaitable[object]]) -> None:
-        """Call ``handler(message)`` for every message of ``kind`` another replica publishes."""
+    def add_handler(self, kind: str, handler: ReplicaHandler) -> None:
+        """See :meth:`ReplicaBus.add_handler <pattern_service.engine.ports.ReplicaBus.add_handler>`."""
         self._handlers[kind] = handler
 
     async def publish(self, kind: str, **fields: Any) -> None:
-        """Publish a message of ``kind`` to the other replicas (dropped while Redis is down)."""
+        """See :meth:`ReplicaBus.publish <pattern_service.engine.ports.ReplicaBus.publish>`.
+
+        Dropped while Redis is down.
+        """
         await self._publish({"kind": kind, **fields})
 
     def definition_store(self, inner: PatternDefinitionStore) -> PatternDefinitionStore:
