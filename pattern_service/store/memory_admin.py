@@ -120,6 +120,7 @@ class SqlMemoryAdmin:
     def __init__(self, db: Database, sync: VectorSync):
         self.db = db
         self.sync = sync
+        self._pending: set[asyncio.Task[bool]] = set()
 
     async def create_many(self, memories: Sequence[NewMemory]) -> list[Memory]:
         """Store ``memories`` in one transaction (all or none), then write their vectors.
@@ -245,6 +246,9 @@ class SqlMemoryAdmin:
     async def purge(self, tenant_id: str, flt: MemoryFilter, *, force: bool) -> tuple[int, Sequence[str]]:
         """Delete (``force``) or count (preview) the tenant's unexpired memories passing ``flt``, atomically.
 
+        The vectors are deleted in the background (the outbox rows commit with
+        the SQL delete); no read returns a purged memory meanwhile.
+
         Returns:
             (how many were or would be deleted, up to :data:`PURGE_SAMPLE` of their ids, newest first).
 
@@ -264,8 +268,19 @@ class SqlMemoryAdmin:
             ids = list(await session.scalars(query))
             await self._delete_ids(session, ids)
         if ids:
-            await self.sync.apply(MEMORY_BINDING.collection, ids)
+            self._apply_later(ids)
         return len(ids), ids[:PURGE_SAMPLE]
+
+    def _apply_later(self, ids: Sequence[str]) -> None:
+        """Delete the points of ``ids`` from the index without waiting (their outbox rows are committed).
+
+        Reads join index hits with the SQL rows, so a point not deleted yet is
+        never returned; a purge of many thousands of memories answers once SQL
+        has committed instead of after every point is gone from the index.
+        """
+        task = asyncio.create_task(self.sync.apply(MEMORY_BINDING.collection, ids), name="memory-purge-apply")
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     async def sweep_expired(self, *, batch_size: int = DELETE_CHUNK) -> dict[str, int]:
         """Delete every memory whose ``expire_at`` has passed (all tenants), vectors through the outbox.

@@ -45,8 +45,8 @@ from tmws.pattern.client._memories import MAX_BATCH_CREATE, memory_filter, new_m
 from tmws.pattern.v1 import Memory, MemoryFilter
 
 _REQUEST_INDEX = re.compile(r"^requests\[(\d+)\]")
-#: Deadline in seconds of one import chunk without ``--timeout``: the server answers once the
-#: chunk is stored and embedded, which for 1,000 memories can take longer than a default deadline.
+#: Deadline in seconds of one import chunk (and of a purge) without ``--timeout``: the server answers
+#: once the chunk is stored and embedded, which for 1,000 memories can take longer than a default deadline.
 IMPORT_CHUNK_TIMEOUT = 600.0
 
 
@@ -206,6 +206,8 @@ async def _delete(client: PatternClient, args: argparse.Namespace, io: Io, timeo
 
 
 async def _purge(client: PatternClient, args: argparse.Namespace, io: Io, timeout: TimeoutLike) -> int:
+    if timeout is DEFAULT:
+        timeout = IMPORT_CHUNK_TIMEOUT  # a purge of many thousands of memories outlasts a default deadline
     flt = _filter(args)
     if flt.ByteSize() == 0 and not args.all:
         raise UsageError("purge needs a filter (--agent, --tag, ...) or --all for every memory of the tenant")
