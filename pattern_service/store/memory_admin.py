@@ -223,7 +223,11 @@ class SqlMemoryAdmin:
         return memory_from_row(row)
 
     async def delete(self, tenant_id: str, memory_id: str) -> None:
-        """Delete one memory and (through the outbox) its vector.
+        """Delete one memory and (through the outbox, in the background) its vector.
+
+        Answers once SQL has committed: reads join index hits with the SQL rows,
+        so the memory is never returned again even before its point is gone
+        (waiting for the index made a delete queue behind a large purge's).
 
         Raises:
             NotFoundError: No such unexpired memory of this tenant.
@@ -232,7 +236,7 @@ class SqlMemoryAdmin:
         async with self.db.session(write=True) as session:
             await self._row(session, tenant_id, memory_id)
             await self._delete_ids(session, [memory_id])
-        await self.sync.apply(MEMORY_BINDING.collection, [memory_id])
+        self._apply_later([memory_id])
 
     @staticmethod
     async def _delete_ids(session: AsyncSession, ids: Sequence[str]) -> None:
@@ -275,8 +279,8 @@ class SqlMemoryAdmin:
         """Delete the points of ``ids`` from the index without waiting (their outbox rows are committed).
 
         Reads join index hits with the SQL rows, so a point not deleted yet is
-        never returned; a purge of many thousands of memories answers once SQL
-        has committed instead of after every point is gone from the index.
+        never returned; a delete or a purge of many thousands of memories answers
+        once SQL has committed instead of after every point is gone from the index.
         """
         task = asyncio.create_task(self.sync.apply(MEMORY_BINDING.collection, ids), name="memory-purge-apply")
         self._pending.add(task)
