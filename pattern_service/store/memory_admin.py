@@ -275,6 +275,11 @@ class SqlMemoryAdmin:
             self._apply_later(ids)
         return len(ids), ids[:PURGE_SAMPLE]
 
+    async def drain(self) -> None:
+        """Wait until the vector deletes started by :meth:`delete` and :meth:`purge` are applied (or failed)."""
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+
     def _apply_later(self, ids: Sequence[str]) -> None:
         """Delete the points of ``ids`` from the index without waiting (their outbox rows are committed).
 

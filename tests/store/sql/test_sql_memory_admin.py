@@ -81,5 +81,7 @@ async def test_purge_is_tenant_scoped(admin: SqlMemoryAdmin, sql_index: EdgeVect
     assert (await admin.purge(A, MemoryFilter(agent_id="x"), force=False))[0] == 1
     count, sample = await admin.purge(A, MemoryFilter(), force=True)
     assert count == 2 and len(sample) == 2
+    assert (await admin.list(A, MemoryFilter(), order="create_time", page_size=10, after=None)).total_size == 0
+    await admin.drain()  # the vectors follow the committed SQL delete
     assert len(await sql_index.list_ids(MEMORY_COLLECTION)) == 1
     assert (await admin.list(B, MemoryFilter(), order="create_time desc", page_size=10, after=None)).total_size == 1
