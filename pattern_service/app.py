@@ -35,6 +35,7 @@ from pattern_service.store.embeddings import OnnxEmbedder, create_embedder
 from pattern_service.store.emptied import check_not_emptied
 from pattern_service.store.learning import SqlLearningStore
 from pattern_service.store.memories import SqlMemoryStore
+from pattern_service.store.memory_admin import SqlMemoryAdmin, sweep_periodically
 from pattern_service.store.outbox import VectorSync
 from pattern_service.store.vector_bindings import VECTOR_BINDINGS
 from pattern_service.store.vectors.base import VectorIndex
@@ -177,6 +178,7 @@ class Application:
         learning_store: Success patterns.
         engine: The execution engine.
         redis: The Redis cache layer (``TMWS_REDIS_URL``), or ``None``.
+        memory_admin: Resource-style memory operations of ``MemoryService``.
     """
 
     settings: Settings
@@ -189,6 +191,7 @@ class Application:
     learning_store: SqlLearningStore
     engine: PatternExecutionEngine
     redis: RedisCacheBackend | None = None
+    memory_admin: SqlMemoryAdmin | None = None
     started_at: float = field(default_factory=time.time)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -269,6 +272,7 @@ class Application:
             default_patterns_path=settings.patterns_file,
             recall_min_score=settings.recall_min_score,
         )
+        memory_admin = SqlMemoryAdmin(db, sync)
         app = cls(
             settings=settings,
             metrics=metrics or Metrics(),
@@ -280,6 +284,7 @@ class Application:
             learning_store=learning_store,
             engine=engine,
             redis=redis,
+            memory_admin=memory_admin,
         )
         app_ref["app"] = app
         app.metrics.watch_cache(engine.cache.stats, redis=redis is not None)
@@ -291,6 +296,12 @@ class Application:
             await redis.start(engine.registries.refresh_if_changed)
         sync.start()
         app._tasks.append(asyncio.create_task(app._refresh_metrics(), name="metrics-refresh"))
+        app._tasks.append(
+            asyncio.create_task(
+                sweep_periodically(memory_admin, engine.memories_changed, settings.memory_sweep_interval),
+                name="memory-expiry-sweep",
+            )
+        )
         return app
 
     async def health(self) -> dict[str, Any]:

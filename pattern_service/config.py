@@ -68,6 +68,8 @@ class Settings(BaseSettings):
         recall_min_score: Relevance floor of memory recall (and of the memory
             part of hybrid patterns): hits with a lower cosine similarity are
             dropped (ONNX model scale); a request's context ``min_score`` overrides it.
+        memory_sweep_interval: Seconds between sweeps deleting expired memories (SQL rows and,
+            through the outbox, their vectors); expired memories are never returned meanwhile.
         stream_window: Results in flight per ``ExecuteMany`` stream (read ahead,
             running or not yet written).
         stream_concurrency: Items of one ``ExecuteMany`` stream executing at once;
@@ -139,6 +141,7 @@ class Settings(BaseSettings):
     trigger_min_similarity: float | None = Field(default=None, ge=0.0, le=1.0)
     keyword_fallback: bool = False
     recall_min_score: float = Field(default=0.2, ge=0.0, le=1.0)
+    memory_sweep_interval: float = Field(default=30.0, gt=0.0, le=86_400.0)
     stream_window: int = Field(default=64, ge=1, le=10_000)
     stream_concurrency: int = Field(default=4, ge=1, le=10_000)
     grace_period: float = Field(default=10.0, ge=0.0)

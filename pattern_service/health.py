@@ -4,7 +4,7 @@ A background task probes the backends every few seconds (the seed's health
 check: SQL, vector index, outbox sync, embedding; Redis when configured) and
 sets each service's serving status from the components it needs:
 
-- ``tmws.pattern.v1.PatternLearningService`` needs ``sql``, ``vector_index``
+- ``tmws.pattern.v1.PatternLearningService`` (and ``MemoryService``) needs ``sql``, ``vector_index``
   and ``embedding``: NOT_SERVING while any of them is down.
 - ``tmws.pattern.v1.PatternExecutionService`` stays SERVING while the process
   runs: infrastructure paths need no backend, and memory paths fail per call

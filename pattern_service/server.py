@@ -14,6 +14,7 @@ from pattern_service.api.auth import log_mode
 from pattern_service.api.execution import PatternExecutionServicer
 from pattern_service.api.guard import add_guarded
 from pattern_service.api.learning import PatternLearningServicer
+from pattern_service.api.memories import MemoryServicer
 from pattern_service.api.reflection import enable_reflection
 from pattern_service.api.security import server_security
 from pattern_service.api.transport import server_options, unimplemented_handler
@@ -21,6 +22,9 @@ from pattern_service.app import Application
 from pattern_service.config import Settings
 from pattern_service.health import DrainingHealthServicer, HealthMonitor
 from pattern_service.metrics import Metrics
+from pattern_service.store.memory_admin import SqlMemoryAdmin
+from tmws.pattern.v1 import memory_service_pb2 as pm
+from tmws.pattern.v1 import memory_service_pb2_grpc as pm_grpc
 from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
 from tmws.pattern.v1 import pattern_execution_service_pb2_grpc as pe_grpc
 from tmws.pattern.v1 import pattern_learning_service_pb2 as pl
@@ -32,7 +36,8 @@ EXECUTION_SERVICE = pe.DESCRIPTOR.services_by_name["PatternExecutionService"].fu
 LEARNING_SERVICE = pl.DESCRIPTOR.services_by_name["PatternLearningService"].full_name
 #: Event-loop turns between the guard's cut-over and grpc's stop (see :meth:`PatternServer.stop`).
 CUTOVER_YIELDS = 20
-#: Components the learning service cannot answer without (see :mod:`pattern_service.health`).
+MEMORY_SERVICE = pm.DESCRIPTOR.services_by_name["MemoryService"].full_name
+#: Components the learning and memory services cannot answer without (see :mod:`pattern_service.health`).
 LEARNING_NEEDS = frozenset({"sql", "vector_index", "embedding"})
 
 
@@ -54,7 +59,7 @@ class PatternServer:
         self.monitor = HealthMonitor(
             app.health,
             self.health,
-            {EXECUTION_SERVICE: frozenset(), LEARNING_SERVICE: LEARNING_NEEDS},
+            {EXECUTION_SERVICE: frozenset(), LEARNING_SERVICE: LEARNING_NEEDS, MEMORY_SERVICE: LEARNING_NEEDS},
             overall_follows=EXECUTION_SERVICE,
         )
         self._server: grpc.aio.Server | None = None
@@ -87,9 +92,23 @@ class PatternServer:
             pl_grpc.add_PatternLearningServiceServicer_to_server,
             PatternLearningServicer(self.app.learning_store, self.metrics),
         )
+        add_guarded(
+            server,
+            guard,
+            pm_grpc.add_MemoryServiceServicer_to_server,
+            MemoryServicer(
+                self.app.memory_admin or SqlMemoryAdmin(self.app.db, self.app.sync), self.app.engine, self.metrics
+            ),
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         enable_reflection(
-            (EXECUTION_SERVICE, LEARNING_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server
+            (
+                EXECUTION_SERVICE,
+                LEARNING_SERVICE,
+                MEMORY_SERVICE,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            ),
+            server,
         )
         server.add_generic_rpc_handlers((unimplemented_handler(),))
         try:

@@ -18,9 +18,16 @@ CreateSuccessPattern, UpdateSuccessPattern,               write
 DeleteSuccessPattern, RecordPatternOutcome
 RegisterBatch, DeletePatternDefinition, FitRouting        admin
   … on the global pattern layer (:mod:`.layers`)            + patterns:admin:global
+MemoryService: GetMemory, ListMemories, SearchMemories    memories:read
+MemoryService: CreateMemory, BatchCreateMemories,         memories:write
+UpdateMemory, DeleteMemory, PurgeMemories
 grpc.health.v1.Health, server reflection                  none (open)
 any other method of ``tmws.pattern.v1``                    admin (fail closed)
 ========================================================  ==========
+
+``read`` implies ``memories:read`` and ``write`` implies ``memories:write``
+(:data:`~pattern_service.api.identity.IMPLIED_SCOPES`), so keys made before the
+memory API keep their access; ``admin`` implies every scope.
 
 The ``write`` check of an execution cannot live here: only the router knows
 whether a query (``store …``) is a write. The servicer passes
@@ -55,6 +62,7 @@ log = logging.getLogger(__name__)
 PACKAGE = "tmws.pattern.v1"
 _EXEC = f"/{PACKAGE}.PatternExecutionService/"
 _LEARN = f"/{PACKAGE}.PatternLearningService/"
+_MEM = f"/{PACKAGE}.MemoryService/"
 
 #: The scope each RPC of ``tmws.pattern.v1`` needs (full method names).
 METHOD_SCOPES: dict[str, Scope] = {
@@ -75,6 +83,14 @@ METHOD_SCOPES: dict[str, Scope] = {
     _LEARN + "UpdateSuccessPattern": Scope.WRITE,
     _LEARN + "DeleteSuccessPattern": Scope.WRITE,
     _LEARN + "RecordPatternOutcome": Scope.WRITE,
+    _MEM + "GetMemory": Scope.MEMORIES_READ,
+    _MEM + "ListMemories": Scope.MEMORIES_READ,
+    _MEM + "SearchMemories": Scope.MEMORIES_READ,
+    _MEM + "CreateMemory": Scope.MEMORIES_WRITE,
+    _MEM + "BatchCreateMemories": Scope.MEMORIES_WRITE,
+    _MEM + "UpdateMemory": Scope.MEMORIES_WRITE,
+    _MEM + "DeleteMemory": Scope.MEMORIES_WRITE,
+    _MEM + "PurgeMemories": Scope.MEMORIES_WRITE,
 }
 
 BEARER = "bearer "

@@ -32,11 +32,14 @@ _TENANT = TENANT_PATTERN
 
 
 class Scope(enum.StrEnum):
-    """What a key may do. ``admin`` implies every other scope except ``patterns:admin:global``.
+    """What a key may do.
 
-    ``patterns:admin:global`` changes the global pattern layer every tenant
-    sees (:mod:`pattern_service.engine.registries`) and implies ``admin``;
-    ``admin`` alone changes only its tenant's layer.
+    ``admin`` implies every other scope except ``patterns:admin:global``; ``read``
+    implies ``memories:read`` and ``write`` implies ``memories:write`` (keys made
+    before the memory API keep reaching memories), while a key granted only
+    ``memories:*`` reaches nothing else. ``patterns:admin:global`` changes the
+    global pattern layer every tenant sees (:mod:`pattern_service.engine.registries`)
+    and implies ``admin``; ``admin`` alone changes only its tenant's layer.
     """
 
     EXECUTE = "execute"
@@ -44,11 +47,19 @@ class Scope(enum.StrEnum):
     WRITE = "write"
     ADMIN = "admin"
     PATTERNS_ADMIN_GLOBAL = "patterns:admin:global"
+    MEMORIES_READ = "memories:read"
+    MEMORIES_WRITE = "memories:write"
 
 
 ALL_SCOPES = frozenset(Scope)
 #: Scopes ``admin`` does not imply (they reach beyond the key's tenant).
 CROSS_TENANT_SCOPES = frozenset({Scope.PATTERNS_ADMIN_GLOBAL})
+
+#: Scopes each scope grants besides itself (``admin``: every tenant-scoped one, see :func:`expand_scopes`).
+IMPLIED_SCOPES: dict[Scope, frozenset[Scope]] = {
+    Scope.READ: frozenset({Scope.MEMORIES_READ}),
+    Scope.WRITE: frozenset({Scope.MEMORIES_WRITE}),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +82,14 @@ class Principal:
 
 
 def expand_scopes(scopes: Iterable[Scope]) -> frozenset[Scope]:
-    """The granted set: ``patterns:admin:global`` implies ``admin``, which implies every tenant-scoped scope."""
+    """The granted set: ``patterns:admin:global`` implies ``admin``, which implies every
+    tenant-scoped scope; others as :data:`IMPLIED_SCOPES` says."""
     granted = frozenset(scopes)
     if Scope.PATTERNS_ADMIN_GLOBAL in granted:
         granted |= {Scope.ADMIN}
-    return granted | (ALL_SCOPES - CROSS_TENANT_SCOPES) if Scope.ADMIN in granted else granted
+    if Scope.ADMIN in granted:
+        return granted | (ALL_SCOPES - CROSS_TENANT_SCOPES)
+    return granted.union(*(IMPLIED_SCOPES.get(s, frozenset()) for s in granted))
 
 
 _PRINCIPAL: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("tmws_principal", default=None)

@@ -12,7 +12,8 @@ Configuration (either or both; names must be unique, digests too):
 
 Each entry: ``{"name": "ci-bot", "tenant": "acme", "scopes": ["execute", "read"],
 "key_sha256": "<64 hex digits>"}``. Scopes: ``execute``, ``read``, ``write``,
-``admin`` (implies all).
+``admin`` (implies all), ``memories:read`` and ``memories:write`` (the memory API;
+implied by ``read`` and ``write`` respectively).
 
 Make a key and its digest with ``python -m pattern_service.api.keys`` (prints a
 new random key and its entry), or hash an existing one with
@@ -223,7 +224,10 @@ def add_hash_key_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scopes",
         default="execute,read",
-        help="comma-separated scopes: execute, read, write, admin (admin = all); default: execute,read",
+        help=(
+            "comma-separated scopes: execute, read, write, admin (admin = all), memories:read, memories:write "
+            "(implied by read, write); default: execute,read"
+        ),
     )
 
 

@@ -75,7 +75,10 @@ def decode_token(token: str, query_key: str) -> int:
 
 def encode_cursor(cursor: KeysetCursor, query_key: str) -> str:
     """The token for the page after ``cursor`` of the query identified by ``query_key``."""
-    return _pack({"c": cursor.created_at.isoformat(), "i": cursor.id}, query_key)
+    position: dict[str, Any] = {"c": cursor.created_at.isoformat(), "i": cursor.id}
+    if cursor.rank is not None:
+        position["r"] = cursor.rank
+    return _pack(position, query_key)
 
 
 def decode_cursor(token: str, query_key: str) -> KeysetCursor | None:
@@ -87,7 +90,14 @@ def decode_cursor(token: str, query_key: str) -> KeysetCursor | None:
     if not token:
         return None
     data = _unpack(token, query_key)
+    rank = data.get("r")
     try:
-        return KeysetCursor(created_at=datetime.fromisoformat(data["c"]), id=str(data["i"]))
+        if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int | float)):
+            raise ValueError
+        return KeysetCursor(
+            created_at=datetime.fromisoformat(data["c"]),
+            id=str(data["i"]),
+            rank=None if rank is None else float(rank),
+        )
     except (KeyError, TypeError, ValueError):
         raise _refused("is malformed; pass a next_page_token unchanged") from None

@@ -232,10 +232,13 @@ class KeysetCursor:
     Attributes:
         created_at: ``created_at`` of the last item of the previous page, as stored.
         id: Its id (the tie-breaker).
+        rank: Its leading sort value when the list is ordered by something before the time
+            (a memory's ``importance`` in ``ListMemories`` ordered by importance); else ``None``.
     """
 
     created_at: datetime
     id: str
+    rank: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

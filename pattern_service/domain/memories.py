@@ -24,6 +24,7 @@ class NewMemory:
         tags: Tags (lower-cased, unique).
         importance: In [0, 1].
         metadata: JSON-compatible extra data (e.g. a stored plan).
+        expire_at: When it expires (UTC), or ``None`` for never.
     """
 
     tenant_id: str
@@ -33,6 +34,7 @@ class NewMemory:
     tags: tuple[str, ...] = ()
     importance: float = 0.5
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    expire_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,8 @@ class Memory:
             non-semantic reads).
         (other fields as :class:`NewMemory`)
         created_at: Creation time (UTC).
+        updated_at: Last update time (UTC); ``None`` when not loaded.
+        expire_at: Expiry time (UTC), or ``None`` for never.
     """
 
     memory_id: str
@@ -57,6 +61,8 @@ class Memory:
     metadata: Mapping[str, Any]
     created_at: datetime
     score: float | None = None
+    updated_at: datetime | None = None
+    expire_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +76,8 @@ class MemoryFilter:
         min_importance: Only memories with importance >= this.
         since: Only memories created at or after this time (UTC).
         until: Only memories created at or before this time (UTC).
+        tags_all: Only memories carrying every one of these tags.
+        max_importance: Only memories with importance <= this.
     """
 
     agent_id: str | None = None
@@ -78,6 +86,8 @@ class MemoryFilter:
     min_importance: float | None = None
     since: datetime | None = None
     until: datetime | None = None
+    tags_all: tuple[str, ...] = ()
+    max_importance: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

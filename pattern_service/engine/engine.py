@@ -6,12 +6,15 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from pattern_service.domain import (
     DEFAULT_TENANT,
     ExecutionMode,
     ExecutionResult,
+    Memory,
+    MemoryFilter,
     PatternDefinition,
     PatternType,
     RoutingDecision,
@@ -147,13 +150,16 @@ class PatternExecutionEngine:
                 self._account(tenant_id, plan, hit, cache_lookup=True)
                 return hit
         try:
-            result = await self._run_plan(plan, call, text, ctx, execution_mode, tenant_id, start)
+            result, expiry = await self._run_plan(plan, call, text, ctx, execution_mode, tenant_id, start)
         except Exception:
             elapsed = (time.perf_counter() - start) * 1000
             self._account(tenant_id, plan, None, cache_lookup=key is not None, time_ms=elapsed)
             raise
         if key is not None and result.success:
-            await self.cache.set(key, tenant_id, result, plan.definition.cache_ttl, reads_memory=plan.reads_memory)
+            ttl: float = plan.definition.cache_ttl
+            if expiry is not None:  # never serve a memory from cache past its expiry
+                ttl = min(ttl, (expiry - datetime.now(UTC)).total_seconds())
+            await self.cache.set(key, tenant_id, result, ttl, reads_memory=plan.reads_memory)
         self._account(tenant_id, plan, result, cache_lookup=key is not None)
         return result
 
@@ -231,8 +237,12 @@ class PatternExecutionEngine:
         mode: ExecutionMode,
         tenant_id: str,
         start: float,
-    ) -> ExecutionResult:
+    ) -> tuple[ExecutionResult, datetime | None]:
         """Run the plan's parts; a successful memory write bumps the tenant's generation and drops its results.
+
+        Returns:
+            The result and the earliest expiry of the memories it holds (``None``: none expires), which
+            bounds how long it may be cached.
 
         Raises:
             PatternServiceError: A backend of a memory-only path failed.
@@ -241,9 +251,9 @@ class PatternExecutionEngine:
         success = all(p.success for p in parts)
         errors = [f"{p.part} part failed: {p.error}" for p in parts if not p.success]
         if plan.is_write and any(p.part == "memory" and p.success for p in parts):
-            await self.generations.bump(tenant_id)
-            await self.cache.invalidate_tenant(tenant_id)
-        return ExecutionResult(
+            await self.memories_changed(tenant_id)
+        expiry = min((p.expires_at for p in parts if p.expires_at is not None), default=None)
+        result = ExecutionResult(
             pattern_name=plan.definition.name,
             pattern_type=plan.path.pattern_type,
             success=success,
@@ -255,6 +265,7 @@ class PatternExecutionEngine:
             metadata=self._metadata(plan, mode, tenant_id, parts),
             routing=plan.decision,
         )
+        return result, expiry
 
     def _account(
         self,
@@ -310,6 +321,40 @@ class PatternExecutionEngine:
         decision = await self.router.route(text, execution_mode, ctx, tenant_id, keyword_fallback=keyword_fallback)
         self.tenant_stats.record_route(tenant_id, decision.pattern_type)
         return decision
+
+    async def memories_changed(self, tenant_id: str) -> None:
+        """Make every cached memory-reading result of ``tenant_id`` unreachable, on every replica.
+
+        Called after each committed memory write (``store``, ``MemoryService``
+        writes, the expiry sweep): bumps the tenant's data generation (shared
+        through Redis when configured, which also tells the other replicas to
+        drop their local entries) and drops this process's entries.
+        """
+        await self.generations.bump(tenant_id)
+        await self.cache.invalidate_tenant(tenant_id)
+
+    async def search_memories(
+        self, tenant_id: str, query: str, flt: MemoryFilter, limit: int, min_score: float | None
+    ) -> tuple[list[Memory], int, float]:
+        """Semantic memory search with ``recall``'s ranking and floor (never cached).
+
+        Args:
+            tenant_id: Caller tenant.
+            query: Trimmed, non-empty query.
+            flt: Filters.
+            limit: Best hits considered (1-100).
+            min_score: Relevance floor in [0, 1]; ``None`` = the server's ``recall`` default.
+
+        Returns:
+            (hits at or above the floor, best first; how many fell below; the floor applied).
+
+        Raises:
+            PatternServiceError: From the store (e.g. ``UnavailableError``).
+        """
+        floor = self._memory.default_min_score if min_score is None else min_score
+        with span("memory.search"):
+            found, below = await self._memory.recall(tenant_id, query, flt, limit, floor)
+        return found, below, floor
 
     def _check_request(self, query: str, context: Mapping[str, Any] | None) -> tuple[str, dict[str, Any]]:
         text = query.strip() if isinstance(query, str) else ""

@@ -118,12 +118,15 @@ class PartResult:
         success: The part completed.
         data: JSON-compatible data (possibly empty on failure).
         error: Error text when it failed.
+        expires_at: Earliest expiry of the memories it returned, or ``None``.
     """
 
     part: str
     success: bool
     data: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
+    #: Earliest ``expire_at`` of the memories in ``data`` (a cached result must not outlive it).
+    expires_at: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         """``{"success": ..., "error": ..., **data}``."""
@@ -131,7 +134,7 @@ class PartResult:
 
 
 def memory_to_json(m: Memory) -> dict[str, Any]:
-    """A memory as a JSON object (``created_at`` RFC 3339)."""
+    """A memory as a JSON object (``created_at``, ``expire_at`` RFC 3339; ``expire_at`` null for never)."""
     return {
         "memory_id": m.memory_id,
         "content": m.content,
@@ -141,6 +144,7 @@ def memory_to_json(m: Memory) -> dict[str, Any]:
         "importance": m.importance,
         "metadata": dict(m.metadata),
         "created_at": m.created_at.isoformat(),
+        "expire_at": m.expire_at.isoformat() if m.expire_at is not None else None,
         "score": m.score,
     }
 
@@ -283,6 +287,36 @@ class MemoryExecutor:
             min_score = self._recall_min_score
         return MemoryCall(operation, text, tags, floor, flt, request, min_score)
 
+    @property
+    def default_min_score(self) -> float:
+        """The server's relevance floor of ``recall`` in [0, 1] (``TMWS_RECALL_MIN_SCORE``)."""
+        return self._recall_min_score
+
+    async def recall(
+        self, tenant_id: str, text: str, flt: MemoryFilter, limit: int, min_score: float
+    ) -> tuple[list[Memory], int]:
+        """The ``recall`` operation: the ``limit`` memories closest to ``text``, then the relevance floor.
+
+        The one ranking of semantic memory search: ``Execute``'s ``recall`` and
+        ``MemoryService.SearchMemories`` both call this.
+
+        Args:
+            tenant_id: Caller tenant.
+            text: What to compare with.
+            flt: Filters pushed down to the index and checked on the SQL rows.
+            limit: Best hits considered (>= 1).
+            min_score: Relevance floor in [0, 1]; 0 keeps every hit.
+
+        Returns:
+            (hits at or above the floor, best first with ``score`` set; how many of the ``limit`` best fell below).
+
+        Raises:
+            PatternServiceError: From the store (e.g. ``UnavailableError``).
+        """
+        hits = await self._store.recall(tenant_id, text, flt, limit)
+        found = [m for m in hits if m.score is None or m.score >= min_score] if min_score > 0 else list(hits)
+        return found, len(hits) - len(found)
+
     async def run(self, call: MemoryCall, tenant_id: str) -> PartResult:
         """Run a prepared operation for ``tenant_id``.
 
@@ -318,10 +352,9 @@ class MemoryExecutor:
             return PartResult("memory", True, {"operation": op.value, "aggregate": aggregate_to_json(agg)})
         extra: dict[str, Any] = {}
         if op is MemoryOperation.RECALL:
-            hits = await self._store.recall(tenant_id, call.text, flt, limit)
             floor = call.min_score or 0.0
-            found = [m for m in hits if m.score is None or m.score >= floor] if floor > 0 else list(hits)
-            extra = {"query": call.text, "min_score": floor, "below_min_score": len(hits) - len(found)}
+            found, below = await self.recall(tenant_id, call.text, flt, limit, floor)
+            extra = {"query": call.text, "min_score": floor, "below_min_score": below}
         elif op is MemoryOperation.SEARCH_BY_TAG:
             found = await self._store.search_by_tag(tenant_id, call.tags, flt, limit)
             extra = {"tags": list(call.tags)}
@@ -332,8 +365,12 @@ class MemoryExecutor:
             found = await self._store.recent(tenant_id, flt, limit)
             extra = {"since": flt.since.isoformat() if flt.since else None}
         memories = [memory_to_json(m) for m in found]
+        expires_at = min((m.expire_at for m in found if m.expire_at is not None), default=None)
         return PartResult(
-            "memory", True, {"operation": op.value, **extra, "count": len(memories), "memories": memories}
+            "memory",
+            True,
+            {"operation": op.value, **extra, "count": len(memories), "memories": memories},
+            expires_at=expires_at,
         )
 
 

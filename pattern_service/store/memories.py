@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, func, select
+from sqlalchemy import ColumnElement, exists, func, or_, select
 
 from pattern_service.domain import Memory, MemoryAggregate, MemoryFilter, NewMemory
 from pattern_service.engine.ports import Embedder
@@ -33,7 +33,13 @@ def _to_domain(row: MemoryRow, score: float | None = None) -> Memory:
         metadata=dict(row.metadata_ or {}),
         created_at=row.created_at,
         score=score,
+        updated_at=row.updated_at,
+        expire_at=row.expire_at,
     )
+
+
+#: A loaded ``memories`` row as a :class:`~pattern_service.domain.Memory` (``score`` optional).
+memory_from_row = _to_domain
 
 
 def _has_any_tag(tenant_id: str, tags: Sequence[str]) -> ColumnElement[bool]:
@@ -45,17 +51,31 @@ def _has_any_tag(tenant_id: str, tags: Sequence[str]) -> ColumnElement[bool]:
     )
 
 
+def _has_every_tag(tenant_id: str, tags: Sequence[str]) -> list[ColumnElement[bool]]:
+    """One EXISTS per tag: the memory carries every one of ``tags``."""
+    return [_has_any_tag(tenant_id, (tag,)) for tag in dict.fromkeys(tags)]
+
+
+def not_expired(now: datetime | None = None) -> ColumnElement[bool]:
+    """SQL condition: the memory has no expiry or it lies after ``now`` (default: the current time)."""
+    return or_(MemoryRow.expire_at.is_(None), MemoryRow.expire_at > (now or utcnow()))
+
+
 def memory_conditions(tenant_id: str, flt: MemoryFilter) -> list[ColumnElement[bool]]:
-    """SQL conditions selecting the tenant's memories that pass ``flt``."""
-    conds: list[ColumnElement[bool]] = [MemoryRow.tenant_id == tenant_id]
+    """SQL conditions selecting the tenant's unexpired memories that pass ``flt``."""
+    conds: list[ColumnElement[bool]] = [MemoryRow.tenant_id == tenant_id, not_expired()]
     if flt.agent_id is not None:
         conds.append(MemoryRow.agent_id == flt.agent_id)
     if flt.memory_type is not None:
         conds.append(MemoryRow.memory_type == flt.memory_type)
     if flt.tags:
         conds.append(_has_any_tag(tenant_id, flt.tags))
+    if flt.tags_all:
+        conds.extend(_has_every_tag(tenant_id, flt.tags_all))
     if flt.min_importance is not None:
         conds.append(MemoryRow.importance >= flt.min_importance)
+    if flt.max_importance is not None:
+        conds.append(MemoryRow.importance <= flt.max_importance)
     if flt.since is not None:
         conds.append(MemoryRow.created_at >= flt.since)
     if flt.until is not None:
@@ -69,7 +89,7 @@ def _utc(value: datetime) -> datetime:
 
 
 def memory_passes(row: MemoryRow, tenant_id: str, flt: MemoryFilter) -> bool:
-    """Whether a loaded row passes what :func:`memory_conditions` selects, evaluated in Python.
+    """Whether a loaded row passes what :func:`memory_conditions` selects (unexpired too), evaluated in Python.
 
     Used after a primary-key lookup, so the database is never asked to combine
     the id list with the tenant (which made it scan the tenant's whole index
@@ -83,7 +103,13 @@ def memory_passes(row: MemoryRow, tenant_id: str, flt: MemoryFilter) -> bool:
         return False
     if flt.tags and not set(row.tags or ()) & set(flt.tags):
         return False
+    if flt.tags_all and not set(flt.tags_all) <= set(row.tags or ()):
+        return False
     if flt.min_importance is not None and not float(row.importance) >= flt.min_importance:
+        return False
+    if flt.max_importance is not None and not float(row.importance) <= flt.max_importance:
+        return False
+    if row.expire_at is not None and _utc(row.expire_at) <= utcnow():
         return False
     created = _utc(row.created_at)
     if flt.since is not None and created < _utc(flt.since):
@@ -133,6 +159,7 @@ class SqlMemoryStore:
             metadata_=dict(memory.metadata),
             created_at=now,
             updated_at=now,
+            expire_at=memory.expire_at,
         )
         async with self.db.session(write=True) as session:
             session.add(row)

@@ -45,8 +45,15 @@ def memory_vector_filter(tenant_id: str, flt: MemoryFilter) -> VectorFilter:
         must.append(MatchAny("memory_type", (flt.memory_type,)))
     if flt.tags:
         must.append(MatchAny("tags", tuple(flt.tags)))
-    if flt.min_importance is not None:
-        must.append(Range("importance", gte=float(flt.min_importance)))
+    must.extend(MatchAny("tags", (tag,)) for tag in dict.fromkeys(flt.tags_all))
+    if flt.min_importance is not None or flt.max_importance is not None:
+        must.append(
+            Range(
+                "importance",
+                gte=float(flt.min_importance) if flt.min_importance is not None else None,
+                lte=float(flt.max_importance) if flt.max_importance is not None else None,
+            )
+        )
     if flt.since is not None or flt.until is not None:
         must.append(
             Range(
@@ -62,8 +69,8 @@ def _memory_text(row: MemoryRow) -> str:
     return row.content
 
 
-#: Memories: their content is embedded; a payload index on every filtered field. Memories are
-#: never updated, so every change is a full upsert.
+#: Memories: their content is embedded; a payload index on every filtered field. Every change
+#: (``MemoryService.UpdateMemory`` included) is a full upsert: the content is re-embedded.
 MEMORY_BINDING: VectorBinding[MemoryRow, MemoryFilter] = VectorBinding(
     collection="memory_embeddings",
     row_type=MemoryRow,

@@ -129,6 +129,7 @@ class MemoryRow(Base):
         Index("ix_memories_tenant_created", "tenant_id", "created_at"),
         Index("ix_memories_tenant_agent", "tenant_id", "agent_id"),
         Index("ix_memories_tenant_importance", "tenant_id", "importance"),
+        Index("ix_memories_expire_at", "expire_at"),
     )
 
     memory_id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -141,6 +142,8 @@ class MemoryRow(Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONDocument)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: When the memory expires (revision 0005); ``None`` = never.
+    expire_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class MemoryTagRow(Base):

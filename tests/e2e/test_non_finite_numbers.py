@@ -21,6 +21,8 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from pattern_service.server import PatternServer
+from tmws.pattern.v1 import memory_service_pb2 as pm
+from tmws.pattern.v1 import memory_service_pb2_grpc as pm_grpc
 from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
 from tmws.pattern.v1 import pattern_execution_service_pb2_grpc as pe_grpc
 from tmws.pattern.v1 import pattern_learning_service_pb2 as pl
@@ -37,6 +39,9 @@ COVERED = {
     "RegisterBatch": {"pattern_definitions[].metadata"},
     "CreateSuccessPattern": {f"success_pattern.{name}" for name in SUCCESS_STRUCTS},
     "UpdateSuccessPattern": {f"success_pattern.{name}" for name in SUCCESS_STRUCTS},
+    "CreateMemory": {"memory.metadata"},
+    "BatchCreateMemories": {"requests[].memory.metadata"},
+    "UpdateMemory": {"memory.metadata"},
 }
 
 
@@ -166,3 +171,25 @@ def test_every_struct_of_every_request_is_covered() -> None:
                 if paths:
                     found[method.name] = paths
     assert found == COVERED
+
+
+@pytest.mark.parametrize("bad", NON_FINITE, ids=str)
+async def test_memory_requests_refuse_non_finite_numbers(
+    server: PatternServer, channel: grpc.aio.Channel, bad: float
+) -> None:
+    stub = pm_grpc.MemoryServiceStub(channel)
+    memory = pm.Memory(content="the ledger closes nightly", metadata=struct({"w": [1, bad]}))
+    assert await refused(stub.CreateMemory, pm.CreateMemoryRequest(memory=memory)) == ["memory.metadata.w[1]"]
+    good = pm.CreateMemoryRequest(memory=pm.Memory(content="the ledger closes at midnight"))
+    batch = pm.BatchCreateMemoriesRequest(requests=[good, pm.CreateMemoryRequest(memory=memory)])
+    assert await refused(stub.BatchCreateMemories, batch) == ["requests[1].memory.metadata.w[1]"]
+    assert await server.app.memory_store.count("default") == 0  # the batch is atomic: nothing stored
+
+    created = await stub.CreateMemory(
+        pm.CreateMemoryRequest(memory=pm.Memory(content="kept", metadata=struct({"k": 1}))), timeout=30
+    )
+    change = pm.Memory(memory_id=created.memory.memory_id, metadata=struct({"k": bad}))
+    update = pm.UpdateMemoryRequest(memory=change, update_mask=field_mask_pb2.FieldMask(paths=["metadata"]))
+    assert await refused(stub.UpdateMemory, update) == ["memory.metadata.k"]
+    got = await stub.GetMemory(pm.GetMemoryRequest(memory_id=created.memory.memory_id), timeout=30)
+    assert dict(got.memory.metadata) == {"k": 1}  # unchanged

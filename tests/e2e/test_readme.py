@@ -156,12 +156,14 @@ async def test_readme_blocks_run(readme_server: tuple[PatternServer, int], tmp_p
         assert block.language == "bash", f"README.md:{block.line}: unknown block language {block.language!r}"
         prelude = ""
         uuid = ""
+        memory_id = ""
         for command in commands(localize(block.text)):
             if command.startswith("G=") or command.startswith("export "):
                 prelude += command + "\n"
                 continue
             if "<uuid>" in command:
                 command = command.replace("<uuid>", uuid)
+            command = command.replace("<memory_id>", memory_id)
             code, out = await sh(prelude + command, work, env)
             expected = (0, 3) if command.startswith("tmws-pattern health") else (0,)
             assert code in expected, f"README.md:{block.line}: `{command}` exited {code}:\n{out}"
@@ -169,5 +171,9 @@ async def test_readme_blocks_run(readme_server: tuple[PatternServer, int], tmp_p
                 found = re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", out)
                 assert found, out
                 uuid = found.group(0)
+            if "/CreateMemory" in command:
+                created = re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", out)
+                assert created, out
+                memory_id = created.group(0)
             ran += 1
     assert ran >= 30

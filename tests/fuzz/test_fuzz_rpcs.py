@@ -36,6 +36,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tmws.pattern.v1 import memory_service_pb2 as pm
 from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
 from tmws.pattern.v1 import pattern_execution_service_pb2_grpc as pe_grpc
 from tmws.pattern.v1 import pattern_learning_service_pb2 as pl
@@ -61,6 +62,7 @@ FORBIDDEN_NUMBERS = {code.value[0] for code in FORBIDDEN}
 SERVICES = (
     pe.DESCRIPTOR.services_by_name["PatternExecutionService"],
     pl.DESCRIPTOR.services_by_name["PatternLearningService"],
+    pm.DESCRIPTOR.services_by_name["MemoryService"],
 )
 METHODS = {f"/{s.full_name}/{m.name}": m for s in SERVICES for m in s.methods}
 

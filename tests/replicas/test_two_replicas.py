@@ -19,11 +19,12 @@ from process_helpers import ServerProcess, poll, server_env
 from server_helpers import create_database, drop_database, postgres_maintenance_url, postgres_unreachable
 
 from pattern_service.store.db import aupgrade_to_head
-from tmws.pattern.client import NotFound, PatternClient
+from tmws.pattern.client import NotFound, PatternClient, new_memory
 from tmws.pattern.v1 import (
     PATTERN_LAYER_GLOBAL,
     PATTERN_LAYER_TENANT,
     PATTERN_TYPE_MEMORY,
+    Memory,
     PatternDefinition,
 )
 
@@ -152,3 +153,39 @@ async def test_a_tenant_layer_change_reaches_the_other_replica_for_that_tenant_o
         await poll(lambda: layer_on_second(PATTERN_LAYER_GLOBAL), "the second replica to drop tenant-b's pattern")
         again = await b_on_second.execute(note)
         assert again.metadata["write"] and again.success
+
+
+async def test_deleted_memory_never_reappears_on_another_replica(
+    replicas: tuple[ServerProcess, ServerProcess],
+) -> None:
+    """A MemoryService update or delete on A is honoured at once by every read path of B, cached or not."""
+    a_proc, b_proc = replicas
+    recall = "recall memories about the payments ledger reconciliation"
+    async with PatternClient.connect(a_proc.target) as a, PatternClient.connect(b_proc.target) as b:
+        created = await a.create_memory(new_memory("the payments ledger is reconciled nightly", agent_id="fin"))
+
+        async def recalled_on_b() -> bool | None:
+            result = await b.execute(recall, use_cache=False)
+            return True if created.memory_id in [m["memory_id"] for m in result.result["memory"]["memories"]] else None
+
+        await poll(recalled_on_b, "B to recall the memory created on A")
+        await b.execute(recall)
+        cached = await b.execute(recall)
+        assert cached.cache_hit and created.memory_id in [m["memory_id"] for m in cached.result["memory"]["memories"]]
+        searched = await b.search_memories("payments ledger reconciliation")
+        assert [r.memory.memory_id for r in searched.results] == [created.memory_id]
+
+        change = Memory(memory_id=created.memory_id, content="the payments ledger is reconciled hourly")
+        await a.update_memory(change, "content")
+        updated = await b.execute(recall)  # no waiting: the generation moved on every replica at once
+        assert not updated.cache_hit
+        assert [m["content"] for m in updated.result["memory"]["memories"]] == [change.content]
+        assert (await b.get_memory(created.memory_id)).content == change.content
+
+        await a.delete_memory(created.memory_id)
+        for result in (await b.execute(recall), await b.execute(recall, use_cache=False), await b.execute(recall)):
+            assert created.memory_id not in [m["memory_id"] for m in result.result["memory"]["memories"]]
+        assert not (await b.search_memories("payments ledger reconciliation", min_score=0.0)).results
+        assert (await b.list_memories()).total_size == 0
+        with pytest.raises(NotFound):
+            await b.get_memory(created.memory_id)

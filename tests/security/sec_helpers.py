@@ -24,6 +24,8 @@ KEYS: dict[str, tuple[str, list[str]]] = {
     "b-all": ("tenant-b", ["execute", "read", "write"]),
     "b-admin": ("tenant-b", ["admin"]),
     "ops-global": ("ops", ["patterns:admin:global"]),
+    "a-mem-read": ("tenant-a", ["memories:read"]),
+    "a-mem-write": ("tenant-a", ["memories:write"]),
 }
 
 

@@ -28,7 +28,8 @@ def test_json_and_yaml_files_and_inline_keys_load(tmp_path: pathlib.Path) -> Non
     ring = load_key_ring(tmp_path / "keys.json", json.dumps([_entry("three", key="k3")]))
     assert len(ring) == 2 and ring.enabled
     one = ring.authenticate("k1")
-    assert one is not None and one.tenant == "acme" and one.scopes == frozenset({Scope.READ})
+    assert one is not None and one.tenant == "acme"
+    assert one.scopes == frozenset({Scope.READ, Scope.MEMORIES_READ})  # read implies memories:read
     assert ring.authenticate("k3") is not None and ring.authenticate("k2") is None
     admin = load_key_ring(tmp_path / "keys.yaml", "").authenticate("k2")
     # admin implies every scope of its tenant, not the global pattern layer's

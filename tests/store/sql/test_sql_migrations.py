@@ -43,7 +43,7 @@ def test_upgrade_creates_schema_and_downgrade_drops_it(tmp_path: pathlib.Path) -
     } <= _indexes(path)
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT id, version, seeded FROM registry_state").fetchall() == [(1, 0, 0)]
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0005",)]
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0006",)]
 
     upgrade_to_head(url)  # idempotent
     check(alembic_config(url))  # the ORM models match the migrated schema

@@ -11,7 +11,7 @@ Example::
             print(err.reason, err.message)
 
 The generated messages are in :mod:`tmws.pattern.v1` (``pattern_execution_service_pb2``,
-``pattern_learning_service_pb2``).
+``pattern_learning_service_pb2``, ``memory_service_pb2``).
 """
 
 from tmws.pattern.client._client import DEFAULT_CHANNEL_OPTIONS, DEFAULT_TARGET, PatternClient
@@ -55,6 +55,7 @@ from tmws.pattern.client._errors import (
     from_grpc_error,
     from_status,
 )
+from tmws.pattern.client._memories import MAX_BATCH_CREATE, memory_filter, new_memory
 from tmws.pattern.client._stream import ExecuteManyItem, ExecuteManyOutcome, ExecuteManyStream
 from tmws.pattern.client._version import __version__
 
@@ -62,6 +63,7 @@ __all__ = [
     "DEFAULT",
     "DEFAULT_CHANNEL_OPTIONS",
     "DEFAULT_TARGET",
+    "MAX_BATCH_CREATE",
     "Aborted",
     "AlreadyExists",
     "Cancelled",
@@ -101,6 +103,8 @@ __all__ = [
     "execution_mode_name",
     "from_grpc_error",
     "from_status",
+    "memory_filter",
+    "new_memory",
     "parse_execution_mode",
     "parse_pattern_type",
     "parse_success_pattern_status",

@@ -18,10 +18,14 @@ Examples::
     tmws-pattern health && echo ok
     tmws-pattern stats
     tmws-pattern success-patterns record 5f0c… --success
+    tmws-pattern memories list --agent ops --tag runbook > memories.jsonl
+    tmws-pattern memories import memories.jsonl
+    tmws-pattern memories purge --agent ops --force
     tmws-pattern eval labelled.jsonl --fit --plot report.png
 
 The commands live in small modules: ``_cli_many`` (execute-many), ``_cli_patterns``
-(patterns …), ``_cli_success`` (success-patterns …, match), ``_cli_admin`` (stats, health),
+(patterns …), ``_cli_success`` (success-patterns …, match), ``_cli_memories`` (memories …),
+``_cli_admin`` (stats, health),
 ``_cli_eval`` (eval);
 shared pieces in ``_cli_common``.
 """
@@ -37,7 +41,7 @@ from typing import NoReturn
 
 import grpc
 
-from tmws.pattern.client import _cli_admin, _cli_eval, _cli_many, _cli_patterns, _cli_success
+from tmws.pattern.client import _cli_admin, _cli_eval, _cli_many, _cli_memories, _cli_patterns, _cli_success
 from tmws.pattern.client._cli_common import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -118,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
     )
     _cli_success.add_parser(commands)
+    _cli_memories.add_parser(commands)
     _cli_many.add_parser(commands)
     _cli_patterns.add_parser(commands)
     _cli_admin.add_parser(commands)

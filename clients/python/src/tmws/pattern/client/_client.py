@@ -28,6 +28,7 @@ from tmws.pattern.client._enums import (
     parse_success_pattern_status,
 )
 from tmws.pattern.client._errors import Unavailable, from_grpc_error
+from tmws.pattern.client._memories import MemoryMethods
 from tmws.pattern.client._stream import ExecuteManyItem, ExecuteManyStream
 from tmws.pattern.client._version import __version__
 from tmws.pattern.v1 import (
@@ -92,8 +93,8 @@ _Req = TypeVar("_Req")
 _Resp = TypeVar("_Resp")
 
 
-class PatternClient:
-    """Typed asyncio client of ``PatternExecutionService`` and ``PatternLearningService``.
+class PatternClient(MemoryMethods):
+    """Typed asyncio client of ``PatternExecutionService``, ``PatternLearningService`` and ``MemoryService``.
 
     One method per RPC, each taking keyword ``timeout`` (seconds; default: the
     client's ``default_timeout``; ``None``: no deadline) and ``metadata``
@@ -107,7 +108,7 @@ class PatternClient:
     ``SuccessPattern``); otherwise it returns the response message (lists,
     ``register_batch``, ``delete_pattern_definition``, ``get_stats``,
     ``match_patterns``). ``delete_success_pattern`` returns the ids of the children it detached. The raw
-    stubs are available as :attr:`execution_stub` and :attr:`learning_stub`.
+    stubs are available as :attr:`execution_stub`, :attr:`learning_stub` and :attr:`memory_stub`.
 
     Example::
 
@@ -152,6 +153,7 @@ class PatternClient:
         self._target = target
         self._execution: exec_grpc.PatternExecutionServiceAsyncStub = exec_grpc.PatternExecutionServiceStub(channel)
         self._learning: learn_grpc.PatternLearningServiceAsyncStub = learn_grpc.PatternLearningServiceStub(channel)
+        self._init_memories(channel)
 
     @classmethod
     def connect(
