@@ -22,21 +22,9 @@ Selection (first that applies; ``raw`` is the hybrid similarity of
    ``NO_PATTERN_MATCHED`` whose metadata names the closest candidates, their
    scores and the threshold (the seed API's ``NotFoundError``).
 
-Modes decide the path:
-
-- infrastructure: FAST its tool (``cost``); BALANCED the same; COMPREHENSIVE
-  tool + memory ``recall`` of the subject (``cost + 100``).
-- memory read: FAST refused (``FailedPreconditionError``, reason
-  ``MODE_EXCLUDES_PATH``); BALANCED its operation (``cost``); COMPREHENSIVE
-  operation + the ``match_patterns`` tool (``cost + 50``).
-- hybrid: FAST its tool only (``min(cost, 50)``); BALANCED and COMPREHENSIVE
-  tool + operation (``cost``).
-- write (``store``): as defined in every mode (``cost``): modes choose among
-  read paths.
-
-The added 100 / 50 are the seed's base costs of a memory / infrastructure path
-(``PATTERN_SERVICE_README.md`` quick reference). In FAST mode similarity and
-keyword choices only consider infrastructure and hybrid patterns.
+Which path each execution mode takes, and its cost: :mod:`.plans`. In FAST
+mode similarity and keyword choices only consider infrastructure and hybrid
+patterns. The no-match error: :mod:`.no_match`; the keyword guess: :mod:`.keywords`.
 
 Alternatives: the other trigger matches and the top similarity candidates
 (calibrated), and the chosen pattern under the paths the other modes would
@@ -45,8 +33,6 @@ take (``0.9 × confidence``), best first, at most 5.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -64,129 +50,23 @@ from pattern_service.domain import (
     RoutingDecision,
 )
 from pattern_service.engine.executors import tags_in
+from pattern_service.engine.keywords import KEYWORDS, keyword_decision
+from pattern_service.engine.no_match import no_match_error
+from pattern_service.engine.plans import ExecutionPlan, PathPlan, plan_path
 from pattern_service.engine.ports import MemoryStore
 from pattern_service.engine.registry import MatchOutcome, PatternRegistry
 from pattern_service.engine.scoring import Candidate
 from pattern_service.engine.stats import RouterTotals
 from pattern_service.engine.text import subject_of
-from pattern_service.errors import FailedPreconditionError, NotFoundError
+from pattern_service.errors import FailedPreconditionError
 
-INFRASTRUCTURE_BASE_COST = 50
-MEMORY_BASE_COST = 100
-UPGRADE_TOOL = "match_patterns"
 MAX_ALTERNATIVES = 5
 OTHER_PATH_FACTOR = 0.9
-#: Candidates named in a ``NO_PATTERN_MATCHED`` error.
-NO_MATCH_CANDIDATES = 3
-
-KEYWORDS: dict[PatternType, re.Pattern[str]] = {
-    PatternType.INFRASTRUCTURE: re.compile(r"\b(tool|function|command|execute|run|install|setup)\b"),
-    PatternType.MEMORY: re.compile(r"\b(remember|recall|memory|history|past|previous|stored)\b"),
-    PatternType.HYBRID: re.compile(r"\b(analyze|compare|find|search|similar|related)\b"),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class PathPlan:
-    """One way to execute a pattern.
-
-    Attributes:
-        pattern_type: The path that runs.
-        tool: Tool of the infrastructure part, or ``None``.
-        operation: Operation of the memory part, or ``None``.
-        cost: Tokens of this path.
-    """
-
-    pattern_type: PatternType
-    tool: str | None
-    operation: MemoryOperation | None
-    cost: int
-
-
-@dataclass(frozen=True, slots=True)
-class ExecutionPlan:
-    """What the engine executes for a query.
-
-    Attributes:
-        decision: The routing decision (what ``Route`` returns).
-        definition: The chosen pattern.
-        path: The parts that run.
-        subject: The query without the matched trigger text.
-        baseline_cost: Tokens of the definition's ``COMPREHENSIVE`` path (its own
-            path when that mode excludes it): what the statistics count a cheaper
-            path or a cache hit as saving against.
-    """
-
-    decision: RoutingDecision
-    definition: PatternDefinition
-    path: PathPlan
-    subject: str
-    baseline_cost: int
-
-    @property
-    def is_write(self) -> bool:
-        """Whether the memory part writes."""
-        return self.path.operation is not None and self.path.operation.is_write
-
-    @property
-    def reads_memory(self) -> bool:
-        """Whether the result depends on the tenant's memories (cache keys then carry its generation)."""
-        return self.path.operation is not None and not self.path.operation.is_write
-
-
-def plan_path(d: PatternDefinition, mode: ExecutionMode) -> PathPlan | None:
-    """The path ``d`` takes under ``mode`` (see the module table); ``None`` when the mode excludes it."""
-    tool = d.tool if d.pattern_type is not PatternType.MEMORY else None
-    operation = d.operation if d.pattern_type is not PatternType.INFRASTRUCTURE else None
-    own = PathPlan(d.pattern_type, tool, operation, d.cost_tokens)
-    if d.is_write or mode is ExecutionMode.BALANCED:
-        return own
-    if mode is ExecutionMode.FAST:
-        if d.pattern_type is PatternType.INFRASTRUCTURE:
-            return PathPlan(PatternType.INFRASTRUCTURE, d.tool, None, d.cost_tokens)
-        if d.pattern_type is PatternType.HYBRID:
-            return PathPlan(PatternType.INFRASTRUCTURE, d.tool, None, min(d.cost_tokens, INFRASTRUCTURE_BASE_COST))
-        return None
-    if d.pattern_type is PatternType.INFRASTRUCTURE:
-        return PathPlan(PatternType.HYBRID, d.tool, MemoryOperation.RECALL, d.cost_tokens + MEMORY_BASE_COST)
-    if d.pattern_type is PatternType.MEMORY:
-        return PathPlan(PatternType.HYBRID, UPGRADE_TOOL, d.operation, d.cost_tokens + INFRASTRUCTURE_BASE_COST)
-    return own
 
 
 def trigger_confidence(span_length: int, query_length: int) -> float:
     """``0.75 + 0.25 × min(1, span_length / query_length)``, in [0.75, 1]."""
     return 0.75 + 0.25 * min(1.0, span_length / max(1, query_length))
-
-
-def keyword_decision(normalized: str, memories_exist: bool) -> tuple[PatternType, float, str]:
-    """The original router's keyword decision with a scored confidence (see the module docstring).
-
-    Args:
-        normalized: Normalized query.
-        memories_exist: Whether the tenant has any memory.
-
-    Returns:
-        (type, confidence in [0.2, 0.7], reasoning).
-    """
-    hits = {t: len(rx.findall(normalized)) for t, rx in KEYWORDS.items()}
-    infra, memory, hybrid = hits[PatternType.INFRASTRUCTURE], hits[PatternType.MEMORY], hits[PatternType.HYBRID]
-    total = infra + memory + hybrid
-    if infra and not memory and not hybrid:
-        chosen, support, why = PatternType.INFRASTRUCTURE, infra, "only infrastructure keywords"
-    elif memory and not infra and not hybrid:
-        # Unlike the original (memory only when memories exist): a caller who
-        # asks to recall gets the memory path, and an empty answer if there is none.
-        chosen, support, why = PatternType.MEMORY, memory, "only memory keywords"
-    elif hybrid or (memory and infra):
-        chosen, support, why = PatternType.HYBRID, total, "hybrid keywords, or memory and infrastructure keywords"
-    elif memories_exist:
-        chosen, support, why = PatternType.MEMORY, memory, "no decisive keywords; the tenant has memories"
-    else:
-        chosen, support, why = PatternType.INFRASTRUCTURE, infra, "no decisive keywords; the tenant has no memories"
-    confidence = 0.2 + 0.5 * support / total if total else 0.2
-    counts = ", ".join(f"{t.value} {n}" for t, n in hits.items())
-    return chosen, min(0.7, confidence), f"keyword decision ({counts}): {why}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,7 +180,8 @@ class HybridDecisionRouter:
             choice = await self._keyword_guess(registry, outcome, mode, query, context, tenant_id)
         if choice is None:
             self._no_match += 1
-            raise self._no_match_error(registry, outcome, mode, query, context)
+            best = self.best_candidate(outcome, mode, query, context)
+            raise no_match_error(registry, outcome, best, mode=mode, trigger_threshold=self.trigger_threshold)
         chosen, source = choice.definition, choice.source
         path = plan_path(chosen, mode)
         if path is None:
@@ -408,70 +289,6 @@ class HybridDecisionRouter:
         if mode is ExecutionMode.FAST and d.pattern_type is PatternType.MEMORY and not d.is_write:
             return False
         return d.operation is not MemoryOperation.SEARCH_BY_TAG or bool(tags_in(query, context))
-
-    def _no_match_error(
-        self,
-        registry: PatternRegistry,
-        outcome: MatchOutcome,
-        mode: ExecutionMode,
-        query: str,
-        context: Mapping[str, Any],
-    ) -> NotFoundError:
-        """``NO_PATTERN_MATCHED`` with the closest candidates (calibrated and raw) in the metadata."""
-        calibration = registry.calibration
-        listed: list[dict[str, Any]] = []
-        for hit in outcome.triggers:
-            scored = outcome.trigger_scores.get(hit.definition.name)
-            if scored is not None:
-                trigger_floor = self.trigger_threshold
-                listed.append(self._describe_candidate(calibration, scored, MatchSource.TRIGGER, trigger_floor))
-        for c in outcome.candidates[: NO_MATCH_CANDIDATES + len(listed)]:
-            if len(listed) >= NO_MATCH_CANDIDATES:
-                break
-            if all(item["pattern_name"] != c.definition.name for item in listed):
-                threshold = registry.threshold(c.definition)
-                listed.append(self._describe_candidate(calibration, c, MatchSource.SEMANTIC, threshold))
-        listed = listed[:NO_MATCH_CANDIDATES]
-        best = self.best_candidate(outcome, mode, query, context)
-        metadata = {"execution_mode": mode.name, "candidates": json.dumps(listed, separators=(",", ":"))}
-        if best is None:
-            message = "no pattern matches this query"
-        else:
-            threshold = registry.threshold(best.definition)
-            confidence = calibration.confidence(MatchSource.SEMANTIC.value, best.score)
-            metadata.update(
-                best_pattern_name=best.definition.name,
-                best_score=f"{confidence:.6f}",
-                best_raw_score=f"{best.score:.6f}",
-                threshold=f"{threshold:.6f}",
-                best_is_write=str(best.definition.is_write).lower(),
-            )
-            if best.definition.is_write and best.score >= threshold:
-                message = (
-                    f"no pattern matches this query: the closest, {best.definition.name!r} "
-                    f"(similarity {best.score:.3f}), is a write, which runs only when its trigger or its name matches"
-                )
-            else:
-                message = (
-                    f"no pattern matches this query: the closest, {best.definition.name!r}, scored "
-                    f"{best.score:.3f}, below its threshold {threshold:.3f}"
-                )
-        return NotFoundError(
-            "PatternDefinition", outcome.normalized, message, reason="NO_PATTERN_MATCHED", metadata=metadata
-        )
-
-    @staticmethod
-    def _describe_candidate(
-        calibration: RoutingCalibration, c: Candidate, source: MatchSource, threshold: float
-    ) -> dict[str, Any]:
-        return {
-            "pattern_name": c.definition.name,
-            "match_source": source.value,
-            "confidence": round(calibration.confidence(source.value, c.score), 4),
-            "raw_score": round(c.score, 4),
-            "threshold": round(threshold, 4),
-            "write": c.definition.is_write,
-        }
 
     async def _keyword_guess(
         self,
