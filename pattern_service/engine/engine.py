@@ -1,4 +1,13 @@
-"""The pattern execution engine: route, answer from cache, execute, account (seed ``PatternExecutionEngine``)."""
+"""The pattern execution engine: route, answer from cache, execute, account (seed ``PatternExecutionEngine``).
+
+Longer than this code base's ~400-line guide on purpose: the engine is the one
+facade the API layer's ``Engine`` protocol describes, so besides the execute
+pipeline (plan → cache lookup → run → account) it carries one short,
+documented delegating method per engine operation (definitions, evaluation,
+memory changes, statistics). The work behind them lives in the modules they
+call (:mod:`.registries`, :mod:`.router`, :mod:`.executors`, :mod:`.evaluation`,
+:mod:`.stats`); splitting the facade would only spread its signatures.
+"""
 
 from __future__ import annotations
 

@@ -15,6 +15,12 @@ persisted with the registry version.
 Match outcomes are kept in an LRU cache keyed by the normalized query and
 cleared once per registry change (seed ``register_batch``: "Single cache
 invalidation for all patterns").
+
+Longer than this code base's ~400-line guide on purpose: a registry version is
+one immutable compiled state (definitions, the RE2 set, example vectors, the
+lexical index, the match cache), and building, swapping, reloading and
+matching it share that state's invariants; the scoring and the lexical index
+are already their own modules (:mod:`.scoring`, :mod:`pattern_service.lexical`).
 """
 
 from __future__ import annotations
