@@ -1,11 +1,12 @@
 """The limit: a bare grpc.aio server with the Pattern Service's interface and precomputed answers.
 
 It serves ``PatternExecutionService`` (``Execute``, ``Route``, ``ExecuteMany``, ``RegisterBatch``)
-and ``PatternLearningService`` (``MatchPatterns``) through the generated servicer base classes, so
-requests and responses go through the same protobuf (de)serialization as the real service. Each
-answer is a precomputed response captured from the real service for the same scenario, so message
-sizes match; the scenario is named by the ``x-bench-scenario`` request metadata (the load generator
-sends it to both servers). Same event loop policy as the service (``asyncio.run``, default loop).
+and ``PatternLearningService`` (``MatchPatterns``, ``CreateSuccessPattern``) through the generated
+servicer base classes, so requests and responses go through the same protobuf (de)serialization as
+the real service. Each answer is a precomputed response captured from the real service for the same
+scenario, so message sizes match; the scenario is named by the ``x-bench-scenario`` request metadata
+(the load generator sends it to both servers). ``/bench.RequestEcho/<Method>`` answers each request
+with itself (:func:`request_echo_handler`). Same event loop policy as the service.
 
 Run: ``python -m bench.echo --address 127.0.0.1:0 --responses FILE --port-file FILE``.
 """
@@ -29,6 +30,9 @@ from tmws.pattern.v1 import pattern_learning_service_pb2_grpc as pl_grpc
 
 ServicerContext = grpc.aio.ServicerContext[Any, Any]
 SCENARIO_KEY = "x-bench-scenario"
+#: Service of the request echo: each method parses its request (same type as the real method's)
+#: and answers with that message, so the reply is the request's bytes (``/bench.RequestEcho/Execute``).
+REQUEST_ECHO = "bench.RequestEcho"
 
 #: Response message type of each echoed method (full method name → class).
 RESPONSE_TYPES: dict[str, Any] = {
@@ -37,6 +41,7 @@ RESPONSE_TYPES: dict[str, Any] = {
     "ExecuteMany": pe.ExecuteManyResponse,
     "RegisterBatch": pe.RegisterBatchResponse,
     "MatchPatterns": pl.MatchPatternsResponse,
+    "CreateSuccessPattern": pl.CreateSuccessPatternResponse,
 }
 
 
@@ -111,6 +116,38 @@ class EchoLearning(pl_grpc.PatternLearningServiceServicer):
         """Return the precomputed ``MatchPatternsResponse`` of the scenario."""
         return self._answers.get("MatchPatterns", context)
 
+    async def CreateSuccessPattern(
+        self, request: pl.CreateSuccessPatternRequest, context: ServicerContext
+    ) -> pl.CreateSuccessPatternResponse:
+        """Return the precomputed ``CreateSuccessPatternResponse`` of the scenario."""
+        return self._answers.get("CreateSuccessPattern", context)
+
+
+def request_echo_handler() -> grpc.GenericRpcHandler:
+    """``/bench.RequestEcho/<Method>``: parse the request as the real method does and send it back.
+
+    The second limit of the cache-hit target: an echo of the *request* bytes (the service's cache hit
+    must also come close to it), beside the echo of a captured response served by the servicers above.
+    """
+
+    async def echo(request: Any, context: ServicerContext) -> Any:
+        return request
+
+    requests: dict[str, Any] = {
+        "Execute": pe.ExecuteRequest,
+        "Route": pe.RouteRequest,
+        "MatchPatterns": pl.MatchPatternsRequest,
+    }
+    return grpc.method_handlers_generic_handler(
+        REQUEST_ECHO,
+        {
+            name: grpc.unary_unary_rpc_method_handler(
+                echo, request_deserializer=cls.FromString, response_serializer=lambda m: m.SerializeToString()
+            )
+            for name, cls in requests.items()
+        },
+    )
+
 
 async def serve(address: str, responses: Mapping[tuple[str, str], bytes], port_file: Path | None) -> None:
     """Serve until SIGTERM/SIGINT; write the bound port to ``port_file`` once listening."""
@@ -125,6 +162,7 @@ async def serve(address: str, responses: Mapping[tuple[str, str], bytes], port_f
     # Only the measured RPCs are implemented; the base classes answer UNIMPLEMENTED for the rest.
     pe_grpc.add_PatternExecutionServiceServicer_to_server(EchoExecution(answers), server)  # type: ignore[abstract]
     pl_grpc.add_PatternLearningServiceServicer_to_server(EchoLearning(answers), server)  # type: ignore[abstract]
+    server.add_generic_rpc_handlers((request_echo_handler(),))
     port = server.add_insecure_port(address)
     await server.start()
     if port_file is not None:

@@ -37,11 +37,31 @@ class Scenario:
     unique: bool
     description: str
     metadata: tuple[tuple[str, str], ...] = field(default=())
+    levels: tuple[int, ...] = ()
 
     @property
     def path(self) -> str:
         """Full method path."""
-        return (LEARN if self.method == "MatchPatterns" else EXEC) + self.method
+        return (LEARN if self.method in LEARNING_METHODS else EXEC) + self.method
+
+
+#: Methods of ``PatternLearningService`` among the scenarios.
+LEARNING_METHODS = frozenset({"MatchPatterns", "CreateSuccessPattern"})
+#: The one recall query of ``execute_recall_repeated`` (its embedding is cached after the first call).
+REPEATED_RECALL = "recall memories about slow database queries in the billing service"
+#: One query per built-in tool, run uncached (``use_cache=false``) at concurrency 8. Tools without a
+#: pattern of their own in the default set (or whose pattern is hybrid, adding a memory operation) are
+#: reached through ``run_tool`` (pattern ``execute_mcp_tool``), so the row measures the tool itself.
+TOOL_QUERIES: dict[str, tuple[str, str]] = {
+    "health_check": ("how healthy is the system", "health_check"),
+    "calculate": ("calculate 17 * 7 + 3", "quick_calculation"),
+    "package_info": ("is numpy available on this server", "system_command"),
+    "run_tool": ("execute tool calculate with 3 * 9", "execute_mcp_tool"),
+    "service_stats": ("run the mcp tool named service_stats", "execute_mcp_tool"),
+    "list_patterns": ("run the tool list_patterns", "execute_mcp_tool"),
+    "match_patterns": ("invoke tool match_patterns on slow database reads", "execute_mcp_tool"),
+    "compare_texts": ("start the compare_texts function on redis versus memcached", "execute_mcp_tool"),
+}
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -62,10 +82,39 @@ SCENARIOS: tuple[Scenario, ...] = (
         (("x-tenant-id", WRITE_TENANT),),
     ),
     Scenario("execute_hybrid", "Execute", "unary", "slow", True, "Execute uncached: hybrid (match_patterns + recall)"),
+    Scenario(
+        "execute_recall_repeated",
+        "Execute",
+        "unary",
+        "fast",
+        False,
+        "Execute: memory recall, one repeated query, use_cache=false (query embedding cached: no model run)",
+    ),
+    Scenario(
+        "create_success_pattern",
+        "CreateSuccessPattern",
+        "unary",
+        "slow",
+        True,
+        "CreateSuccessPattern (a write: SQL + embed + index)",
+        (("x-tenant-id", WRITE_TENANT),),
+    ),
     Scenario("route", "Route", "unary", "fast", False, "Route (match cache warm, 16 queries)"),
     Scenario("match_patterns", "MatchPatterns", "unary", "slow", True, "MatchPatterns, limit 10, fresh intents"),
     Scenario("execute_many_cache_hit", "ExecuteMany", "stream", "fast", False, "ExecuteMany, cache hits (msgs/s)"),
     Scenario("register_batch_1000", "RegisterBatch", "unary", "batch", False, "RegisterBatch of 1,000 definitions"),
+    *(
+        Scenario(
+            f"tool_{tool}",
+            "Execute",
+            "unary",
+            "fast",
+            False,
+            f"Execute uncached: built-in tool {tool} ({query!r})",
+            levels=(8,),
+        )
+        for tool, (query, _) in TOOL_QUERIES.items()
+    ),
 )
 
 
@@ -79,6 +128,14 @@ def execute(query: str, *, use_cache: bool | None = None, mode: int = 0) -> byte
     if use_cache is not None:
         req.use_cache = use_cache
     return req.SerializeToString()
+
+
+def create_success_pattern(k: int, text: str) -> bytes:
+    """A serialized ``CreateSuccessPatternRequest`` (one embedding of name + description per write)."""
+    pattern = pl.SuccessPattern(
+        pattern_type="workflow", name=f"bench success {k}", description=text, tags=["bench", f"k{k % 16}"]
+    )
+    return pl.CreateSuccessPatternRequest(success_pattern=pattern).SerializeToString()
 
 
 def synthetic_definition(i: int, prefix: str = "bench_pattern") -> pe.PatternDefinition:
@@ -117,6 +174,12 @@ def requests_for(scenario: Scenario, pool: int) -> list[bytes]:
         return [execute(f"store note {k}: {q}") for k, q in enumerate(query_texts(pool, seed=12))]
     if name == "execute_hybrid":
         return [execute(f"find similar {q}", use_cache=False) for q in query_texts(pool, seed=13)]
+    if name == "execute_recall_repeated":
+        return [execute(REPEATED_RECALL, use_cache=False)]
+    if name == "create_success_pattern":
+        return [create_success_pattern(k, q) for k, q in enumerate(query_texts(pool, seed=15))]
+    if name.startswith("tool_"):
+        return [execute(TOOL_QUERIES[name.removeprefix("tool_")][0], use_cache=False)]
     if name == "route":
         return [
             pe.RouteRequest(query=f"find similar optimization cases for team {i}").SerializeToString()
