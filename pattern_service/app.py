@@ -12,6 +12,7 @@ from typing import Any
 from pattern_service.config import Settings
 from pattern_service.engine.engine import PatternExecutionEngine, build_engine
 from pattern_service.engine.redis_sync import RedisCacheBackend
+from pattern_service.health import TOOL_MAX_AGE, ProbeCache
 from pattern_service.metrics import Metrics
 from pattern_service.store.base import PatternDefinitionStore
 from pattern_service.store.db import Database, aupgrade_to_head
@@ -60,6 +61,8 @@ class Application:
         learning_store: Success patterns.
         engine: The execution engine.
         redis: The Redis cache layer (``TMWS_REDIS_URL``), or ``None``.
+        probes: The last :meth:`health` report, shared by the health monitor (which
+            refreshes it) and the ``health_check`` tool (which reads it).
     """
 
     settings: Settings
@@ -73,6 +76,7 @@ class Application:
     engine: PatternExecutionEngine
     redis: RedisCacheBackend | None = None
     started_at: float = field(default_factory=time.time)
+    probes: ProbeCache = field(init=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -106,7 +110,7 @@ class Application:
         app_ref: dict[str, Application] = {}
 
         async def health_probe() -> dict[str, Any]:
-            return await app_ref["app"].health()
+            return await app_ref["app"].probes.get(TOOL_MAX_AGE)
 
         definition_store: PatternDefinitionStore = SqlPatternDefinitionStore(db)
         redis = None
@@ -157,6 +161,9 @@ class Application:
         sync.start()
         app._tasks.append(asyncio.create_task(app._refresh_metrics(), name="metrics-refresh"))
         return app
+
+    def __post_init__(self) -> None:
+        self.probes = ProbeCache(self.health)
 
     async def health(self) -> dict[str, Any]:
         """Per-component health (seed: postgresql/sql, qdrant/index, sync, embedding).

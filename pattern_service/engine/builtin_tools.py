@@ -165,7 +165,12 @@ RUN_TOOL_NAME = "run_tool"
 
 
 async def health_check(call: ToolCall) -> Mapping[str, Any]:
-    """Probe the service's components and report each one's health."""
+    """Report each of the service's components' health from a recent probe.
+
+    The probe is the health monitor's (refreshed in the background, see
+    :class:`~pattern_service.health.ProbeCache`); ``info`` carries when it ran
+    (``probed_at``) and its age (``probe_age_seconds``, at most about a second).
+    """
     probe = await call.services.health_probe()
     components: dict[str, dict[str, Any]] = {}
     info: dict[str, Any] = {}
