@@ -1,13 +1,15 @@
-"""Quick probe of the fast unary scenarios (cache hit, uncached built-in tool, Route) against the echo server.
+"""Quick probe of the fast unary scenarios (cache hit, uncached built-in tools, Route, repeated recall) against echo.
 
 A development aid beside the full suite (``bench.run``): starts the service
-(hashing embedder, empty store) and the echo server, runs each fast scenario
-at the given concurrencies (3 alternating repetitions, median) and prints
-throughput, p50 and the ratio to echo. Takes about a minute.
+(hashing embedder and empty store, or with ``--items N`` the MiniLM embedder
+and N seeded memories and success patterns) and the echo server, runs each fast
+scenario at the given concurrencies (3 alternating repetitions, median) and
+prints throughput, p50, the ratio to echo and the server CPU per call of both.
+Takes about a minute (plus seeding).
 
 Usage::
 
-    .venv/bin/python -m bench.probe [--concurrency 1 8] [--scenario execute_cache_hit route]
+    .venv/bin/python -m bench.probe [--concurrency 1 8] [--scenario execute_cache_hit route] [--items 10000]
 """
 
 from __future__ import annotations
@@ -20,17 +22,21 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from bench import corpus
 from bench.harness import EchoProcess, ServiceProcess
 from bench.loadgen import Job, Target, run_job
 from bench.run import _raw_unary
 from bench.scenarios import SCENARIOS, requests_for
+from bench.seed import seed_store
 
 FAST = [s.name for s in SCENARIOS if s.weight == "fast" and s.kind == "unary"]
 
 
-async def probe(names: list[str], levels: list[int], env: dict[str, str]) -> None:
+async def probe(names: list[str], levels: list[int], env: dict[str, str], items: int = 0) -> None:
     """Run the probe (see the module docstring)."""
     work = Path(tempfile.mkdtemp(prefix="pattern-probe-"))
+    if items:
+        await seed_store(work / "data", items, corpus.vectors(items))
     svc = await ServiceProcess(work / "data", metrics=True, log_level="WARNING", env=env).start()
     pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
     echo: EchoProcess | None = None
@@ -64,7 +70,8 @@ async def probe(names: list[str], levels: list[int], env: dict[str, str]) -> Non
                 print(
                     f"{s.name:<24} c={c:<3} service {v.throughput:7.0f}/s p50 {v.p50_ms:6.3f} ms | "
                     f"echo {e.throughput:7.0f}/s p50 {e.p50_ms:6.3f} ms | ratio {v.throughput / e.throughput:.2f} "
-                    f"p50 +{v.p50_ms - e.p50_ms:.3f} ms",
+                    f"p50 +{v.p50_ms - e.p50_ms:.3f} ms | CPU/call service {v.server_cpu_us_per_request or 0:.0f} µs "
+                    f"echo {e.server_cpu_us_per_request or 0:.0f} µs",
                     flush=True,
                 )
     finally:
@@ -81,9 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--scenario", nargs="+", choices=FAST, default=FAST)
     parser.add_argument("--env", nargs="*", default=[], help="extra TMWS_* settings for the service, NAME=VALUE")
+    parser.add_argument("--items", type=int, default=0, help="seed this many memories and success patterns (MiniLM)")
     args = parser.parse_args(argv)
-    env = {"TMWS_EMBEDDER": "hashing", **dict(item.split("=", 1) for item in args.env)}
-    asyncio.run(probe(args.scenario, args.concurrency, env))
+    env = {} if args.items else {"TMWS_EMBEDDER": "hashing"}
+    env.update(item.split("=", 1) for item in args.env)
+    asyncio.run(probe(args.scenario, args.concurrency, env, args.items))
     return 0
 
 
