@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import uuid
 from collections.abc import Sequence
@@ -111,8 +112,9 @@ def memory_passes(row: MemoryRow | Row[Any], tenant_id: str, flt: MemoryFilter) 
     return flt.until is None or created <= _utc(flt.until)
 
 
+@functools.lru_cache(maxsize=4096)
 def memory_vector_filter(tenant_id: str, flt: MemoryFilter) -> VectorFilter:
-    """The index filter for ``flt``.
+    """The index filter for ``flt`` (immutable; built once per (tenant, filter) and reused, LRU of 4,096).
 
     Times are stored in whole epoch seconds, so ``since``/``until`` are widened
     to whole seconds here and applied exactly on the SQL rows afterwards.
