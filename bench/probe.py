@@ -32,12 +32,19 @@ from bench.seed import seed_store
 FAST = [s.name for s in SCENARIOS if s.weight == "fast" and s.kind == "unary"]
 
 
-async def probe(names: list[str], levels: list[int], env: dict[str, str], items: int = 0) -> None:
-    """Run the probe (see the module docstring)."""
+async def probe(
+    names: list[str], levels: list[int], env: dict[str, str], items: int = 0, compare: dict[str, str] | None = None
+) -> None:
+    """Run the probe (see the module docstring); ``compare``: settings of a second service measured alongside."""
     work = Path(tempfile.mkdtemp(prefix="pattern-probe-"))
     if items:
         await seed_store(work / "data", items, corpus.vectors(items))
+        if compare is not None:
+            await seed_store(work / "data-b", items, corpus.vectors(items))
     svc = await ServiceProcess(work / "data", metrics=True, log_level="WARNING", env=env).start()
+    other = None
+    if compare is not None:
+        other = await ServiceProcess(work / "data-b", metrics=True, log_level="WARNING", env={**env, **compare}).start()
     pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
     echo: EchoProcess | None = None
     try:
@@ -47,6 +54,8 @@ async def probe(names: list[str], levels: list[int], env: dict[str, str], items:
         for s in scenarios:
             await _raw_unary(svc.address, s.path, pools[s.name][0], s.metadata)
             responses[(s.method, s.name)] = await _raw_unary(svc.address, s.path, pools[s.name][0], s.metadata)
+            if other is not None:
+                await _raw_unary(other.address, s.path, pools[s.name][0], s.metadata)
         echo = await EchoProcess(responses, work).start()
         loop = asyncio.get_running_loop()
         for s in scenarios:
@@ -56,7 +65,8 @@ async def probe(names: list[str], levels: list[int], env: dict[str, str], items:
                     method=s.path,
                     kind="unary",
                     requests=pools[s.name],
-                    targets=[Target("echo", echo.address, echo.pid), Target("service", svc.address, svc.pid)],
+                    targets=[Target("echo", echo.address, echo.pid), Target("service", svc.address, svc.pid)]
+                    + ([Target("service_b", other.address, other.pid)] if other is not None else []),
                     concurrency=c,
                     warmup=100 if c == 1 else 300,
                     count=600 if c == 1 else 2000,
@@ -74,9 +84,19 @@ async def probe(names: list[str], levels: list[int], env: dict[str, str], items:
                     f"echo {e.server_cpu_us_per_request or 0:.0f} µs",
                     flush=True,
                 )
+                if other is not None:
+                    b = res["service_b"]
+                    print(
+                        f"{'  with ' + ' '.join(f'{k}={v}' for k, v in compare.items()):<30} service "
+                        f"{b.throughput:7.0f}/s p50 {b.p50_ms or 0:6.3f} ms | ratio {b.throughput / e.throughput:.2f} "
+                        f"| CPU/call {b.server_cpu_us_per_request or 0:.0f} µs",
+                        flush=True,
+                    )
     finally:
         if echo is not None:
             echo.stop()
+        if other is not None:
+            other.stop()
         svc.stop()
         pool.shutdown()
         shutil.rmtree(work, ignore_errors=True)
@@ -89,10 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", nargs="+", choices=FAST, default=FAST)
     parser.add_argument("--env", nargs="*", default=[], help="extra TMWS_* settings for the service, NAME=VALUE")
     parser.add_argument("--items", type=int, default=0, help="seed this many memories and success patterns (MiniLM)")
+    parser.add_argument(
+        "--compare-env", nargs="*", default=None, help="also run a second service with these settings, NAME=VALUE"
+    )
     args = parser.parse_args(argv)
     env = {} if args.items else {"TMWS_EMBEDDER": "hashing"}
     env.update(item.split("=", 1) for item in args.env)
-    asyncio.run(probe(args.scenario, args.concurrency, env, args.items))
+    compare = None if args.compare_env is None else dict(item.split("=", 1) for item in args.compare_env)
+    asyncio.run(probe(args.scenario, args.concurrency, env, args.items, compare))
     return 0
 
 
