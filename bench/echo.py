@@ -6,7 +6,7 @@ servicer base classes, so requests and responses go through the same protobuf (d
 the real service. Each answer is a precomputed response captured from the real service for the same
 scenario, so message sizes match; the scenario is named by the ``x-bench-scenario`` request metadata
 (the load generator sends it to both servers). ``/bench.RequestEcho/<Method>`` answers each request
-with itself (:func:`request_echo_handler`). Same event loop policy as the service.
+with itself (:func:`request_echo_handler`). Same event loop as the service's default (``--loop``).
 
 Run: ``python -m bench.echo --address 127.0.0.1:0 --responses FILE --port-file FILE``.
 """
@@ -23,6 +23,7 @@ from typing import Any
 
 import grpc
 
+from pattern_service.config import Settings
 from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
 from tmws.pattern.v1 import pattern_execution_service_pb2_grpc as pe_grpc
 from tmws.pattern.v1 import pattern_learning_service_pb2 as pl
@@ -183,11 +184,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--address", default="127.0.0.1:0")
     parser.add_argument("--responses", type=Path, help="pickled {(method, scenario): response bytes}")
     parser.add_argument("--port-file", type=Path)
+    parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default=Settings.model_fields["event_loop"].default,
+        help="event loop (default: the service's default, TMWS_EVENT_LOOP)",
+    )
     opts = parser.parse_args(argv)
     responses: dict[tuple[str, str], bytes] = {}
     if opts.responses is not None:
         responses = pickle.loads(opts.responses.read_bytes())
-    asyncio.run(serve(opts.address, responses, opts.port_file))
+    if opts.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(serve(opts.address, responses, opts.port_file))
+    else:
+        asyncio.run(serve(opts.address, responses, opts.port_file))
     return 0
 
 

@@ -157,3 +157,18 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
     finally:
         metrics.close()
         tracing.disable()
+
+
+def run(settings: Settings, *, reuse_port: bool = False) -> None:
+    """Run :func:`serve` to the end on the event loop ``settings.event_loop`` names (``TMWS_EVENT_LOOP``).
+
+    Args:
+        settings: Service settings.
+        reuse_port: Share the port with other worker processes (``SO_REUSEPORT``).
+    """
+    if settings.event_loop == "uvloop":
+        import uvloop
+
+        uvloop.run(serve(settings, reuse_port=reuse_port))
+    else:
+        asyncio.run(serve(settings, reuse_port=reuse_port))
