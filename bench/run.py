@@ -612,10 +612,12 @@ async def registry_inprocess(b: Bench) -> list[dict[str, Any]]:
     from pattern_service.domain import PatternType
     from pattern_service.engine.builtin_tools import register_builtin_tools
     from pattern_service.engine.registry import PatternRegistry
+    from pattern_service.engine.scoring import single_threaded_blas
     from pattern_service.engine.tools import ToolRegistry
     from pattern_service.store.db import Database, aupgrade_to_head
     from pattern_service.store.definitions import SqlPatternDefinitionStore
 
+    single_threaded_blas()  # as the server process does (pattern_service.server.run)
     p = b.profile
     d = b.work / "registry-inprocess"
     d.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ from pattern_service.api.security import server_security
 from pattern_service.api.transport import server_options, unimplemented_handler
 from pattern_service.app import Application
 from pattern_service.config import Settings
+from pattern_service.engine.scoring import single_threaded_blas
 from pattern_service.health import DrainingHealthServicer, HealthMonitor
 from pattern_service.metrics import Metrics
 from tmws.pattern.v1 import pattern_execution_service_pb2 as pe
@@ -166,6 +167,7 @@ def run(settings: Settings, *, reuse_port: bool = False) -> None:
         settings: Service settings.
         reuse_port: Share the port with other worker processes (``SO_REUSEPORT``).
     """
+    single_threaded_blas()
     if settings.event_loop == "uvloop":
         import uvloop
 
