@@ -60,7 +60,7 @@ TOOL_QUERIES: dict[str, tuple[str, str]] = {
     "service_stats": ("run the mcp tool named service_stats", "execute_mcp_tool"),
     "list_patterns": ("run the tool list_patterns", "execute_mcp_tool"),
     "match_patterns": ("invoke tool match_patterns on slow database reads", "execute_mcp_tool"),
-    "compare_texts": ("start the compare_texts function on redis versus memcached", "execute_mcp_tool"),
+    "compare_texts": ("invoke the compare_texts tool on redis versus memcached", "execute_mcp_tool"),
 }
 
 
