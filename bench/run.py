@@ -318,7 +318,7 @@ async def main_table(b: Bench, svc: ServiceProcess) -> None:
     checks: dict[str, Any] = {}
     for s in SCENARIOS:
         reps = p.batch_reps if s.weight == "batch" else p.reps
-        pools[s.name] = requests_for(s, _unique_pool_size(p, s.weight, _levels(s, p), reps) if s.unique else 0)
+        pools[s.name] = requests_for(s, _unique_pool_size(p, s.weight, scenario_levels(s, p), reps) if s.unique else 0)
     # Capture everything but RegisterBatch (it changes the registry); the echo restarts for it.
     for s in SCENARIOS:
         if s.weight != "batch":
@@ -330,7 +330,7 @@ async def main_table(b: Bench, svc: ServiceProcess) -> None:
             checks[s.name] = await capture(b, svc, s, pools[s.name])
             b.echo.stop()
             b.echo = await EchoProcess(b.responses, b.work).start()
-        levels = p.streams if s.kind == "stream" else _levels(s, p)
+        levels = p.streams if s.kind == "stream" else scenario_levels(s, p)
         reps = p.batch_reps if s.weight == "batch" else p.reps
         offset = 0
         for c in levels:
@@ -368,7 +368,7 @@ async def main_table(b: Bench, svc: ServiceProcess) -> None:
     b.results["checks"] = checks
 
 
-def _levels(s: Scenario, p: Profile) -> tuple[int, ...]:
+def scenario_levels(s: Scenario, p: Profile) -> tuple[int, ...]:
     """Concurrency levels of a unary scenario: its own (if this profile has them) or the profile's."""
     own = tuple(c for c in s.levels if c in p.concurrency)
     return own or (p.concurrency if not s.levels else p.concurrency[-1:])
@@ -953,7 +953,7 @@ def evaluate_targets(r: dict[str, Any], p: Profile) -> list[dict[str, Any]]:
         )
     for tool in TOOL_QUERIES:
         name = f"tool_{tool}"
-        c = _levels(next(s for s in SCENARIOS if s.name == name), p)[0]
+        c = scenario_levels(next(s for s in SCENARIOS if s.name == name), p)[0]
         out.append(
             _target(
                 f"{name}_throughput",
