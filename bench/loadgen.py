@@ -26,11 +26,14 @@ class Target:
         name: ``echo`` or ``service`` (or any label).
         address: ``host:port``.
         pid: The server's process id (same machine): its CPU time per request is measured too.
+        method: Full method path for this target instead of the job's (e.g. the echo server's
+            request-echo methods, :data:`bench.echo.REQUEST_ECHO`).
     """
 
     name: str
     address: str
     pid: int = 0
+    method: str = ""
 
 
 def cpu_seconds(pid: int) -> float:
@@ -195,9 +198,9 @@ class _Cursor:
 
 
 async def _unary_window(
-    channel: grpc.aio.Channel, job: Job, start: int, count: int, record: bool
+    channel: grpc.aio.Channel, job: Job, start: int, count: int, record: bool, method: str = ""
 ) -> tuple[Window, int]:
-    call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(job.method)
+    call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(method or job.method)
     metadata = (("x-bench-scenario", job.scenario), *job.metadata)
     window = Window()
     begin = time.perf_counter()
@@ -222,9 +225,9 @@ async def _unary_window(
 
 
 async def _stream_window(
-    channel: grpc.aio.Channel, job: Job, start: int, count: int, record: bool
+    channel: grpc.aio.Channel, job: Job, start: int, count: int, record: bool, method_path: str = ""
 ) -> tuple[Window, int]:
-    method: grpc.aio.StreamStreamMultiCallable[bytes, bytes] = channel.stream_stream(job.method)
+    method: grpc.aio.StreamStreamMultiCallable[bytes, bytes] = channel.stream_stream(method_path or job.method)
     metadata = (("x-bench-scenario", job.scenario), *job.metadata)
     window = Window()
     per_stream = max(1, count // job.concurrency)
@@ -278,9 +281,9 @@ async def _run(job: Job) -> dict[str, Summary]:
             for t in job.targets:
                 ch = channels[t.name]
                 if job.warmup > 0:
-                    _, position[t.name] = await run_window(ch, job, position[t.name], job.warmup, False)
+                    _, position[t.name] = await run_window(ch, job, position[t.name], job.warmup, False, t.method)
                 cpu0 = cpu_seconds(t.pid)
-                window, position[t.name] = await run_window(ch, job, position[t.name], job.count, True)
+                window, position[t.name] = await run_window(ch, job, position[t.name], job.count, True, t.method)
                 window.server_cpu_seconds = cpu_seconds(t.pid) - cpu0
                 windows[t.name].append(window)
     finally:

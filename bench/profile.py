@@ -14,6 +14,7 @@ import asyncio
 import collections
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -26,7 +27,8 @@ from bench.seed import seed_store
 
 
 def _spawn_pyspy(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes]:
-    exe = shutil.which("py-spy") or str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "py-spy")
+    beside = Path(sys.executable).parent / "py-spy"  # the interpreter's own environment, even when not on PATH
+    exe = shutil.which("py-spy") or str(beside)
     args = ["record", "--pid", str(pid), "--duration", str(seconds), "--rate", "250", "--format", "raw"]
     return subprocess.Popen(
         [exe, *args, "--output", str(out), "--nonblocking", "--threads"],

@@ -182,9 +182,9 @@ def _run(command: str, settings: Settings, opts: argparse.Namespace) -> int:
         from pattern_service.workers import run_workers
 
         return run_workers(settings, settings.workers)
-    from pattern_service.server import serve
+    from pattern_service.server import run
 
-    asyncio.run(serve(settings))
+    run(settings)
     return 0
 
 

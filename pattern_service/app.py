@@ -25,6 +25,7 @@ from pattern_service.engine.registries import TenantRegistries
 from pattern_service.engine.registry import PatternRegistry
 from pattern_service.engine.router import HybridDecisionRouter
 from pattern_service.engine.tools import HealthProbe, ToolRegistry
+from pattern_service.health import TOOL_MAX_AGE, ProbeCache
 from pattern_service.metrics import Metrics
 from pattern_service.redis.sync import RedisCacheBackend
 from pattern_service.redis.vectors import follow_vector_changes
@@ -179,6 +180,8 @@ class Application:
         engine: The execution engine.
         redis: The Redis cache layer (``TMWS_REDIS_URL``), or ``None``.
         memory_admin: Resource-style memory operations of ``MemoryService``.
+        probes: The last :meth:`health` report, shared by the health monitor (which
+            refreshes it) and the ``health_check`` tool (which reads it).
     """
 
     settings: Settings
@@ -193,6 +196,7 @@ class Application:
     redis: RedisCacheBackend | None = None
     memory_admin: SqlMemoryAdmin | None = None
     started_at: float = field(default_factory=time.time)
+    probes: ProbeCache = field(init=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -244,7 +248,7 @@ class Application:
         app_ref: dict[str, Application] = {}
 
         async def health_probe() -> dict[str, Any]:
-            return await app_ref["app"].health()
+            return await app_ref["app"].probes.get(TOOL_MAX_AGE)
 
         definition_store: PatternDefinitionStore = SqlPatternDefinitionStore(db)
         redis = None
@@ -303,6 +307,9 @@ class Application:
             )
         )
         return app
+
+    def __post_init__(self) -> None:
+        self.probes = ProbeCache(self.health)
 
     async def health(self) -> dict[str, Any]:
         """Per-component health (seed: postgresql/sql, qdrant/index, sync, embedding).

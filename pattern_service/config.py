@@ -91,6 +91,8 @@ class Settings(BaseSettings):
         tls_client_ca_file: CA (PEM) client certificates must chain to; set = mutual TLS required.
         max_concurrent_rpcs: Calls running at once before new ones get ``RESOURCE_EXHAUSTED``.
         stream_max_items: Requests one ``ExecuteMany`` stream may carry.
+        event_loop: ``uvloop`` (libuv, the default) or ``asyncio`` (the standard library's loop)
+            for the server process(es); see :func:`pattern_service.server.run` for the measured difference.
         workers: Server processes sharing the port with ``SO_REUSEPORT``
             (> 1 needs a Qdrant server and should use PostgreSQL and Redis).
         keepalive_time: Seconds of quiet on a connection after which the server pings it
@@ -160,6 +162,7 @@ class Settings(BaseSettings):
     max_concurrent_rpcs: int = Field(default=256, ge=1, le=100_000)
     stream_max_items: int = Field(default=100_000, ge=1)
     workers: int = Field(default=1, ge=1, le=64)
+    event_loop: Literal["asyncio", "uvloop"] = "uvloop"
     keepalive_time: float = Field(default=60.0, ge=1.0)
     keepalive_timeout: float = Field(default=20.0, ge=1.0)
     keepalive_min_ping_interval: float = Field(default=5.0, ge=0.0)

@@ -13,6 +13,13 @@ sets each service's serving status from the components it needs:
 
 Redis and the outbox lag degrade nothing: the cache falls back to its local
 layer and the outbox retries. Both are reported in the detail (``GetStats``).
+
+The ``health_check`` tool reads the same probe through :class:`ProbeCache`: the
+monitor refreshes it every :data:`PROBE_INTERVAL` seconds and the tool answers
+with the last result (with its time and age) when it is at most
+:data:`TOOL_MAX_AGE` seconds old, probing itself otherwise. Probing every
+component on every call (SQL ping, index count, outbox queries, an embedding)
+made the tool run at 0.06× a bare echo server.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,6 +41,63 @@ log = logging.getLogger(__name__)
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 COMPONENTS = ("sql", "vector_index", "sync", "embedding", "redis")
+#: Seconds between background probes of :class:`HealthMonitor` (the server's).
+PROBE_INTERVAL = 0.8
+#: Oldest probe result (seconds) the ``health_check`` tool answers with before probing itself.
+TOOL_MAX_AGE = 1.0
+
+
+class ProbeCache:
+    """The last result of an async component probe, shared by its readers.
+
+    :meth:`get` answers with the last result when it is at most ``max_age``
+    seconds old; otherwise it probes, and callers arriving while a probe runs
+    wait for that one (never two probes at once). Every answer carries when
+    the probe ran and how old it is.
+
+    Args:
+        probe: Async callable returning the component report
+            (:meth:`~pattern_service.app.Application.health`).
+    """
+
+    def __init__(self, probe: Callable[[], Awaitable[Mapping[str, Any]]]):
+        self._probe = probe
+        self._report: Mapping[str, Any] | None = None
+        self._at = 0.0  # time.monotonic() of the last probe's start
+        self._wall: datetime | None = None
+        self._running: asyncio.Task[None] | None = None
+
+    async def get(self, max_age: float) -> dict[str, Any]:
+        """The component report, probed at most ``max_age`` seconds ago.
+
+        Returns:
+            The probe's report plus ``probed_at`` (ISO 8601 UTC) and
+            ``probe_age_seconds`` (how old the result is now).
+
+        Raises:
+            Exception: Whatever the probe raised (the next call probes again).
+        """
+        if self._report is None or time.monotonic() - self._at > max_age:
+            if self._running is None:
+                self._running = asyncio.ensure_future(self._refresh())
+                # Retrieved here too, so a failure whose waiters all went away is not logged as unretrieved.
+                self._running.add_done_callback(lambda t: t.cancelled() or t.exception())
+            running = self._running
+            await asyncio.shield(running)
+        assert self._report is not None and self._wall is not None
+        return {
+            **self._report,
+            "probed_at": self._wall.isoformat(),
+            "probe_age_seconds": round(max(0.0, time.monotonic() - self._at), 3),
+        }
+
+    async def _refresh(self) -> None:
+        try:
+            at, wall = time.monotonic(), datetime.now(UTC)
+            report = await self._probe()
+            self._report, self._at, self._wall = report, at, wall
+        finally:
+            self._running = None
 
 
 class DrainingHealthServicer(HealthServicer):
@@ -135,7 +200,7 @@ class HealthMonitor:
         servicer: HealthServicer,
         requirements: Mapping[str, frozenset[str]],
         overall_follows: str,
-        interval: float = 2.0,
+        interval: float = PROBE_INTERVAL,
     ):
         self._probe = probe
         self._servicer = servicer

@@ -20,6 +20,7 @@ from pattern_service.api.security import server_security
 from pattern_service.api.transport import server_options, unimplemented_handler
 from pattern_service.app import Application
 from pattern_service.config import Settings
+from pattern_service.engine.scoring import single_threaded_blas
 from pattern_service.health import DrainingHealthServicer, HealthMonitor
 from pattern_service.metrics import Metrics
 from pattern_service.store.memory_admin import SqlMemoryAdmin
@@ -57,7 +58,7 @@ class PatternServer:
         self.metrics = app.metrics
         self.health = DrainingHealthServicer()
         self.monitor = HealthMonitor(
-            app.health,
+            lambda: app.probes.get(0.0),  # a fresh probe each time, kept for the health_check tool
             self.health,
             {EXECUTION_SERVICE: frozenset(), LEARNING_SERVICE: LEARNING_NEEDS, MEMORY_SERVICE: LEARNING_NEEDS},
             overall_follows=EXECUTION_SERVICE,
@@ -191,3 +192,26 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
     finally:
         metrics.close()
         tracing.disable()
+
+
+def run(settings: Settings, *, reuse_port: bool = False) -> None:
+    """Run :func:`serve` to the end on the event loop ``settings.event_loop`` names (``TMWS_EVENT_LOOP``).
+
+    uvloop is the default: measured against the standard loop in the same windows (``python -m
+    bench.probe --items 5000 --compare-env TMWS_EVENT_LOOP=uvloop``, c=8, 2 shared cores), it used
+    6-13 % less server CPU per call on every path tried (cache hit 770 vs 820 µs, repeated recall
+    5,339 vs 5,849 µs, ``health_check`` 1,150 vs 1,290 µs, ``calculate`` 840 vs 970 µs) and gave
+    more throughput on three of the four. BLAS is limited to one thread first
+    (:func:`~pattern_service.engine.scoring.single_threaded_blas`).
+
+    Args:
+        settings: Service settings.
+        reuse_port: Share the port with other worker processes (``SO_REUSEPORT``).
+    """
+    single_threaded_blas()
+    if settings.event_loop == "uvloop":
+        import uvloop
+
+        uvloop.run(serve(settings, reuse_port=reuse_port))
+    else:
+        asyncio.run(serve(settings, reuse_port=reuse_port))

@@ -49,15 +49,13 @@ def check_workers(settings: Settings, workers: int) -> None:
 
 def _worker_main(settings_json: str, index: int) -> None:
     """Entry point of one worker process (a fresh interpreter: gRPC starts here)."""
-    import asyncio
-
-    from pattern_service.server import serve
+    from pattern_service.server import run
 
     settings = Settings.model_validate_json(settings_json)
     from pattern_service.logs import configure_logging
 
     configure_logging(settings.log_level, settings.log_format, worker=index)
-    asyncio.run(serve(settings, reuse_port=True))
+    run(settings, reuse_port=True)
 
 
 def run_workers(settings: Settings, workers: int) -> int:

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import cachetools
 import numpy as np
 
 from pattern_service.domain import PatternType
@@ -165,7 +166,12 @@ RUN_TOOL_NAME = "run_tool"
 
 
 async def health_check(call: ToolCall) -> Mapping[str, Any]:
-    """Probe the service's components and report each one's health."""
+    """Report each of the service's components' health from a recent probe.
+
+    The probe is the health monitor's (refreshed in the background, see
+    :class:`~pattern_service.health.ProbeCache`); ``info`` carries when it ran
+    (``probed_at``) and its age (``probe_age_seconds``, at most about a second).
+    """
     probe = await call.services.health_probe()
     components: dict[str, dict[str, Any]] = {}
     info: dict[str, Any] = {}
@@ -291,12 +297,33 @@ def arithmetic_span(text: str) -> tuple[str, float | int] | None:
     return None
 
 
-def _installed(name: str) -> bool:
+#: Seconds a package lookup is reused: ``importlib.metadata`` scans every ``sys.path`` entry on the
+#: event loop for each lookup (``package_info`` made several per call: 0.2-0.3x echo uncached).
+PACKAGE_LOOKUP_TTL = 30.0
+
+
+@cachetools.cached(cachetools.TTLCache(maxsize=1024, ttl=PACKAGE_LOOKUP_TTL))
+def package_facts(name: str) -> Mapping[str, str] | None:
+    """Name, version, summary and ``Requires-Python`` of installed distribution ``name``, or ``None``.
+
+    Looked up with :mod:`importlib.metadata` and reused for :data:`PACKAGE_LOOKUP_TTL` seconds (an
+    install or removal shows after that at the latest). Invalid names count as not installed.
+    """
     try:
-        importlib.metadata.distribution(name)
+        dist = importlib.metadata.distribution(name)
     except (importlib.metadata.PackageNotFoundError, ValueError):
-        return False
-    return True
+        return None
+    meta = dist.metadata
+    return {
+        "distribution": meta["Name"],
+        "version": dist.version,
+        "summary": meta["Summary"] or "",
+        "requires_python": meta["Requires-Python"] or "",
+    }
+
+
+def _installed(name: str) -> bool:
+    return package_facts(name) is not None
 
 
 def package_in(query: str) -> str | None:
@@ -326,20 +353,10 @@ async def package_info(call: ToolCall) -> Mapping[str, Any]:
         if name is None:
             raise ToolError("name a package, e.g. 'is numpy installed' or context.package")
     name = name.strip().rstrip(".,;:")
-    try:
-        dist = importlib.metadata.distribution(name)
-    except importlib.metadata.PackageNotFoundError:
+    facts = package_facts(name)
+    if facts is None:
         return {"package": name, "installed": False, "version": None, "action": "none (reported only)"}
-    meta = dist.metadata
-    return {
-        "package": name,
-        "installed": True,
-        "distribution": meta["Name"],
-        "version": dist.version,
-        "summary": meta["Summary"] or "",
-        "requires_python": meta["Requires-Python"] or "",
-        "action": "none (reported only)",
-    }
+    return {"package": name, "installed": True, **facts, "action": "none (reported only)"}
 
 
 def _same_word(word: str, part: str) -> bool:

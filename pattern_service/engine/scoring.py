@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from threadpoolctl import threadpool_limits
 
 from pattern_service.domain import PatternDefinition, PatternType
 from pattern_service.lexical import LexicalIndex, pattern_document
@@ -32,6 +33,18 @@ from pattern_service.lexical import LexicalIndex, pattern_document
 CENTROID_WEIGHT = 0.85
 #: Weight of the lexical score in ``hybrid``.
 LEXICAL_WEIGHT = 0.3
+
+
+def single_threaded_blas() -> None:
+    """Limit the process's BLAS (numpy's OpenBLAS) to one thread; call once, after numpy is loaded.
+
+    The per-query products over the example matrix (10,000 patterns: two 10,000 × 384
+    matrix-vector products) are memory-bound; OpenBLAS splitting them over threads on a
+    2-core box shared with the gRPC loop and the ONNX Runtime threads made a semantic
+    match at 10,000 patterns cost 18× the cost at 10 (in-process, same run); on one thread 5.6×.
+    """
+    threadpool_limits(limits=1, user_api="blas")
+
 
 #: Small integer code of each pattern type (for the vectorized type filter).
 TYPE_CODES: Mapping[PatternType, int] = {t: i for i, t in enumerate(PatternType)}
@@ -65,7 +78,10 @@ class ScoringModel:
         matrix: Example vectors, shape ``(examples, dim)``, grouped by owner.
         starts: Row of each owner's first example, shape ``(owners,)``.
         ends: One past each owner's last example.
-        centroids: Normalised mean example vector per owner, shape ``(owners, dim)``.
+        centroids: Normalised mean example vector of each owner with more than one example,
+            shape ``(len(pooled), dim)``; an owner with one example is its own centroid (its
+            row of ``matrix``), so its centroid cosine is its example cosine, not a second product.
+        pooled: Owner indexes of the rows of ``centroids``.
         owner_types: Type code per owner.
         examples: Example text per matrix row.
         lexical: BM25 over one document per owner.
@@ -77,6 +93,7 @@ class ScoringModel:
     starts: npt.NDArray[np.intp]
     ends: npt.NDArray[np.intp]
     centroids: npt.NDArray[np.float32]
+    pooled: npt.NDArray[np.intp]
     owner_types: npt.NDArray[np.int8]
     examples: tuple[str, ...]
     lexical: LexicalIndex
@@ -92,14 +109,17 @@ class ScoringModel:
         texts: list[str] = []
         starts: list[int] = []
         centroids: list[npt.NDArray[np.float32]] = []
-        for d in owners:
+        pooled: list[int] = []
+        for k, d in enumerate(owners):
             starts.append(len(rows))
             own = [vectors[e] for e in d.examples if e in vectors]
             rows.extend(own)
             texts.extend(e for e in d.examples if e in vectors)
-            mean = np.mean(np.stack(own), axis=0)
-            norm = float(np.linalg.norm(mean))
-            centroids.append((mean / norm if norm > 0 else mean).astype(np.float32))
+            if len(own) > 1:
+                mean = np.mean(np.stack(own), axis=0)
+                norm = float(np.linalg.norm(mean))
+                centroids.append((mean / norm if norm > 0 else mean).astype(np.float32))
+                pooled.append(k)
         matrix = np.stack(rows).astype(np.float32) if rows else np.zeros((0, dimension), dtype=np.float32)
         starts_array = np.asarray(starts, dtype=np.intp)
         return cls(
@@ -108,6 +128,7 @@ class ScoringModel:
             starts=starts_array,
             ends=np.append(starts_array[1:], len(texts)).astype(np.intp),
             centroids=np.stack(centroids) if centroids else np.zeros((0, dimension), dtype=np.float32),
+            pooled=np.asarray(pooled, dtype=np.intp),
             owner_types=np.asarray([TYPE_CODES[d.pattern_type] for d in owners], dtype=np.int8),
             examples=tuple(texts),
             lexical=LexicalIndex([pattern_document(d.name, d.examples) for d in owners]),
@@ -120,7 +141,10 @@ class ScoringModel:
         """Per-owner ``(hybrid, dense, lexical)`` scores and the per-example cosines of one query."""
         sims = self.matrix @ vector
         best = sims if len(sims) == len(self.starts) else np.maximum.reduceat(sims, self.starts)
-        dense = (1.0 - CENTROID_WEIGHT) * best + CENTROID_WEIGHT * (self.centroids @ vector)
+        central = best.copy()  # one example: the example is the centroid
+        if len(self.pooled):
+            central[self.pooled] = self.centroids @ vector
+        dense = (1.0 - CENTROID_WEIGHT) * best + CENTROID_WEIGHT * central
         lexical = self.lexical.scores(text)
         hybrid = np.clip((1.0 - LEXICAL_WEIGHT) * dense + LEXICAL_WEIGHT * lexical, 0.0, 1.0)
         return hybrid.astype(np.float32), dense.astype(np.float32), lexical, sims

@@ -7,6 +7,13 @@ time: units of work that write (``session(write=True)``) queue on an asyncio
 lock in FIFO order instead of meeting in SQLite's busy handler, whose
 sleep-and-retry backoff turned a steady 15 writes/s into multi-second write
 latencies in the soak (``scripts/load.py``). Reads never wait for the lock.
+
+Hot-path reads (memory recall's primary-key read) go through :meth:`Database.read`:
+one SQLAlchemy Core function on a plain connection, no ORM session. On a SQLite
+file it runs on a small pool of ``sql-read`` threads with their own pysqlite
+connections, one thread hop per read; through aiosqlite every statement (cursor,
+execute, fetch, commit) was its own hop and event-loop wake-up, and the ORM
+session's begin/commit bookkeeping cost more than the ≤ 10-row read itself.
 """
 
 from __future__ import annotations
@@ -15,13 +22,14 @@ import asyncio
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic.command import upgrade as alembic_upgrade
 from alembic.config import Config
-from sqlalchemy import event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -46,6 +54,11 @@ POOL_TIMEOUT_S = 30.0
 #: Seconds to establish one PostgreSQL connection (asyncpg's own default is 60 s: a database that
 #: accepts TCP but never answers would hold every call until its deadline instead of failing fast).
 CONNECT_TIMEOUT_S = 2.0
+
+#: Threads (and pysqlite connections) serving :meth:`Database.read` on a SQLite file.
+SQLITE_READ_THREADS = 2
+
+T = TypeVar("T")
 
 _CONNECTION_ERRORS = (OperationalError, InterfaceError, PoolTimeoutError, ConnectionError, TimeoutError, OSError)
 
@@ -123,6 +136,19 @@ class Database:
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)
         self._sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._read_engine: Engine | None = None
+        self._read_executor: ThreadPoolExecutor | None = None
+        if self.dialect == "sqlite" and not _is_sqlite_memory(parsed.database):
+            # Same file through the stdlib driver, on threads of its own (in-memory SQLite lives
+            # on the async engine's one connection, so it reads through that; see read()).
+            self._read_engine = create_engine(
+                parsed.set(drivername="sqlite"),
+                pool_size=SQLITE_READ_THREADS,
+                max_overflow=0,
+                connect_args={"check_same_thread": False},
+            )
+            event.listen(self._read_engine, "connect", _sqlite_on_connect)
+            self._read_executor = ThreadPoolExecutor(SQLITE_READ_THREADS, thread_name_prefix="sql-read")
 
     @asynccontextmanager
     async def session(self, *, write: bool = False) -> AsyncIterator[AsyncSession]:
@@ -161,6 +187,37 @@ class Database:
         except _CONNECTION_ERRORS as exc:
             raise UnavailableError(f"database unavailable: {exc}") from exc
 
+    async def read(self, fn: Callable[[Connection], T]) -> T:
+        """Run a read-only function of SQLAlchemy Core statements on one connection, in one go.
+
+        No ORM session and no write lock: ``fn`` gets a plain (synchronous)
+        :class:`~sqlalchemy.Connection`, whose transaction is rolled back when
+        it returns, so it must only read. On a SQLite file ``fn`` runs on a
+        ``sql-read`` thread (one hop for the whole read); on PostgreSQL and
+        in-memory SQLite it runs through the async engine's
+        :meth:`~sqlalchemy.ext.asyncio.AsyncConnection.run_sync`.
+
+        Returns:
+            What ``fn`` returns.
+
+        Raises:
+            UnavailableError: The database could not be reached or is locked.
+        """
+        try:
+            with span("sql", **{"db.system": self.dialect}):
+                executor = self._read_executor
+                if executor is not None:
+                    return await asyncio.get_running_loop().run_in_executor(executor, self._read_sync, fn)
+                async with self.engine.connect() as conn:
+                    return await conn.run_sync(fn)
+        except _CONNECTION_ERRORS as exc:
+            raise UnavailableError(f"database unavailable: {exc}") from exc
+
+    def _read_sync(self, fn: Callable[[Connection], T]) -> T:
+        assert self._read_engine is not None
+        with self._read_engine.connect() as conn:
+            return fn(conn)
+
     async def ping(self) -> None:
         """Run ``SELECT 1``.
 
@@ -176,6 +233,10 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+        executor, self._read_executor = self._read_executor, None  # later reads go through the async engine
+        if executor is not None and self._read_engine is not None:
+            await asyncio.to_thread(executor.shutdown, wait=True)
+            self._read_engine.dispose()
 
 
 def _alembic_ini() -> Path:

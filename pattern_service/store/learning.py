@@ -9,7 +9,21 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Float, and_, exists, func, literal, or_, select, type_coerce, update
+from sqlalchemy import (
+    Connection,
+    Float,
+    Row,
+    and_,
+    bindparam,
+    exists,
+    func,
+    inspect,
+    literal,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB, array
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -76,7 +90,19 @@ def recommendations(execution_trace: Mapping[str, Any]) -> tuple[str, ...]:
     return recommendation_texts(execution_trace)
 
 
-def _to_domain(row: SuccessPatternRow) -> SuccessPattern:
+#: Every column of a success pattern by primary key, as one cached Core statement (``ids``: an
+#: expanding IN list), labelled with the mapped attribute names so a row reads like a SuccessPatternRow.
+_ROWS_BY_ID = select(
+    *(getattr(SuccessPatternRow, a.key).label(a.key) for a in inspect(SuccessPatternRow).column_attrs)
+).where(SuccessPatternRow.pattern_id.in_(bindparam("ids", expanding=True)))
+
+
+def rows_by_id(conn: Connection, ids: Sequence[str]) -> list[Row[Any]]:
+    """The success-pattern rows of ``ids`` that exist (a primary-key read; see :meth:`Database.read`)."""
+    return list(conn.execute(_ROWS_BY_ID, {"ids": list(ids)}))
+
+
+def _to_domain(row: SuccessPatternRow | Row[Any]) -> SuccessPattern:
     return SuccessPattern(
         pattern_id=row.pattern_id,
         tenant_id=row.tenant_id,
@@ -485,13 +511,12 @@ class SqlLearningStore:
         candidates: list[SuccessPattern] = []
         similarities: list[float] = []
         if hits:
-            async with self.db.session() as session:
-                # Primary key only, tenant checked in Python: with ``tenant_id = ?`` in the
-                # query the planner walked the tenant's whole ix_success_patterns_tenant_created range.
-                rows = await session.scalars(
-                    select(SuccessPatternRow).where(SuccessPatternRow.pattern_id.in_([h.id for h in hits]))
-                )
-                by_id = {r.pattern_id: _to_domain(r) for r in rows if r.tenant_id == tenant_id}
+            # Primary key only, tenant checked in Python: with ``tenant_id = ?`` in the query the
+            # planner walked the tenant's whole ix_success_patterns_tenant_created range. One Core
+            # statement in one thread hop (Database.read), not an ORM unit of work.
+            ids = [h.id for h in hits]
+            rows = await self.db.read(lambda conn: rows_by_id(conn, ids))
+            by_id = {r.pattern_id: _to_domain(r) for r in rows if r.tenant_id == tenant_id}
             for hit in hits:
                 pattern = by_id.get(hit.id)
                 if pattern is not None and _passes(pattern, query.filters):

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Row, bindparam, exists, func, or_, select
 
 from pattern_service.domain import Memory, MemoryAggregate, MemoryFilter, NewMemory
 from pattern_service.engine.ports import Embedder
@@ -21,7 +21,27 @@ from pattern_service.store.vectors.base import VectorIndex
 TOP_TAGS = 10
 
 
-def _to_domain(row: MemoryRow, score: float | None = None) -> Memory:
+#: The columns of a memory by primary key, as one cached Core statement (``ids``: an expanding IN list).
+#: ``metadata`` is labelled ``metadata_`` so a result row reads like a :class:`MemoryRow`.
+_ROWS_BY_ID = select(
+    MemoryRow.memory_id,
+    MemoryRow.tenant_id,
+    MemoryRow.agent_id,
+    MemoryRow.content,
+    MemoryRow.memory_type,
+    MemoryRow.tags,
+    MemoryRow.importance,
+    MemoryRow.metadata_.label("metadata_"),
+    MemoryRow.created_at,
+).where(MemoryRow.memory_id.in_(bindparam("ids", expanding=True)))
+
+
+def rows_by_id(conn: Connection, ids: Sequence[str]) -> dict[str, Row[Any]]:
+    """The memory rows of ``ids`` that exist, by id (a primary-key read; see :meth:`Database.read`)."""
+    return {r.memory_id: r for r in conn.execute(_ROWS_BY_ID, {"ids": list(ids)})}
+
+
+def _to_domain(row: MemoryRow | Row[Any], score: float | None = None) -> Memory:
     return Memory(
         memory_id=row.memory_id,
         tenant_id=row.tenant_id,
@@ -88,7 +108,7 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def memory_passes(row: MemoryRow, tenant_id: str, flt: MemoryFilter) -> bool:
+def memory_passes(row: MemoryRow | Row[Any], tenant_id: str, flt: MemoryFilter) -> bool:
     """Whether a loaded row passes what :func:`memory_conditions` selects (unexpired too), evaluated in Python.
 
     Used after a primary-key lookup, so the database is never asked to combine
@@ -176,7 +196,8 @@ class SqlMemoryStore:
         no longer passes the filter, or belongs to another tenant) are dropped.
         The SQL rows are read by primary key only and checked in Python
         (:func:`memory_passes`): joining the id list with ``tenant_id`` in SQL
-        made the planner walk the tenant's index range instead.
+        made the planner walk the tenant's index range instead. The read is one
+        cached Core statement through :meth:`Database.read` (no ORM session).
 
         Raises:
             UnavailableError: The database or the index cannot be reached.
@@ -190,9 +211,8 @@ class SqlMemoryStore:
         if not hits:
             return []
         ids = [h.id for h in hits]
-        async with self.db.session() as session:
-            rows = await session.scalars(select(MemoryRow).where(MemoryRow.memory_id.in_(ids)))
-            by_id = {r.memory_id: r for r in rows if memory_passes(r, tenant_id, flt)}
+        rows = await self.db.read(lambda conn: rows_by_id(conn, ids))
+        by_id = {k: r for k, r in rows.items() if memory_passes(r, tenant_id, flt)}
         return [_to_domain(by_id[h.id], min(1.0, max(0.0, float(h.score)))) for h in hits if h.id in by_id]
 
     async def _select(

@@ -8,6 +8,7 @@ and, through :data:`~pattern_service.store.vector_bindings.VECTOR_BINDINGS`, by 
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -32,8 +33,9 @@ def memory_payload(row: MemoryRow, model_id: str) -> dict[str, Any]:
     return payload
 
 
+@functools.lru_cache(maxsize=4096)
 def memory_vector_filter(tenant_id: str, flt: MemoryFilter) -> VectorFilter:
-    """The index filter for ``flt``.
+    """The index filter for ``flt`` (immutable; built once per (tenant, filter) and reused, LRU of 4,096).
 
     Times are stored in whole epoch seconds, so ``since``/``until`` are widened
     to whole seconds here and applied exactly on the SQL rows afterwards.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.run import PROFILES
+from bench.run import PROFILES, scenario_levels
 from bench.scenarios import SCENARIOS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +36,7 @@ def test_every_scenario_at_every_level_with_positive_ratios(smoke_results: dict)
     profile = PROFILES["smoke"]
     rows = {(r["scenario"], r["concurrency"]): r for r in smoke_results["scenarios"]}
     for s in SCENARIOS:
-        levels = profile.streams if s.kind == "stream" else profile.concurrency
+        levels = profile.streams if s.kind == "stream" else scenario_levels(s, profile)
         for c in levels:
             row = rows[(s.name, c)]
             assert row["service"]["errors"] == 0, row

@@ -40,3 +40,20 @@ async def test_learning_service_not_serving_while_its_index_is_down(
     assert not index.healthy and index.detail
     # Infrastructure paths keep working without the index.
     assert (await client.execute("calculate 2 + 2")).success
+
+
+async def test_health_check_tool_reports_the_latest_probe_and_its_age(
+    server: PatternServer, client: PatternClient
+) -> None:
+    """The tool reads the monitor's last probe (no probe per call), says how old it is, and sees outages."""
+    healthy = await client.execute("how healthy is the system", use_cache=False)
+    report = healthy.result["infrastructure"]["output"]
+    assert healthy.pattern_name == "health_check" and report["healthy"]
+    assert report["info"]["probed_at"] and 0.0 <= report["info"]["probe_age_seconds"] <= 60.0
+    assert set(report["components"]) >= {"sql", "vector_index", "sync", "embedding"}
+
+    await server.app.index.close()  # a real failure of a real component
+    await server.monitor.check_once()  # the background refresh, run now
+    down = (await client.execute("how healthy is the system", use_cache=False)).result["infrastructure"]["output"]
+    assert not down["healthy"] and not down["components"]["vector_index"]["healthy"]
+    assert down["info"]["probed_at"] >= report["info"]["probed_at"]

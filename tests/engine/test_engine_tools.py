@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import importlib
 import importlib.metadata
@@ -19,6 +20,7 @@ from pattern_service.domain import ExecutionMode
 from pattern_service.engine import PatternExecutionEngine, ToolRegistry
 from pattern_service.engine.calculator import CalculationError, evaluate
 from pattern_service.engine.tools import json_copy
+from pattern_service.health import ProbeCache
 
 
 async def _tool(engine: PatternExecutionEngine, query: str, **ctx: object) -> dict[str, Any]:
@@ -217,3 +219,40 @@ def test_json_copy_detaches_nested_values() -> None:
     copied = json_copy({"inner": inner})
     inner["k"].append(3)
     assert copied == {"inner": {"k": [1, 2]}}
+
+
+async def test_probe_cache_reuses_a_recent_probe_and_joins_a_running_one() -> None:
+    """ProbeCache: one probe per max_age window, concurrent readers share one probe, max_age 0 always probes."""
+    calls = 0
+    gate = asyncio.Event()
+
+    async def probe() -> dict[str, object]:
+        nonlocal calls
+        calls += 1
+        await gate.wait()
+        return {"sql": True, "n": calls}
+
+    cache = ProbeCache(probe)
+    readers = [asyncio.create_task(cache.get(60.0)) for _ in range(5)]
+    await asyncio.sleep(0)
+    gate.set()
+    first = await asyncio.gather(*readers)
+    assert calls == 1 and all(r["n"] == 1 for r in first)
+    assert first[0]["probed_at"] and first[0]["probe_age_seconds"] >= 0.0
+    assert (await cache.get(60.0))["n"] == 1 and calls == 1  # recent enough: not probed again
+    assert (await cache.get(0.0))["n"] == 2 and calls == 2  # max_age 0: a fresh probe
+
+
+async def test_probe_cache_failure_propagates_and_the_next_read_probes_again() -> None:
+    outcomes: list[BaseException | dict[str, object]] = [RuntimeError("sql down"), {"sql": True}]
+
+    async def probe() -> dict[str, object]:
+        value = outcomes.pop(0)
+        if isinstance(value, BaseException):
+            raise value
+        return value
+
+    cache = ProbeCache(probe)
+    with pytest.raises(RuntimeError, match="sql down"):
+        await cache.get(60.0)
+    assert (await cache.get(60.0))["sql"] is True

@@ -55,7 +55,8 @@ def check_vector(vector: npt.NDArray[np.float32], dimension: int, what: str) -> 
         raise InvalidArgumentError.single(what, f"expected a vector of shape ({dimension},), got {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise InvalidArgumentError.single(what, "vector has non-finite values")
-    return [float(x) for x in arr]
+    values: list[float] = arr.tolist()  # the same Python floats as float(x) per element, without a loop
+    return values
 
 
 @dataclass(frozen=True, slots=True)

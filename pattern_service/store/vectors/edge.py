@@ -31,6 +31,7 @@ payloads returned.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -115,7 +116,9 @@ def _match_condition(cond: MatchAny) -> Any:
     return qe.Filter(should=parts)
 
 
+@functools.lru_cache(maxsize=4096)
 def _to_edge_filter(flt: VectorFilter | None) -> qe.Filter | None:
+    """The qdrant-edge filter of ``flt``, built once per distinct filter (LRU) and reused by every search."""
     if flt is None or not flt.must:
         return None
     must: list[Any] = []

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import replace
 
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 
 from pattern_service.domain import Memory, MemoryFilter, NewMemory
 from pattern_service.store.db import Database
@@ -143,6 +143,25 @@ async def test_recall_drops_ids_whose_row_is_gone(
     hits = await sql_memories.recall(A, "postgres connection pooling", MemoryFilter(), 10)
     assert gone not in {h.memory_id for h in hits}
     assert len(hits) == 4
+
+
+async def test_recall_answers_from_the_sql_row_not_the_stale_index(
+    sql_memories: SqlMemoryStore, sql_db: Database, seeded: list[Memory]
+) -> None:
+    """An update the index has not seen yet (its payload still says agent artemis): SQL decides."""
+    changed = seeded[0].memory_id
+    async with sql_db.session() as session:  # behind the store's back: no outbox row, the index is stale
+        await session.execute(
+            update(MemoryRow)
+            .where(MemoryRow.memory_id == changed)
+            .values(content="postgres pooling, revised", agent_id="hera", importance=0.1)
+        )
+    hits = {h.memory_id: h for h in await sql_memories.recall(A, "postgres connection pooling", MemoryFilter(), 10)}
+    assert hits[changed].content == "postgres pooling, revised" and hits[changed].agent_id == "hera"
+    assert hits[changed].importance == pytest.approx(0.1)
+    for flt in (MemoryFilter(agent_id="artemis"), MemoryFilter(min_importance=0.5)):
+        # The index still matches the old payload; the row no longer passes, so it is not returned.
+        assert changed not in {h.memory_id for h in await sql_memories.recall(A, "postgres pooling", flt, 10)}
 
 
 async def test_duplicate_tags_are_stored_once(sql_memories: SqlMemoryStore) -> None:
