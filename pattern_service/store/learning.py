@@ -1,4 +1,11 @@
-"""SQL learning store: success patterns, searchable by meaning through the vector index."""
+"""SQL learning store: success patterns, searchable by meaning through the vector index.
+
+Longer than this code base's ~400-line guide on purpose: :class:`SqlLearningStore`
+is one implementation of the learning store, and its writes (create, update,
+delete, outcome) share the same row loading, version lineage and outbox rules in
+one transaction each; the vector side is already its binding
+(:mod:`.learning_binding`) and the ranking of matches :mod:`.relevance`.
+"""
 
 from __future__ import annotations
 

@@ -26,6 +26,10 @@ Boolean payloads: qdrant-edge-py 0.9 turns ``MatchValue(True)`` into the integer
 therefore mirrored into a hidden keyword field ``__bool__<key>`` (``"true"`` /
 ``"false"``), which boolean conditions query; the mirror is stripped from the
 payloads returned.
+
+Longer than this code base's ~400-line guide on purpose: it is one backend of
+the :class:`~.base.VectorIndex` interface, and the sidecar, the free-space checks,
+the filter translation and the single index thread share the same state.
 """
 
 from __future__ import annotations
