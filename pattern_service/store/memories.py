@@ -33,6 +33,8 @@ _ROWS_BY_ID = select(
     MemoryRow.importance,
     MemoryRow.metadata_.label("metadata_"),
     MemoryRow.created_at,
+    MemoryRow.updated_at,
+    MemoryRow.expire_at,
 ).where(MemoryRow.memory_id.in_(bindparam("ids", expanding=True)))
 
 
