@@ -68,8 +68,9 @@ def _remove_sqlite(settings: Settings) -> None:
 async def test_a_fresh_database_beside_a_populated_index_is_refused(
     tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = make_settings(tmp_path / "data", embedder="hashing")
-    fresh = make_settings(tmp_path / "fresh", embedder="hashing")  # a new database (PostgreSQL pass)
+    # (no Redis: it plays no part here, and the test opens and closes the stores three times)
+    settings = make_settings(tmp_path / "data", embedder="hashing", redis_url="")
+    fresh = make_settings(tmp_path / "fresh", embedder="hashing", redis_url="")  # a new database (PostgreSQL pass)
     try:
         await _populate(settings, POINTS)
         if settings.database_url:
@@ -97,7 +98,7 @@ async def test_a_fresh_database_beside_a_populated_index_is_refused(
 
 
 async def test_a_database_with_rows_starts_and_an_empty_index_is_not_refused(tmp_path: pathlib.Path) -> None:
-    settings = make_settings(tmp_path / "data", embedder="hashing")
+    settings = make_settings(tmp_path / "data", embedder="hashing", redis_url="")
     try:
         await _populate(settings, 3)
         again = await Application.create(settings, Metrics())  # restart on the same data: fine
@@ -138,7 +139,7 @@ async def test_the_process_exits_with_one_line_and_reindex_accepts(tmp_path: pat
     assert code == EXIT_CONFIG, output
     errors = [line for line in output.splitlines() if "CRITICAL" in line]
     assert len(errors) == 1 and "Traceback" not in output, output
-    assert shown_url(settings.resolved_database_url) in errors[0] and str(settings.vector_dir) in errors[0]
+    assert shown_url(settings.resolved_database_url) in errors[0] and settings.vector_location in errors[0]
     assert "holds 5 points" in errors[0] and "--accept-empty-database" in errors[0]
     assert await _points(settings) == 5
 
