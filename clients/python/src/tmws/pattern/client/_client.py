@@ -29,6 +29,7 @@ from tmws.pattern.client._enums import (
 )
 from tmws.pattern.client._errors import Unavailable, from_grpc_error
 from tmws.pattern.client._memories import MemoryMethods
+from tmws.pattern.client._paging import follow_pages
 from tmws.pattern.client._stream import ExecuteManyItem, ExecuteManyStream
 from tmws.pattern.client._version import __version__
 from tmws.pattern.v1 import (
@@ -586,16 +587,14 @@ class PatternClient(MemoryMethods):
         Raises:
             PatternServiceError: If a page request fails.
         """
-        token = ""
-        while True:
-            page = await self.list_pattern_definitions(
+        pages = follow_pages(
+            lambda token: self.list_pattern_definitions(
                 page_size=page_size, page_token=token, pattern_type=pattern_type, timeout=timeout, metadata=metadata
-            )
-            for definition in page.pattern_definitions:
-                yield definition
-            token = page.next_page_token
-            if not token:
-                return
+            ),
+            lambda page: page.pattern_definitions,
+        )
+        async for definition in pages:
+            yield definition
 
     async def get_pattern_definition(
         self, name: str, *, timeout: TimeoutLike = DEFAULT, metadata: MetadataLike | None = None
@@ -866,9 +865,8 @@ class PatternClient(MemoryMethods):
         """
         status_list = list(statuses)
         tag_list = list(tags)
-        token = ""
-        while True:
-            page = await self.list_success_patterns(
+        pages = follow_pages(
+            lambda token: self.list_success_patterns(
                 page_size=page_size,
                 page_token=token,
                 pattern_type=pattern_type,
@@ -878,12 +876,11 @@ class PatternClient(MemoryMethods):
                 name_prefix=name_prefix,
                 timeout=timeout,
                 metadata=metadata,
-            )
-            for pattern in page.success_patterns:
-                yield pattern
-            token = page.next_page_token
-            if not token:
-                return
+            ),
+            lambda page: page.success_patterns,
+        )
+        async for pattern in pages:
+            yield pattern
 
     async def update_success_pattern(
         self,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import grpc
 
 from tmws.pattern.client._convert import DEFAULT, MetadataLike, TimeoutLike, to_field_mask, to_struct
+from tmws.pattern.client._paging import follow_pages
 from tmws.pattern.v1 import (
     BatchCreateMemoriesRequest,
     CreateMemoryRequest,
@@ -249,21 +250,19 @@ class MemoryMethods:
         Raises:
             PatternServiceError: If a page request fails.
         """
-        token = ""
-        while True:
-            page = await self.list_memories(
+        pages = follow_pages(
+            lambda token: self.list_memories(
                 filter=filter,
                 order_by=order_by,
                 page_size=page_size,
                 page_token=token,
                 timeout=timeout,
                 metadata=metadata,
-            )
-            for memory in page.memories:
-                yield memory
-            token = page.next_page_token
-            if not token:
-                return
+            ),
+            lambda page: page.memories,
+        )
+        async for memory in pages:
+            yield memory
 
     async def update_memory(
         self,
