@@ -73,8 +73,13 @@ def decode_token(token: str, query_key: str) -> int:
     return offset
 
 
-def encode_cursor(cursor: KeysetCursor, query_key: str) -> str:
-    """The token for the page after ``cursor`` of the query identified by ``query_key``."""
+def encode_cursor(cursor: KeysetCursor | None, query_key: str) -> str:
+    """The token for the page after ``cursor`` of the query identified by ``query_key``.
+
+    ``None`` (there is no next page) encodes as ``""``, the inverse of :func:`decode_cursor`.
+    """
+    if cursor is None:
+        return ""
     position: dict[str, Any] = {"c": cursor.created_at.isoformat(), "i": cursor.id}
     if cursor.rank is not None:
         position["r"] = cursor.rank

@@ -145,7 +145,7 @@ class ListQuery:
 
     def next_page_token(self, page: domain.Page[Any]) -> str:
         """The ``next_page_token`` of ``page`` (``""`` on the last page)."""
-        return paging.encode_cursor(page.next_cursor, self.key) if page.next_cursor is not None else ""
+        return paging.encode_cursor(page.next_cursor, self.key)
 
 
 def list_query(req: pl.ListSuccessPatternsRequest, tenant_id: str) -> ListQuery:
