@@ -229,8 +229,9 @@ class EdgeVectorIndex:
         cdir = self._root / spec.name
         sidecar = cdir / _SIDECAR
         shard_dir = cdir / _SHARD_DIR
-        if not sidecar.exists():
-            self._space.check(f"create vector collection {spec.name!r}")
+        # Creating writes the sidecar and opening maps sparse files (WAL segments, segments) whose
+        # pages a full disk cannot back: one check before either.
+        self._space.check(f"open vector collection {spec.name!r}")
         if sidecar.exists():
             tag = json.loads(sidecar.read_text(encoding="utf-8"))
             check_model_tag(spec, tag.get("model_id"), tag.get("dimension"))
@@ -240,8 +241,6 @@ class EdgeVectorIndex:
             tmp = cdir / (_SIDECAR + ".tmp")
             tmp.write_text(json.dumps(tag), encoding="utf-8")
             os.replace(tmp, sidecar)
-        # Opening maps sparse files (WAL segments, segments) whose pages a full disk cannot back.
-        self._space.check(f"open vector collection {spec.name!r}")
         try:
             if shard_dir.exists() and any(shard_dir.iterdir()):
                 shard = qe.EdgeShard.load(str(shard_dir))
