@@ -264,10 +264,12 @@ class SqlMemoryAdmin:
             .where(*memory_conditions(tenant_id, flt))
             .order_by(MemoryRow.created_at.desc(), MemoryRow.memory_id.desc())
         )
-        if not force:
+        if not force:  # a count and a sample, not every id of what may be the tenant's whole store
+            count = select(func.count()).select_from(MemoryRow).where(*memory_conditions(tenant_id, flt))
             async with self.db.session() as session:
-                ids = list(await session.scalars(query))
-            return len(ids), ids[:PURGE_SAMPLE]
+                total = int(await session.scalar(count) or 0)
+                sample = list(await session.scalars(query.limit(PURGE_SAMPLE)))
+            return total, sample
         async with self.db.session(write=True) as session:
             ids = list(await session.scalars(query))
             await self._delete_ids(session, ids)
