@@ -65,6 +65,7 @@ def vector_index(settings: Settings) -> VectorIndex:
         index_threshold=settings.vector_index_threshold,
         hnsw_ef=settings.vector_hnsw_ef,
         min_free_bytes=settings.min_free_disk_mb * MIB,
+        search_threads=settings.vector_search_threads,
     )
 
 

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
         vector_index_threshold: Embedded index: a collection with this many points outside its HNSW
             graph builds it when opened at start (before serving); below it search is exact. 0 = never.
         vector_hnsw_ef: Embedded index: candidates kept by an HNSW search.
+        vector_search_threads: Embedded index: threads that search one query's segments in
+            parallel (qdrant-edge's ``max_search_threads``); 0 = one per CPU.
         embedder: ``onnx`` (all-MiniLM-L6-v2, int8 weights and activations), ``onnx-fp32``
             (the same model in fp32 arithmetic: the model of stores written before 1.1) or
             ``hashing`` (fallback).
@@ -133,8 +135,9 @@ class Settings(BaseSettings):
     qdrant_url: str = ""
     qdrant_api_key: str = ""
     qdrant_path: str = ""
-    vector_index_threshold: int = Field(default=20_000, ge=0)
+    vector_index_threshold: int = Field(default=5_000, ge=0)
     vector_hnsw_ef: int = Field(default=128, ge=1, le=10_000)
+    vector_search_threads: int = Field(default=1, ge=0, le=256)
     embedder: Literal["onnx", "onnx-fp32", "hashing"] = "onnx"
     model_cache_dir: Path | None = None
     cache_ttl: int = Field(default=300, ge=0, le=86_400)

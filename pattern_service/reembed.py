@@ -99,7 +99,10 @@ def _open_index(settings: Settings, plan: Plan) -> VectorIndex:
     from pattern_service.store.vectors.edge import EdgeVectorIndex
 
     return EdgeVectorIndex(
-        plan.target, index_threshold=settings.vector_index_threshold, hnsw_ef=settings.vector_hnsw_ef
+        plan.target,
+        index_threshold=settings.vector_index_threshold,
+        hnsw_ef=settings.vector_hnsw_ef,
+        search_threads=settings.vector_search_threads,
     )
 
 

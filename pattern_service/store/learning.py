@@ -514,15 +514,16 @@ class SqlLearningStore:
             limit=max(MATCH_CANDIDATES, query.limit),
             flt=PATTERN_BINDING.vector_filter(tenant_id, query.filters),
             score_threshold=dense_floor(query.min_confidence),
+            with_payload=False,
         )
         candidates: list[SuccessPattern] = []
         similarities: list[float] = []
         if hits:
             # Primary key only, tenant checked in Python: with ``tenant_id = ?`` in the query the
             # planner walked the tenant's whole ix_success_patterns_tenant_created range. One Core
-            # statement in one thread hop (Database.read), not an ORM unit of work.
+            # statement on the loop's own SQLite connection (Database.read inline), not an ORM unit of work.
             ids = [h.id for h in hits]
-            rows = await self.db.read(lambda conn: rows_by_id(conn, ids))
+            rows = await self.db.read(lambda conn: rows_by_id(conn, ids), inline=True)
             by_id = {r.pattern_id: _to_domain(r) for r in rows if r.tenant_id == tenant_id}
             for hit in hits:
                 pattern = by_id.get(hit.id)

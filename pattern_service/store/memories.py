@@ -199,7 +199,8 @@ class SqlMemoryStore:
         The SQL rows are read by primary key only and checked in Python
         (:func:`memory_passes`): joining the id list with ``tenant_id`` in SQL
         made the planner walk the tenant's index range instead. The read is one
-        cached Core statement through :meth:`Database.read` (no ORM session).
+        cached Core statement through :meth:`Database.read` (no ORM session; on a SQLite
+        file inline, without a thread hop).
 
         Raises:
             UnavailableError: The database or the index cannot be reached.
@@ -208,12 +209,16 @@ class SqlMemoryStore:
             return []
         vector = (await self.embedder.embed([query]))[0]
         hits = await self.index.search(
-            MEMORY_BINDING.collection, vector, limit=limit, flt=MEMORY_BINDING.vector_filter(tenant_id, flt)
+            MEMORY_BINDING.collection,
+            vector,
+            limit=limit,
+            flt=MEMORY_BINDING.vector_filter(tenant_id, flt),
+            with_payload=False,
         )
         if not hits:
             return []
         ids = [h.id for h in hits]
-        rows = await self.db.read(lambda conn: rows_by_id(conn, ids))
+        rows = await self.db.read(lambda conn: rows_by_id(conn, ids), inline=True)
         by_id = {k: r for k, r in rows.items() if memory_passes(r, tenant_id, flt)}
         return [_to_domain(by_id[h.id], min(1.0, max(0.0, float(h.score)))) for h in hits if h.id in by_id]
 

@@ -308,10 +308,13 @@ class QdrantVectorIndex:
         limit: int,
         flt: VectorFilter | None = None,
         score_threshold: float | None = None,
+        with_payload: bool = True,
     ) -> list[ScoredPoint]:
         """See :meth:`VectorIndex.search` (traced as a ``vector.search`` span; the work is :meth:`_search`)."""
         with span("vector.search", **{"db.collection.name": collection, "vector.limit": limit}):
-            return await self._search(collection, vector, limit=limit, flt=flt, score_threshold=score_threshold)
+            return await self._search(
+                collection, vector, limit=limit, flt=flt, score_threshold=score_threshold, with_payload=with_payload
+            )
 
     async def _search(
         self,
@@ -321,6 +324,7 @@ class QdrantVectorIndex:
         limit: int,
         flt: VectorFilter | None = None,
         score_threshold: float | None = None,
+        with_payload: bool = True,
     ) -> list[ScoredPoint]:
         """Cosine search; see :meth:`VectorIndex.search`.
 
@@ -340,7 +344,7 @@ class QdrantVectorIndex:
                 query_filter=_to_qdrant_filter(flt),
                 limit=limit,
                 score_threshold=score_threshold,
-                with_payload=True,
+                with_payload=with_payload,
             ),
             collection,
         )

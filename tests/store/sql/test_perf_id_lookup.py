@@ -42,8 +42,11 @@ class _LeakyIndex:
         limit: int,
         flt: VectorFilter | None = None,
         score_threshold: float | None = None,
+        with_payload: bool = True,
     ) -> list[ScoredPoint]:
-        return await self._inner.search(collection, vector, limit=100, score_threshold=score_threshold)
+        return await self._inner.search(
+            collection, vector, limit=100, score_threshold=score_threshold, with_payload=with_payload
+        )
 
 
 async def test_recall_never_returns_another_tenants_row_even_if_the_index_does(
