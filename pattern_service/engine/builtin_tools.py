@@ -212,12 +212,13 @@ def _type_filter(call: ToolCall) -> PatternType | None:
 
 
 async def list_patterns(call: ToolCall) -> Mapping[str, Any]:
-    """List the registered pattern definitions, optionally of one type (context.pattern_type or a type word)."""
+    """List the definitions the caller's tenant sees, optionally of one type (context.pattern_type or a type word)."""
     ptype = _type_filter(call)
-    defs = call.services.catalog.definitions(ptype)
+    catalog = call.services.catalog(call.tenant_id)
+    defs = catalog.definitions(ptype)
     return {
         "pattern_type": ptype.value if ptype else None,
-        "registry_version": call.services.catalog.version,
+        "registry_version": catalog.version,
         "count": len(defs),
         "patterns": [
             {
@@ -237,12 +238,12 @@ async def list_patterns(call: ToolCall) -> Mapping[str, Any]:
 
 
 async def match_patterns(call: ToolCall) -> Mapping[str, Any]:
-    """Rank registered patterns by meaning: cosine of the subject against each pattern's examples."""
+    """Rank the patterns the caller's tenant sees by meaning: cosine of the subject against each pattern's examples."""
     text = call.subject or call.query
     limit = call.context.get("limit", 5)
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 100:
         raise ToolError("context.limit must be an integer in 1..100")
-    hits = await call.services.catalog.semantic_neighbours(text, limit=limit)
+    hits = await call.services.catalog(call.tenant_id).semantic_neighbours(text, limit=limit)
     return {
         "text": text,
         "model": call.services.embedder.model_id,

@@ -101,7 +101,9 @@ class PatternExecutionEngine:
         self._refresh_interval = refresh_interval
         self._clock = clock
         self._last_refresh = clock()
-        services = ToolServices(registry, health_probe or self._probe, self._stats_dict, embedder, tools)
+        services = ToolServices(
+            self.registries.for_tenant, health_probe or self._probe, self._stats_dict, embedder, tools
+        )
         self._infrastructure = InfrastructureExecutor(tools, services)
         self._memory = MemoryExecutor(memory_store, recall_min_score=recall_min_score)
         self._hybrid = HybridExecutor(self._infrastructure, self._memory)

@@ -84,14 +84,15 @@ class ToolServices:
     """What tools may use besides the call itself (no database handles).
 
     Attributes:
-        catalog: The pattern registry (read-only view).
+        catalog: The pattern registry a tenant sees, by tenant id (read-only view: the
+            tenant's own layer over the global registry, or the global one).
         health_probe: Async probe of the service's components.
         stats: Returns the engine statistics of a tenant (see :data:`StatsProvider`).
         embedder: The embedder of the service.
         tools: The tool registry itself (for ``run_tool``).
     """
 
-    catalog: PatternCatalog
+    catalog: Callable[[str], PatternCatalog]
     health_probe: HealthProbe
     stats: StatsProvider
     embedder: Embedder

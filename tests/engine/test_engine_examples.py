@@ -80,7 +80,11 @@ async def test_example_succeeds_on_its_own_pattern(
     subject = _subject(definition.trigger_pattern, example)
     if definition.tool is not None:
         services = ToolServices(
-            eng_engine.registry, _probe, lambda t: eng_engine.get_stats(t).as_dict(), eng_embedder, eng_engine.tools
+            eng_engine.registries.for_tenant,
+            _probe,
+            lambda t: eng_engine.get_stats(t).as_dict(),
+            eng_embedder,
+            eng_engine.tools,
         )
         part = await InfrastructureExecutor(eng_engine.tools, services).run(
             definition.tool, query=example, subject=subject, context={}, tenant_id=TENANT

@@ -160,3 +160,34 @@ async def test_a_tenant_fit_sets_thresholds_and_calibration_for_that_tenant_only
     assert again.registries.for_tenant("A").calibration == global_calibration
     for name, threshold in fitted.thresholds.items():
         assert again.get_definition(name, tenant_id="B").similarity_threshold == pytest.approx(threshold)
+
+
+async def test_the_catalog_tools_show_the_callers_tenant_its_own_patterns(eng_engine: PatternExecutionEngine) -> None:
+    """``list_patterns`` and ``match_patterns`` read the caller's effective registry, not the global one."""
+    engine = eng_engine
+    await engine.register_batch(
+        [
+            eng_definition(
+                "tide_tables",
+                trigger_pattern=r"\btide tables?\b",
+                description="high and low tide times for a harbour",
+                examples=("when is high tide in the harbour", "tide times for tomorrow morning"),
+            )
+        ],
+        tenant_id="B",
+        layer=TENANT,
+    )
+
+    async def tool(query: str, tenant: str) -> dict[str, object]:
+        result = await engine.execute(query, tenant_id=tenant, use_cache=False)
+        assert result.success and result.metadata["tool"] == "run_tool", result
+        ran = result.result["infrastructure"]["output"]  # run_tool: {"tool", "ran", "output"}
+        assert ran["ran"]
+        return ran["output"]  # type: ignore[no-any-return]
+
+    listed = {t: [p["name"] for p in (await tool("run the tool list_patterns", t))["patterns"]] for t in "AB"}
+    assert "tide_tables" in listed["B"] and "tide_tables" not in listed["A"]
+    assert set(listed["B"]) - set(listed["A"]) == {"tide_tables"}
+    query = "invoke tool match_patterns on high tide times in the harbour"
+    matched = {t: [m["name"] for m in (await tool(query, t))["matches"]] for t in "AB"}
+    assert matched["B"][0] == "tide_tables" and "tide_tables" not in matched["A"]
