@@ -230,3 +230,38 @@ async def test_success_patterns_lifecycle(target: str) -> None:
     assert gone.code == 1 and "NOT_FOUND" in gone.err
     bad = await cli(target, "success-patterns", "create", "--json", '{"no_such_field": 1}')
     assert bad.code == 2 and "no_such_field" in bad.err
+
+
+async def test_layer_flag_changes_only_the_tenants_own_layer(target: str, tmp_path: pathlib.Path) -> None:
+    """``--layer tenant`` on apply and delete writes the caller tenant's layer; other tenants never see it."""
+    tenant = ("--metadata", "x-tenant-id=cli-layer-tenant")
+    path = tmp_path / "mine.yaml"
+    mine = {
+        "name": "tide_tables",
+        "pattern_type": "PATTERN_TYPE_INFRASTRUCTURE",
+        "trigger_pattern": r"\btide\s+tables?\b",
+        "cost_tokens": 20,
+        "priority": 5,
+        "cache_ttl": 60,
+        "description": "High and low tide times.",
+        "examples": ["when is high tide in the harbour"],
+        "metadata": {"tool": "calculate"},
+    }
+    path.write_text(yaml.safe_dump({"patterns": [mine]}, sort_keys=False))
+    applied = await cli(target, *tenant, "patterns", "apply", "-f", str(path), "--layer", "tenant")
+    assert applied.code == 0, applied.err
+    assert (await cli(target, *tenant, "patterns", "get", "tide_tables")).json()["layer"] == "PATTERN_LAYER_TENANT"
+    elsewhere = await cli(target, "patterns", "get", "tide_tables")
+    assert elsewhere.code == 1 and "NOT_FOUND" in elsewhere.err
+
+    # Pruning the tenant layer considers only that layer: the global definitions it sees are not deleted.
+    dry = await cli(target, *tenant, "patterns", "apply", "-f", str(path), "--layer", "tenant", "--prune", "--dry-run")
+    assert dry.code == 0, dry.err
+    assert dry.json()["deleted"] == [] and dry.json()["unchanged"] == ["tide_tables"]
+
+    deleted = await cli(target, *tenant, "patterns", "delete", "tide_tables", "--layer", "tenant")
+    assert deleted.code == 0, deleted.err
+    assert (await cli(target, *tenant, "patterns", "get", "tide_tables")).code == 1
+    assert (await cli(target, *tenant, "patterns", "get", "quick_calculation")).json()[
+        "layer"
+    ] == "PATTERN_LAYER_GLOBAL"

@@ -14,6 +14,7 @@ from google.protobuf.message import Message
 from tmws.pattern.client._client import PatternClient
 from tmws.pattern.client._convert import TimeoutLike
 from tmws.pattern.client._errors import PatternServiceError
+from tmws.pattern.v1 import PATTERN_LAYER_GLOBAL, PATTERN_LAYER_TENANT, PATTERN_LAYER_UNSPECIFIED, PatternLayer
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -156,6 +157,26 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+#: ``--layer`` choices and their ``PatternLayer`` values.
+LAYERS: dict[str, PatternLayer.ValueType] = {"tenant": PATTERN_LAYER_TENANT, "global": PATTERN_LAYER_GLOBAL}
+
+
+def add_layer_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--layer tenant|global`` (unset: the server's choice by the caller's scopes)."""
+    parser.add_argument(
+        "--layer",
+        choices=sorted(LAYERS),
+        default=None,
+        help="registry layer to change: the caller tenant's own or the global one (needs patterns:admin:global); "
+        "default: global for a key with patterns:admin:global (or an open server), else the tenant's",
+    )
+
+
+def layer_of(args: argparse.Namespace) -> PatternLayer.ValueType:
+    """The ``PatternLayer`` of ``--layer`` (``PATTERN_LAYER_UNSPECIFIED`` when not given)."""
+    return LAYERS[args.layer] if args.layer else PATTERN_LAYER_UNSPECIFIED
 
 
 def require_cli_extra(module: str) -> Any:

@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from google.protobuf import json_format
 
-from tmws.pattern.client._cli_common import Io, UsageError
+from tmws.pattern.client._cli_common import Io, UsageError, add_layer_argument, layer_of
 from tmws.pattern.client._client import PatternClient
 from tmws.pattern.client._convert import TimeoutLike
 from tmws.pattern.v1 import RoutingEvaluation
@@ -44,6 +44,7 @@ def add_parser(commands: Any) -> None:
     ev.add_argument("file", help="labelled JSONL file")
     ev.add_argument("--fit", action="store_true", help="fit on the non-test lines first (FitRouting)")
     ev.add_argument("--dry-run", action="store_true", help="with --fit: report the fit without applying it")
+    add_layer_argument(ev)
     ev.add_argument(
         "--split", default=None, help="evaluate only lines of this split (default: all, or test with --fit)"
     )
@@ -178,7 +179,7 @@ async def run_eval(
     report: dict[str, Any] = {}
     if args.fit:
         fit_rows = [(q, e) for q, e, s in rows if not has_splits or s != "test"]
-        fitted = await client.fit_routing(fit_rows, validate_only=args.dry_run, timeout=timeout)
+        fitted = await client.fit_routing(fit_rows, validate_only=args.dry_run, layer=layer_of(args), timeout=timeout)
         report["fit"] = json_format.MessageToDict(fitted, preserving_proto_field_name=True)
         if not args.json:
             applied = (

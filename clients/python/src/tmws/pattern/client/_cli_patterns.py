@@ -22,6 +22,8 @@ from tmws.pattern.client._cli_common import (
     EXIT_OK,
     Io,
     UsageError,
+    add_layer_argument,
+    layer_of,
     message_to_dict,
     print_json,
     require_cli_extra,
@@ -55,6 +57,7 @@ def add_parser(commands: Any) -> None:
     apply.add_argument("-f", "--file", required=True, help="pattern file, or - for stdin")
     apply.add_argument("--prune", action="store_true", help="delete registered definitions not in the file")
     apply.add_argument("--dry-run", action="store_true", help="validate and show the diff; change nothing")
+    add_layer_argument(apply)
     apply.set_defaults(handler=_apply)
 
     listing = sub.add_parser("list", help="list definitions", description="List every definition (JSON array).")
@@ -67,6 +70,7 @@ def add_parser(commands: Any) -> None:
 
     delete = sub.add_parser("delete", help="delete definitions", description="Delete definitions by name.")
     delete.add_argument("names", nargs="+", metavar="NAME")
+    add_layer_argument(delete)
     delete.set_defaults(handler=_delete)
 
     export = sub.add_parser(
@@ -129,11 +133,14 @@ async def _apply(client: PatternClient, args: argparse.Namespace, io: Io, timeou
         desired = load_pattern_file(text, "<stdin>" if args.file == "-" else args.file)
     except PatternFileError as exc:
         raise UsageError(str(exc)) from exc
+    layer = layer_of(args)
     current = {d.name: d for d in await _all(client, timeout)}
     # The server's own validation and normal form (what it would store), so that the diff is exact.
     normalized: list[PatternDefinition] = []
     for start in range(0, len(desired), MAX_BATCH):
-        checked = await client.register_batch(desired[start : start + MAX_BATCH], validate_only=True, timeout=timeout)
+        checked = await client.register_batch(
+            desired[start : start + MAX_BATCH], validate_only=True, layer=layer, timeout=timeout
+        )
         normalized.extend(checked.pattern_definitions)
     plan: dict[str, Any] = {
         "dry_run": args.dry_run,
@@ -157,16 +164,16 @@ async def _apply(client: PatternClient, args: argparse.Namespace, io: Io, timeou
         else:
             plan["unchanged"].append(wanted.name)
     in_file = {d.name for d in desired}
-    # Prune only the layer the server writes this caller's definitions to (a tenant admin's own layer;
-    # the global one it sees but cannot delete stays).
-    target = normalized[0].layer if normalized else 0
+    # Prune only the layer the server writes these definitions to (--layer, or by default a tenant
+    # admin's own layer; the global one it sees but cannot delete stays).
+    target = normalized[0].layer if normalized else layer
     extra = [name for name, d in current.items() if name not in in_file and (not target or d.layer == target)]
     plan["deleted" if args.prune else "not_in_file"] = extra
     if not args.dry_run:
         for start in range(0, len(to_register), MAX_BATCH):
-            await client.register_batch(to_register[start : start + MAX_BATCH], timeout=timeout)
+            await client.register_batch(to_register[start : start + MAX_BATCH], layer=layer, timeout=timeout)
         for name in plan["deleted"]:
-            await client.delete_pattern_definition(name, timeout=timeout)
+            await client.delete_pattern_definition(name, layer=layer, timeout=timeout)
     _render(plan, io.err)
     print_json(plan, io.out)
     return EXIT_OK
@@ -194,7 +201,8 @@ async def _get(client: PatternClient, args: argparse.Namespace, io: Io, timeout:
 async def _delete(client: PatternClient, args: argparse.Namespace, io: Io, timeout: TimeoutLike) -> int:
     versions: dict[str, int] = {}
     for name in args.names:
-        versions[name] = int((await client.delete_pattern_definition(name, timeout=timeout)).registry_version)
+        deleted = await client.delete_pattern_definition(name, layer=layer_of(args), timeout=timeout)
+        versions[name] = int(deleted.registry_version)
     print_json({"deleted": list(versions), "registry_version": max(versions.values())}, io.out)
     return EXIT_OK
 
