@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -36,6 +37,12 @@ _ROWS_BY_ID = select(
     MemoryRow.updated_at,
     MemoryRow.expire_at,
 ).where(MemoryRow.memory_id.in_(bindparam("ids", expanding=True)))
+
+
+#: Searches one recall makes at most, and the most extra hits it asks for beyond ``limit``,
+#: when SQL drops hits the index returned (see :meth:`SqlMemoryStore.recall`).
+_RECALL_ROUNDS = 3
+_RECALL_EXTRA_MAX = 1000
 
 
 def rows_by_id(conn: Connection, ids: Sequence[str]) -> dict[str, Row[Any]]:
@@ -195,7 +202,9 @@ class SqlMemoryStore:
         """Memories closest in meaning to ``query``, best first, with ``score`` = cosine similarity in [0, 1].
 
         The filter is pushed down to the index; ids whose SQL row is gone (or
-        no longer passes the filter, or belongs to another tenant) are dropped.
+        no longer passes the filter, has expired, or belongs to another tenant)
+        are dropped, and the index is asked for more hits (up to three searches)
+        so that dropped ones do not cost the caller a slot of ``limit``.
         The SQL rows are read by primary key only and checked in Python
         (:func:`memory_passes`): joining the id list with ``tenant_id`` in SQL
         made the planner walk the tenant's index range instead. The read is one
@@ -208,19 +217,24 @@ class SqlMemoryStore:
         if limit <= 0:
             return []
         vector = (await self.embedder.embed([query]))[0]
-        hits = await self.index.search(
-            MEMORY_BINDING.collection,
-            vector,
-            limit=limit,
-            flt=MEMORY_BINDING.vector_filter(tenant_id, flt),
-            with_payload=False,
-        )
-        if not hits:
-            return []
-        ids = [h.id for h in hits]
-        rows = await self.db.read(lambda conn: rows_by_id(conn, ids), inline=True)
-        by_id = {k: r for k, r in rows.items() if memory_passes(r, tenant_id, flt)}
-        return [_to_domain(by_id[h.id], min(1.0, max(0.0, float(h.score)))) for h in hits if h.id in by_id]
+        vector_filter = MEMORY_BINDING.vector_filter(tenant_id, flt)
+        fetch = limit
+        for _ in range(_RECALL_ROUNDS):
+            hits = await self.index.search(
+                MEMORY_BINDING.collection, vector, limit=fetch, flt=vector_filter, with_payload=False
+            )
+            if not hits:
+                return []
+            ids = [h.id for h in hits]
+            rows = await self.db.read(functools.partial(rows_by_id, ids=ids), inline=True)
+            by_id = {k: r for k, r in rows.items() if memory_passes(r, tenant_id, flt)}
+            kept = [_to_domain(by_id[h.id], min(1.0, max(0.0, float(h.score)))) for h in hits if h.id in by_id]
+            if len(kept) >= limit or len(hits) < fetch:
+                break
+            # Some hits were dropped (expired and not yet swept, or deleted/changed and the index not
+            # yet told) and the index may hold more: ask it for more, so they do not cost a slot.
+            fetch = min(fetch * 4, limit + _RECALL_EXTRA_MAX)
+        return kept[:limit]
 
     async def _select(
         self, tenant_id: str, flt: MemoryFilter, limit: int, *extra: Any, order: Sequence[Any]

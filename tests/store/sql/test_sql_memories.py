@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import delete, update
@@ -12,7 +13,7 @@ from pattern_service.domain import Memory, MemoryFilter, NewMemory
 from pattern_service.store.db import Database
 from pattern_service.store.memories import SqlMemoryStore
 from pattern_service.store.memory_binding import MEMORY_BINDING
-from pattern_service.store.orm import MemoryRow
+from pattern_service.store.orm import MemoryRow, utcnow
 from pattern_service.store.outbox import VectorSync
 from pattern_service.store.vectors.edge import EdgeVectorIndex
 
@@ -169,3 +170,20 @@ async def test_duplicate_tags_are_stored_once(sql_memories: SqlMemoryStore) -> N
     assert m.tags == ("db", "perf")
     agg = await sql_memories.aggregate(A, MemoryFilter())
     assert dict(agg.top_tags) == {"db": 1, "perf": 1}
+
+
+async def test_an_expired_memory_not_yet_swept_does_not_take_a_recall_slot(
+    sql_memories: SqlMemoryStore, sql_db: Database, seeded: list[Memory]
+) -> None:
+    """The index still holds an expired memory until the sweep runs; recall asks it for more hits instead."""
+    query = "postgres connection pooling"
+    before = await sql_memories.recall(A, query, MemoryFilter(), 2)
+    assert len(before) == 2
+    expired = before[0].memory_id
+    async with sql_db.session() as session:  # expired a minute ago; the sweep has not run
+        await session.execute(
+            update(MemoryRow).where(MemoryRow.memory_id == expired).values(expire_at=utcnow() - timedelta(minutes=1))
+        )
+    after = await sql_memories.recall(A, query, MemoryFilter(), 2)
+    assert len(after) == 2 and expired not in {m.memory_id for m in after}
+    assert after[0].memory_id == before[1].memory_id
