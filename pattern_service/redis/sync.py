@@ -231,7 +231,11 @@ class RedisCacheBackend:
         """Stop the tasks and close the client (keys stay in Redis; nothing is flushed)."""
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            # Bounded: a task stuck in a Redis call that ignores cancellation must not hold up shutdown.
+            _, stuck = await asyncio.wait(self._tasks, timeout=2 * self.link.timeout + 1.0)
+            for task in stuck:
+                logger.warning("redis task %s did not stop within the timeout; left behind", task.get_name())
         self._tasks.clear()
         with contextlib.suppress(Exception):
             await self.link.client.aclose()
@@ -348,7 +352,26 @@ class RedisCacheBackend:
                 self.subscribed = False
             finally:
                 self.subscribed = False
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(pubsub.aclose())
+                await _close_pubsub(pubsub, self.link.timeout)
             await asyncio.sleep(backoff)
             backoff = min(MAX_BACKOFF_SECONDS, backoff * 2)
+
+
+async def _close_pubsub(pubsub: Any, within: float) -> None:
+    """Close a pub/sub connection within ``within`` seconds, else drop it without waiting.
+
+    redis-py's ``PubSub.aclose()`` can wait forever in ``StreamWriter.wait_closed()``
+    (redis/redis-py#3941, open); the listener runs it in a ``finally`` after a
+    cancellation, so an unbounded wait hung ``close()`` (seen once in the test suite
+    under load). The close is shielded from the listener's own cancellation and, when
+    it does not finish in time, the connection is disconnected with ``nowait=True``
+    (the workaround named in the issue).
+    """
+    closing = asyncio.ensure_future(pubsub.aclose())
+    try:
+        await asyncio.wait_for(asyncio.shield(closing), within)
+    except Exception:  # TimeoutError, or the close failed: the connection goes either way
+        connection = getattr(pubsub, "connection", None)
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.disconnect(nowait=True)

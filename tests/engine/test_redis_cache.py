@@ -10,12 +10,14 @@ a registry change reaching the other replica went through pub/sub.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import pathlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+import redis.asyncio.client
 from eng_helpers import EngClock, eng_definition
 from redis.asyncio import Redis
 from redis_fixtures import (
@@ -439,3 +441,30 @@ async def test_tenant_cache_stats_split_every_hit_by_layer_after_a_restart(
         assert view.hits == view.local_hits + view.redis_hits
     other = restarted.get_stats(tenant_id="t2").cache
     assert (other.hits, other.local_hits, other.redis_hits) == (0, 0, 0)
+
+
+async def test_close_returns_even_when_the_pubsub_close_hangs(
+    redis_backends: Callable[..., RedisCacheBackend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py's ``PubSub.aclose()`` can wait forever (redis/redis-py#3941); shutdown must not."""
+    backend = redis_backends(timeout=0.5)
+
+    async def refresh(tenant_id: str | None = None) -> bool:
+        return False
+
+    await backend.start(refresh)
+    for _ in range(100):  # subscribed on the real Redis
+        if backend.subscribed:
+            break
+        await asyncio.sleep(0.05)
+    assert backend.subscribed
+    closes: list[object] = []
+
+    async def hanging_aclose(self: object) -> None:
+        closes.append(self)
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(redis.asyncio.client.PubSub, "aclose", hanging_aclose)
+    async with asyncio.timeout(10):
+        await backend.close()
+    assert closes  # the listener did try to close its subscription
