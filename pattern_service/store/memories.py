@@ -228,13 +228,13 @@ class SqlMemoryStore:
             ids = [h.id for h in hits]
             rows = await self.db.read(functools.partial(rows_by_id, ids=ids), inline=True)
             by_id = {k: r for k, r in rows.items() if memory_passes(r, tenant_id, flt)}
-            kept = [_to_domain(by_id[h.id], min(1.0, max(0.0, float(h.score)))) for h in hits if h.id in by_id]
+            kept = [h for h in hits if h.id in by_id]
             if len(kept) >= limit or len(hits) < fetch:
                 break
             # Some hits were dropped (expired and not yet swept, or deleted/changed and the index not
             # yet told) and the index may hold more: ask it for more, so they do not cost a slot.
             fetch = min(fetch * 4, limit + _RECALL_EXTRA_MAX)
-        return kept[:limit]
+        return [_to_domain(by_id[h.id], min(1.0, max(0.0, float(h.score)))) for h in kept[:limit]]
 
     async def _select(
         self, tenant_id: str, flt: MemoryFilter, limit: int, *extra: Any, order: Sequence[Any]

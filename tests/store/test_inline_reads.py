@@ -16,6 +16,7 @@ import uuid
 
 import numpy as np
 import pytest
+import qdrant_edge as qe
 from sqlalchemy import Connection, text
 
 from pattern_service.store.db import Database
@@ -114,8 +115,6 @@ def _watch(index: EdgeVectorIndex, monkeypatch: pytest.MonkeyPatch) -> set[int]:
 
 
 def _request(index: EdgeVectorIndex, vector: np.ndarray) -> object:
-    import qdrant_edge as qe
-
     return qe.QueryRequest(limit=5, query=qe.Query.Nearest(vector), params=index._search_params, with_payload=False)
 
 

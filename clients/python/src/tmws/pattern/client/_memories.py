@@ -131,14 +131,15 @@ class MemoryMethods:
 
     _memories: mem_grpc.MemoryServiceAsyncStub
 
-    async def _unary(
-        self,
-        method: grpc.aio.UnaryUnaryMultiCallable[_Req, _Resp],
-        request: _Req,
-        timeout: TimeoutLike,
-        metadata: MetadataLike | None,
-    ) -> _Resp:
-        raise NotImplementedError  # pragma: no cover - PatternClient provides it
+    if TYPE_CHECKING:  # PatternClient defines it; declared here only for the type checker
+
+        async def _unary(
+            self,
+            method: grpc.aio.UnaryUnaryMultiCallable[_Req, _Resp],
+            request: _Req,
+            timeout: TimeoutLike,
+            metadata: MetadataLike | None,
+        ) -> _Resp: ...
 
     def _init_memories(self, channel: grpc.aio.Channel) -> None:
         self._memories = mem_grpc.MemoryServiceStub(channel)
